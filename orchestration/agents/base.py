@@ -1,0 +1,38 @@
+"""What every agent runner shares: the running tally of one run and the event emitter it feeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+TEXT_LIMIT = 2000
+
+
+def clip(text: str, limit: int = TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class RunTally:
+    """Filled from the agent's event stream as it arrives."""
+
+    session_id: str | None = None
+    model: str | None = None
+    num_turns: int = 0
+    cost_usd: float = 0.0
+    cost_reported: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    files: set[str] = field(default_factory=set)
+    final_seen: bool = False
+    success: bool | None = None  # None: the stream never said
+    error: str | None = None
+    summary: str = ""
+    last_text: str = ""
+    bad_lines: int = 0
+    events: int = 0

@@ -1,0 +1,212 @@
+"""Claude Code headless: the command line and the `stream-json` event parser.
+
+Success comes from the final `result` event (subtype and `is_error`: an API failure can arrive as
+`subtype: success` with `is_error: true`), never from the exit code alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from orchestration.agents.base import Emit, RunTally, clip
+from orchestration.agents.prices import cost_usd, price_for
+from orchestration.agents.process import Verdict
+from orchestration.config import Price, WorkspaceConfig
+
+FILE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
+
+
+def build_argv(command: str, cfg: WorkspaceConfig, prompt: str) -> list[str]:
+    agent = cfg.agents.claude_code
+    argv = [
+        command,
+        "-p",
+        "--output-format", "stream-json",
+        "--verbose",
+        "--permission-mode", agent.permission_mode,
+        "--max-turns", str(cfg.budget.max_turns),
+        "--max-budget-usd", f"{cfg.budget.max_cost_usd:g}",
+    ]
+    if agent.model:
+        argv += ["--model", agent.model]
+    if agent.allowed_tools:
+        argv += ["--allowedTools", ",".join(agent.allowed_tools)]
+    if agent.disallowed_tools:
+        argv += ["--disallowedTools", ",".join(agent.disallowed_tools)]
+    # The prompt goes last, behind "--", so a prompt starting with "-" is never read as a flag.
+    return [*argv, "--", prompt]
+
+
+class ClaudeStream:
+    """Turns stream-json lines into hub events and a RunTally; tells the supervisor when to stop."""
+
+    def __init__(self, emit: Emit, tally: RunTally, worktree: Path, max_cost_usd: float,
+                 prices: dict[str, Price]) -> None:
+        self.emit = emit
+        self.tally = tally
+        self.worktree = worktree
+        self.max_cost_usd = max_cost_usd
+        self.prices = prices
+        self.tool_names: dict[str, str] = {}
+        self.usage_by_message: dict[str, dict[str, int]] = {}
+        self.estimated_cost = 0.0
+
+    def feed(self, line: bytes) -> str:
+        line = line.strip()
+        if not line:
+            return Verdict.CONTINUE
+        try:
+            ev = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.tally.bad_lines += 1
+            return Verdict.CONTINUE
+        if not isinstance(ev, dict):
+            self.tally.bad_lines += 1
+            return Verdict.CONTINUE
+        self.tally.events += 1
+        kind = ev.get("type")
+        try:
+            if kind == "system":
+                self._system(ev)
+            elif kind == "assistant":
+                self._assistant(ev)
+            elif kind == "user":
+                self._user(ev)
+            elif kind == "result":
+                self._result(ev)
+                return Verdict.FINAL
+        except (AttributeError, TypeError, ValueError, KeyError):
+            # A line of the right type but the wrong shape: count it, keep going.
+            self.tally.bad_lines += 1
+        if self.current_cost() >= self.max_cost_usd:
+            return Verdict.STOP_COST
+        return Verdict.CONTINUE
+
+    def current_cost(self) -> float:
+        return self.tally.cost_usd if self.tally.cost_reported else self.estimated_cost
+
+    def _system(self, ev: dict[str, Any]) -> None:
+        if ev.get("subtype") == "init":
+            self.tally.session_id = _str(ev.get("session_id")) or self.tally.session_id
+            self.tally.model = _str(ev.get("model")) or self.tally.model
+            self.emit("agent.started", {"agent": "claude-code", "session_id": self.tally.session_id,
+                                        "model": self.tally.model})
+
+    def _assistant(self, ev: dict[str, Any]) -> None:
+        msg = ev.get("message") or {}
+        if not isinstance(msg, dict):
+            raise TypeError("message is not an object")
+        self.tally.session_id = _str(ev.get("session_id")) or self.tally.session_id
+        for block in msg.get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            if btype == "text" and isinstance(block.get("text"), str):
+                self.tally.last_text = block["text"]
+                self.emit("agent.message", {"text": clip(block["text"])})
+            elif btype == "tool_use":
+                self._tool_use(block)
+        usage = msg.get("usage")
+        mid = _str(msg.get("id"))
+        if isinstance(usage, dict) and mid:
+            self._usage(mid, usage, _str(msg.get("model")))
+
+    def _tool_use(self, block: dict[str, Any]) -> None:
+        name = _str(block.get("name")) or "?"
+        tool_id = _str(block.get("id"))
+        if tool_id:
+            self.tool_names[tool_id] = name
+        inp = block.get("input") if isinstance(block.get("input"), dict) else {}
+        data: dict[str, Any] = {"tool": name}
+        path = _str(inp.get("file_path") or inp.get("notebook_path") or inp.get("path"))
+        if path:
+            data["path"] = self._rel(path)
+        if name == "Bash" and isinstance(inp.get("command"), str):
+            data["command"] = clip(inp["command"], 500)
+        self.emit("agent.tool_call", data)
+        if name == "Bash" and "command" in data:
+            self.emit("agent.command", {"command": data["command"]})
+        if name in FILE_TOOLS and path:
+            rel = self._rel(path)
+            self.tally.files.add(rel)
+            self.emit("agent.file_change", {"path": rel, "tool": name})
+
+    def _user(self, ev: dict[str, Any]) -> None:
+        msg = ev.get("message") or {}
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list):
+            return
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                tool_id = _str(block.get("tool_use_id")) or ""
+                body = block.get("content")
+                text = body if isinstance(body, str) else " ".join(
+                    b.get("text", "") for b in body or [] if isinstance(b, dict)
+                )
+                self.emit("agent.tool_result", {
+                    "tool": self.tool_names.get(tool_id, "?"),
+                    "is_error": bool(block.get("is_error")),
+                    "output": clip(text, 500),
+                })
+
+    def _usage(self, message_id: str, usage: dict[str, Any], model: str | None) -> None:
+        # One API response may appear on several lines: count each message id once (its latest usage).
+        now = {
+            "input": _int(usage.get("input_tokens")),
+            "output": _int(usage.get("output_tokens")),
+            "cache_read": _int(usage.get("cache_read_input_tokens")),
+            "cache_write": _int(usage.get("cache_creation_input_tokens")),
+        }
+        if self.usage_by_message.get(message_id) == now:
+            return
+        self.usage_by_message[message_id] = now
+        totals = {k: sum(u[k] for u in self.usage_by_message.values()) for k in now}
+        t = self.tally
+        t.input_tokens, t.output_tokens = totals["input"], totals["output"]
+        t.cached_tokens, t.cache_write_tokens = totals["cache_read"], totals["cache_write"]
+        price = price_for(model or t.model, self.prices)
+        self.estimated_cost = cost_usd(price, input_tokens=t.input_tokens, output_tokens=t.output_tokens,
+                                       cached_tokens=t.cached_tokens, cache_write=t.cache_write_tokens)
+        self.emit("agent.usage", {**totals, "cost_usd": round(self.current_cost(), 6), "estimated": True})
+
+    def _result(self, ev: dict[str, Any]) -> None:
+        t = self.tally
+        t.final_seen = True
+        t.session_id = _str(ev.get("session_id")) or t.session_id
+        t.num_turns = _int(ev.get("num_turns")) or t.num_turns
+        if isinstance(ev.get("total_cost_usd"), int | float):
+            t.cost_usd = float(ev["total_cost_usd"])
+            t.cost_reported = True
+        usage = ev.get("usage")
+        if isinstance(usage, dict):
+            t.input_tokens = _int(usage.get("input_tokens")) or t.input_tokens
+            t.output_tokens = _int(usage.get("output_tokens")) or t.output_tokens
+            t.cached_tokens = _int(usage.get("cache_read_input_tokens")) or t.cached_tokens
+            t.cache_write_tokens = _int(usage.get("cache_creation_input_tokens")) or t.cache_write_tokens
+        is_error = bool(ev.get("is_error"))
+        subtype = _str(ev.get("subtype")) or ""
+        t.success = subtype == "success" and not is_error
+        result_text = _str(ev.get("result")) or ""
+        t.summary = clip(result_text or t.last_text, 1000)
+        if not t.success:
+            t.error = subtype if subtype != "success" else "is_error"
+        self.emit("agent.usage", {"input": t.input_tokens, "output": t.output_tokens,
+                                  "cache_read": t.cached_tokens, "cache_write": t.cache_write_tokens,
+                                  "cost_usd": round(t.cost_usd, 6), "estimated": False})
+
+    def _rel(self, path: str) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.worktree.resolve()))
+        except (ValueError, OSError):
+            return path
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _int(v: Any) -> int:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else 0

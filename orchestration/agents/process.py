@@ -1,0 +1,235 @@
+"""Supervision of one agent process: its own process group, a line reader, and every way to stop it.
+
+The runner is the first line of defence (deadline, idle, cost, cancel); Celery's time limits are the
+backstop. Whatever ends the run, the whole process group is killed so nothing outlives the cycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KILL_GRACE_S = 5.0
+AFTER_FINAL_GRACE_S = 10.0
+MAX_LINE_BYTES = 16 * 1024 * 1024
+STDERR_TAIL_BYTES = 8192
+
+
+class Verdict:
+    """What a line handler tells the supervisor after each line."""
+
+    CONTINUE = "continue"
+    FINAL = "final"  # the agent said its last word; it should exit on its own shortly
+    STOP_COST = "cost_limit"
+
+
+@dataclass
+class ProcessOutcome:
+    exit_code: int | None
+    stop_reason: str | None  # None when the process ended by itself
+    pid: int | None = None
+    stderr_tail: str = ""
+    lines: int = 0
+    spawn_error: str | None = None
+    elapsed_s: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:
+    """TERM the group, then KILL whatever is left after the grace period. True if anything was alive."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end:
+        if not group_alive(pgid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A group whose members are all zombies still answers signal 0; look for a live member.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        rest = text[text.rfind(")") + 2 :].split()
+        if len(rest) > 2 and rest[2] == str(pgid) and rest[0] != "Z":
+            return True
+    return False
+
+
+def supervise(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    deadline: float,
+    idle_timeout_s: float,
+    on_line: Callable[[bytes], str],
+    should_cancel: Callable[[], bool],
+    on_started: Callable[[int], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+    tick_s: float = 15.0,
+    cancel_poll_s: float = 1.0,
+    stderr_path: Path | None = None,
+) -> ProcessOutcome:
+    """Runs argv with stdin closed in a new session and feeds each stdout line to `on_line`.
+
+    `deadline` is a unix time. Stops: deadline, idle (no stdout line for idle_timeout_s), cost (a handler
+    verdict), cancel, and a process that keeps running after its final message.
+    """
+    started = time.monotonic()
+    stderr_file = stderr_path.open("w+b") if stderr_path else None
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            argv,
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file if stderr_file else subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        if stderr_file:
+            stderr_file.close()
+        return ProcessOutcome(exit_code=None, stop_reason="spawn_failed", spawn_error=str(exc))
+
+    pgid = proc.pid  # start_new_session makes the child the leader of a new group
+    if on_started is not None:
+        try:
+            on_started(proc.pid)
+        except Exception:
+            kill_group(pgid, 0.5)
+            proc.wait()
+            raise
+    lines: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
+    assert proc.stdout is not None
+    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+
+    stop_reason: str | None = None
+    n_lines = 0
+    last_event = time.monotonic()
+    final_at: float | None = None
+    next_cancel_poll = 0.0
+    next_tick = time.monotonic() + tick_s
+    eof = False
+    try:
+        while True:
+            now_m = time.monotonic()
+            if time.time() >= deadline:
+                stop_reason = "deadline"
+                break
+            if not eof and now_m - last_event >= idle_timeout_s:
+                stop_reason = "idle_timeout"
+                break
+            if final_at is not None and now_m - final_at >= AFTER_FINAL_GRACE_S and proc.poll() is None:
+                stop_reason = "no_exit_after_final"
+                break
+            if now_m >= next_cancel_poll:
+                next_cancel_poll = now_m + cancel_poll_s
+                if should_cancel():
+                    stop_reason = "cancelled"
+                    break
+            if on_tick is not None and now_m >= next_tick:
+                next_tick = now_m + tick_s
+                on_tick()
+            if eof:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+                continue
+            wait = max(0.01, min(0.25, deadline - time.time()))
+            try:
+                line = lines.get(timeout=wait)
+            except queue.Empty:
+                continue
+            if line is None:
+                eof = True
+                continue
+            n_lines += 1
+            last_event = time.monotonic()
+            verdict = on_line(line)
+            if verdict == Verdict.FINAL and final_at is None:
+                final_at = last_event
+            elif verdict == Verdict.STOP_COST:
+                stop_reason = "cost_limit"
+                break
+    finally:
+        # Whatever happened (including an exception in a handler), nothing of the group survives.
+        if proc.poll() is None:
+            kill_group(pgid)
+        else:
+            kill_group(pgid, grace_s=1.0)  # children left behind by an agent that exited
+        exit_code = _wait(proc)
+        reader.join(timeout=2)
+        tail = ""
+        if stderr_file:
+            stderr_file.seek(0, os.SEEK_END)
+            size = stderr_file.tell()
+            stderr_file.seek(max(0, size - STDERR_TAIL_BYTES))
+            tail = stderr_file.read().decode(errors="replace")
+            stderr_file.close()
+    return ProcessOutcome(
+        exit_code=exit_code,
+        stop_reason=stop_reason,
+        pid=proc.pid,
+        stderr_tail=tail,
+        lines=n_lines,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int | None:
+    try:
+        return proc.wait(timeout=KILL_GRACE_S + 2)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        try:
+            return proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _read_lines(stream: object, out: queue.Queue[bytes | None]) -> None:
+    """Reads stdout lines; an over-long line is truncated rather than held whole in memory."""
+    assert hasattr(stream, "readline")
+    try:
+        while True:
+            line: bytes = stream.readline(MAX_LINE_BYTES)
+            if not line:
+                break
+            if not line.endswith(b"\n"):
+                # Either EOF mid-line or an over-long line: drain the rest of it.
+                rest = line
+                while rest and not rest.endswith(b"\n"):
+                    rest = stream.readline(MAX_LINE_BYTES)
+            out.put(line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        out.put(None)

@@ -1,0 +1,485 @@
+"""The `orchestrate` command (SPEC §10). The one module of the domain that may import `tasks` (lazily)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestration import cycle
+from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load_config
+from orchestration.hub import LocalHub, RedisHub
+from orchestration.models import CycleReport, Event, Status
+from orchestration.settings import Settings, get_settings, redact_url
+from orchestration.state import LocalState, RedisState
+
+app = typer.Typer(
+    name="orchestrate",
+    help="Scheduled, budgeted coding-agent cycles on Celery and Redis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class Fatal(Exception):
+    """Ends the command with a one-line message and an exit code, never a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _die(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    raise Fatal(message, code)
+
+
+def _load(path: Path) -> WorkspaceConfig:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            err.print(f"[red]invalid[/red] {exc.source}: {line}", markup=True)
+        _die(f"{path}: invalid config", EXIT_INVALID)
+    problems = budget_problems(cfg, get_settings())
+    if problems:
+        for p in problems:
+            err.print(f"[red]invalid[/red] {path}: {p}")
+        _die(f"{path}: invalid config", EXIT_INVALID)
+    return cfg
+
+
+def budget_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
+    """Checks that need the settings as well as the file (SPEC §7: visibility timeout above the budget)."""
+    need = cfg.budget.cycle_s + cycle.GRACE_S + 300
+    if settings.visibility_timeout_s < need:
+        return [f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
+                f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
+                f"set ORCH_VISIBILITY_TIMEOUT_S to at least {need}"]
+    return []
+
+
+def _redis_services() -> tuple[cycle.Services, redis.Redis]:
+    s = get_settings()
+    client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _die(f"cannot reach Redis at {redact_url(s.redis_url)} ({exc}). Start redis-server, set ORCH_REDIS_URL, "
+             "or use `orchestrate run --local`.")
+    svc = cycle.Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix),
+                         state_dir=s.state_dir)
+    return svc, client
+
+
+def _local_services(printer: Any = None) -> cycle.Services:
+    root = get_settings().state_dir / "local"
+    return cycle.Services(state=LocalState(root), hub=LocalHub(root / "events", printer), state_dir=get_settings().state_dir,
+                          local=True)
+
+
+# -- printing --------------------------------------------------------------------------------------
+
+def event_line(ev: Event) -> str:
+    d = ev.data
+    detail = ""
+    if ev.kind == "agent.message":
+        detail = str(d.get("text", "")).replace("\n", " ")[:160]
+    elif ev.kind in ("agent.tool_call", "agent.file_change"):
+        detail = " ".join(str(d[k]) for k in ("tool", "path", "command") if d.get(k))[:160]
+    elif ev.kind == "agent.command":
+        detail = str(d.get("command", ""))[:160]
+    elif ev.kind == "agent.tool_result":
+        detail = f"{d.get('tool')} {'error' if d.get('is_error') else 'ok'}"
+    elif ev.kind == "agent.usage":
+        detail = f"in={d.get('input')} out={d.get('output')} cost=${d.get('cost_usd')}"
+    elif ev.kind == "decision.made":
+        detail = f"{d.get('title')} → {d.get('agent')} ({d.get('source')}, {d.get('confidence')})"
+    elif ev.kind in ("cycle.finished", "cycle.skipped"):
+        detail = f"{d.get('status', 'skipped')} {d.get('reason') or ''}".strip()
+    elif ev.kind in ("pr.opened", "pr.skipped"):
+        detail = str(d.get("url") or d.get("reason") or "")
+    elif ev.kind in ("stage.failed", "agent.finished"):
+        detail = " ".join(f"{k}={d[k]}" for k in ("status", "stop_reason", "error") if d.get(k))[:200]
+    ts = ev.ts[11:19]
+    return f"{ev.seq:>4} {ts} {ev.stage:<8} {ev.kind:<18} {detail}"
+
+
+def print_event(ev: Event) -> None:
+    style = {"stage.failed": "red", "cycle.finished": "bold", "cycle.skipped": "yellow",
+             "decision.made": "cyan", "pr.opened": "green"}.get(ev.kind)
+    (err if _json_mode else out).print(event_line(ev), style=style, markup=False)
+
+
+_json_mode = False
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    status = report.get("status")
+    colour = "green" if status == "succeeded" else "yellow" if status == "skipped" else "red"
+    t.add_row("cycle", str(report.get("cycle_id")))
+    t.add_row("workspace", str(report.get("workspace")))
+    t.add_row("status", f"[{colour}]{status}[/{colour}]" + (f" ({report.get('reason')})" if report.get("reason") else ""))
+    if report.get("duration_s") is not None:
+        t.add_row("duration", f"{report['duration_s']:.1f} s")
+    dec = report.get("decision") or {}
+    if dec:
+        t.add_row("task", f"{dec.get('title')} [dim]({dec.get('source')}, confidence {dec.get('confidence')})[/dim]")
+        t.add_row("agent", str(dec.get("agent")))
+    ag = report.get("agent") or {}
+    if ag:
+        tok = ag.get("tokens") or {}
+        t.add_row("run", f"{ag.get('status')}, exit {ag.get('exit_code')}, {ag.get('num_turns')} turns, "
+                         f"${ag.get('cost_usd', 0):.4f}, tokens in {tok.get('input')} out {tok.get('output')} "
+                         f"cached {tok.get('cached')}")
+        if ag.get("files_changed"):
+            t.add_row("files", ", ".join(ag["files_changed"][:20]))
+    if report.get("branch"):
+        t.add_row("branch", str(report["branch"]))
+    pr = report.get("pr") or {}
+    if pr:
+        t.add_row("pr", str(pr.get("url") or "") + f" [dim]{pr.get('status')} {pr.get('reason') or ''}[/dim]")
+    out.print(t)
+
+
+def _exit_for(report: dict[str, Any]) -> int:
+    return EXIT_OK if report.get("status") == Status.SUCCEEDED.value else EXIT_FAILED
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="workspace config files")]) -> None:
+    """Check config files without running anything (exit 2 if any is invalid)."""
+    bad = 0
+    for f in files:
+        try:
+            cfg = load_config(f)
+        except ConfigError as exc:
+            bad += 1
+            for line in exc.errors:
+                out.print(f"[red]invalid[/red] {exc.source}: {line}", markup=True)
+            continue
+        problems = budget_problems(cfg, get_settings())
+        if problems:
+            bad += 1
+            for p in problems:
+                out.print(f"[red]invalid[/red] {f}: {p}")
+            continue
+        out.print(f"[green]ok[/green] {f} (workspace {cfg.id})")
+    raise typer.Exit(EXIT_INVALID if bad else EXIT_OK)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="workspace config file")],
+    local: Annotated[bool, typer.Option("--local", help="run every stage in this process, no Redis or worker")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    no_follow: Annotated[bool, typer.Option("--no-follow", help="enqueue and return at once")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="stop after decide")] = False,
+) -> None:
+    """Run one cycle now (ignores window and jitter)."""
+    global _json_mode
+    _json_mode = as_json
+    cfg = _load(config)
+    if local:
+        svc = _local_services(print_event)
+        ctx = cycle.enqueue(svc, cfg, trigger="local", dry_run=dry_run)
+        report = cycle.run_local(ctx, svc).public()
+        print_report(report, as_json)
+        raise typer.Exit(_exit_for(report))
+    svc, _client = _redis_services()
+    from tasks.cycle import send_cycle
+
+    ctx = cycle.enqueue(svc, cfg, trigger="manual", dry_run=dry_run)
+    try:
+        send_cycle(ctx, cfg)
+    except Exception as exc:
+        cycle.fail_cycle(ctx.cycle_id, svc, f"could not send the cycle to the broker: {exc}")
+        _die(f"cannot reach the Celery broker at {redact_url(get_settings().broker)}: {exc}")
+    if no_follow:
+        if as_json:
+            print_report({"cycle_id": ctx.cycle_id, "workspace": ctx.workspace, "status": "queued"}, True)
+        else:
+            out.print(f"queued cycle {ctx.cycle_id}; follow it with `orchestrate watch {ctx.cycle_id}`")
+        raise typer.Exit(EXIT_OK)
+    if not as_json:
+        out.print(f"cycle {ctx.cycle_id} queued", style="dim")
+    report = _follow(svc, ctx.cycle_id)
+    print_report(report, as_json)
+    raise typer.Exit(_exit_for(report))
+
+
+def _follow(svc: cycle.Services, cycle_id: str, announce_wait: bool = True) -> dict[str, Any]:
+    assert isinstance(svc.hub, RedisHub)
+    t0 = time.monotonic()
+    hinted = False
+
+    def waiting() -> bool:
+        nonlocal hinted
+        if announce_wait and not hinted and time.monotonic() - t0 > 15:
+            rec = svc.state.get_cycle(cycle_id) or {}
+            if rec.get("status") == Status.QUEUED.value:
+                err.print("still queued: is a worker running? (`orchestrate worker`)", style="yellow")
+                hinted = True
+        return False
+
+    try:
+        for ev in svc.hub.follow(cycle_id, stop=waiting):
+            print_event(ev)
+    except KeyboardInterrupt:
+        err.print(f"\nstopped following; the cycle goes on. Cancel it with `orchestrate cancel {cycle_id}`.")
+        raise typer.Exit(130) from None
+    rec = svc.state.get_cycle(cycle_id) or {}
+    report = rec.get("report")
+    return report if isinstance(report, dict) else {"cycle_id": cycle_id, "status": rec.get("status")}
+
+
+@app.command()
+def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay and follow")] = None) -> None:
+    """Replay a cycle's events and follow it to the end; with no id, follow every cycle."""
+    svc, _ = _redis_services()
+    assert isinstance(svc.hub, RedisHub)
+    if cycle_id:
+        if svc.state.get_cycle(cycle_id) is None and not svc.hub.replay(cycle_id, count=1):
+            _die(f"no cycle {cycle_id!r}")
+        report = _follow(svc, cycle_id, announce_wait=False)
+        raise typer.Exit(_exit_for(report))
+    try:
+        for ev in svc.hub.subscribe_all():
+            out.print(f"{ev.cycle_id[:24]:<24} " + event_line(ev), markup=False)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_OK) from None
+
+
+@app.command()
+def status(
+    cycle_id: Annotated[str | None, typer.Argument()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+) -> None:
+    """One cycle's report, or a table of recent cycles."""
+    svc, _ = _redis_services()
+    if cycle_id:
+        rec = svc.state.get_cycle(cycle_id)
+        if rec is None:
+            _die(f"no cycle {cycle_id!r}")
+        report = rec.get("report") if isinstance(rec.get("report"), dict) else _record_report(rec)
+        print_report(report, as_json)
+        return
+    recs = svc.state.recent_cycles(workspace, limit)
+    if as_json:
+        rows = [r.get("report") if isinstance(r.get("report"), dict) else _record_report(r) for r in recs]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(title="recent cycles")
+    for col in ("cycle", "workspace", "status", "reason", "queued", "task", "pr"):
+        t.add_column(col)
+    for r in recs:
+        rep = r.get("report") if isinstance(r.get("report"), dict) else {}
+        pr = (rep or {}).get("pr") or {}
+        dec = (rep or {}).get("decision") or {}
+        t.add_row(str(r.get("cycle_id")), str(r.get("workspace")), str(r.get("status")), str(r.get("reason") or ""),
+                  str(r.get("queued_at") or "")[:19], str(dec.get("title") or "")[:40], str(pr.get("url") or ""))
+    out.print(t)
+
+
+def _record_report(rec: dict[str, Any]) -> dict[str, Any]:
+    """A report for a cycle that has not finished yet, from its record."""
+    ctx = rec.get("ctx") if isinstance(rec.get("ctx"), dict) else {}
+    return CycleReport(
+        cycle_id=str(rec.get("cycle_id")), workspace=str(rec.get("workspace")),
+        status=Status(rec.get("status", "queued")), reason=rec.get("reason"),
+        started_at=rec.get("started_at"), decision=ctx.get("decision"), agent=ctx.get("agent"),
+        branch=ctx.get("branch"), pr=ctx.get("pr"),
+    ).public()
+
+
+@app.command()
+def cancel(cycle_id: str) -> None:
+    """Stop a cycle: the agent is stopped within seconds and its work is kept on the branch."""
+    svc, _ = _redis_services()
+    rec = svc.state.get_cycle(cycle_id)
+    if rec is None:
+        _die(f"no cycle {cycle_id!r}")
+    if rec.get("finished_at"):
+        out.print(f"cycle {cycle_id} already ended ({rec.get('status')})")
+        return
+    svc.state.request_cancel(cycle_id)
+    out.print(f"cancel requested for {cycle_id}; `orchestrate watch {cycle_id}` shows it end")
+
+
+@app.command()
+def analyze(
+    config: Path,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    since_days: Annotated[int | None, typer.Option("--since-days")] = None,
+) -> None:
+    """What people did with their agents in this workspace."""
+    from orchestration.sessions import analyze_sessions
+
+    cfg = _load(config)
+    if since_days is not None:
+        cfg.sessions.since_days = since_days
+    with err.status("reading session histories…"):
+        ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
+    if as_json:
+        sys.stdout.write(orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(title=f"sessions in {cfg.workspace.repo}")
+    for col in ("provider", "sessions", "turns", "tool calls", "input", "output", "cache read", "cache write", "skipped"):
+        t.add_column(col, justify="right" if col != "provider" else "left")
+    rows = [*ins.providers.items(), ("all", ins)]
+    for name, p in rows:
+        t.add_row(name, str(p.sessions), str(p.turns), str(p.tool_calls), str(p.tokens.input), str(p.tokens.output),
+                  str(p.tokens.cache_read), str(p.tokens.cache_write), str(sum(p.skipped.values())))
+    out.print(t)
+    if ins.files:
+        out.print("top files: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.files.items(), key=lambda kv: -kv[1])[:8]))
+    if ins.tools:
+        out.print("top tools: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.tools.items(), key=lambda kv: -kv[1])[:8]))
+
+
+@app.command()
+def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Analyze and decide the next task without running it."""
+    from orchestration.decide import candidates, choose
+    from orchestration.sessions import analyze_sessions
+
+    cfg = _load(config)
+    try:
+        svc, _ = _redis_services()
+    except Fatal:
+        err.print("Redis is not reachable: using local state for backlog and task history", style="yellow")
+        svc = _local_services()
+    ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
+    agent = cycle.choose_agent(cfg)
+    if agent is None:
+        _die("no allowed agent can run here")
+    backlog = svc.state.list_backlog(cfg.id)
+    history = svc.state.task_history(cfg.id, time.time() - cfg.decision.avoid_repeat_days * 86400)
+    decision, runners_up = choose(candidates(ins, cfg, backlog[0] if backlog else None), cfg, history, agent)
+    if decision is None:
+        if as_json:
+            print_report({"decision": None, "reason": "no_task"}, True)
+        else:
+            out.print("no task left: every candidate was done recently")
+        raise typer.Exit(EXIT_FAILED)
+    if as_json:
+        print_report({"decision": decision.model_dump(mode="json"),
+                      "runners_up": [{"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in runners_up]},
+                     True)
+        return
+    out.print(f"[bold]{decision.title}[/bold]  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})")
+    out.print(f"why: {decision.rationale}")
+    out.print(decision.task, markup=False)
+    if runners_up:
+        out.print("runners-up: " + "; ".join(f"{c.title} ({c.score:.0f})" for c in runners_up))
+
+
+@app.command()
+def enqueue(config: Path, task: str) -> None:
+    """Put a human task first in line for the workspace's next cycle."""
+    cfg = _load(config)
+    if not task.strip():
+        _die("the task is empty", EXIT_INVALID)
+    svc, _ = _redis_services()
+    n = svc.state.push_backlog(cfg.id, task.strip())
+    out.print(f"queued for {cfg.id} (backlog: {n})")
+
+
+@app.command()
+def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n")] = 5) -> None:
+    """Print the next fire times of a config's schedule."""
+    cfg = _load(config)
+    if not cfg.schedule.cron:
+        out.print(f"{cfg.id}: no schedule.cron set; cycles run only when started by hand")
+        return
+    for when in next_fires(cfg.schedule.cron, cfg.schedule.timezone, count):
+        out.print(f"{when.isoformat()}  ({when.astimezone(UTC).isoformat()})")
+
+
+def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> list[datetime]:
+    from zoneinfo import ZoneInfo
+
+    from celery.schedules import crontab
+
+    minute, hour, dom, month, dow = cron.split()
+    c = crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
+    zone = ZoneInfo(tz)
+    t = (now or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    found: list[datetime] = []
+    for _ in range(366 * 24 * 60):
+        if (t.minute in c.minute and t.hour in c.hour and t.month in c.month_of_year
+                and t.day in c.day_of_month and (t.isoweekday() % 7) in c.day_of_week):
+            found.append(t)
+            if len(found) >= count:
+                break
+        t += timedelta(minutes=1)
+    return found
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    agents: Annotated[str | None, typer.Option("--agents", help="comma-separated agents this worker runs")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
+) -> None:
+    """Start a prefork Celery worker for `orchestrate` and `agent.<name>` queues."""
+    if agents:
+        names = [a.strip() for a in agents.split(",") if a.strip()]
+        unknown = [a for a in names if a not in AGENT_NAMES]
+        if unknown:
+            _die(f"--agents: unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENT_NAMES)}", EXIT_INVALID)
+    else:
+        names = [a for a in AGENT_NAMES if shutil.which("claude" if a == "claude-code" else "codex")]
+    queues = ",".join(["orchestrate", *[f"agent.{a}" for a in names]])
+    err.print(f"worker queues: {queues}", style="dim")
+    argv = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "prefork", "-c", str(concurrency),
+            "-Q", queues, "-E", "--loglevel", "INFO", *ctx.args]
+    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Run Celery beat with one entry per config in ORCH_CONFIG_DIR (extra args go to celery beat)."""
+    argv = [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "--loglevel", "INFO", *ctx.args]
+    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv
+
+
+def main() -> None:
+    try:
+        app()
+    except Fatal as exc:
+        err.print(f"orchestrate: {exc}", markup=False)
+        sys.exit(exc.code)
+    except redis.RedisError as exc:
+        err.print(f"orchestrate: Redis error: {exc}", markup=False)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

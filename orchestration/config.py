@@ -1,0 +1,358 @@
+"""Workspace config (SPEC §3): pydantic models, loading, and errors that name the JSON path."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+AgentName = Literal["claude-code", "codex"]
+AGENT_NAMES: tuple[str, ...] = ("claude-code", "codex")
+ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class WorkspaceSection(Strict):
+    repo: str = Field(min_length=1)
+    base_branch: str = "main"
+    remote: str = "origin"
+
+    @property
+    def is_url(self) -> bool:
+        return bool(re.match(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", self.repo))
+
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
+_CRON_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
+    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+}
+
+
+def _cron_field_problem(field: str, lo: int, hi: int) -> str | None:
+    """Checks one crontab field the way Celery's crontab parser will read it (kept Celery-free)."""
+    for part in field.split(","):
+        m = re.fullmatch(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?", part.lower())
+        if not m:
+            return f"cannot parse {part!r}"
+        if m.group(2) is not None and int(m.group(2)) == 0:
+            return "step must be positive"
+        if m.group(1) == "*":
+            continue
+        for bound in m.group(1).split("-"):
+            num = int(bound) if bound.isdigit() else _CRON_NAMES.get(bound)
+            if num is None:
+                return f"unknown name {bound!r}"
+            if not lo <= num <= hi:
+                return f"{num} is outside {lo}-{hi}"
+    return None
+
+
+class Window(Strict):
+    start: str = "00:00"
+    end: str = "23:59"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        try:
+            time.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"expected HH:MM, got {v!r}") from None
+        return v
+
+
+class Schedule(Strict):
+    cron: str | None = None
+    timezone: str = "UTC"
+    window: Window | None = None
+    jitter_s: int = Field(default=0, ge=0)
+    on_missed: Literal["skip", "run"] = "skip"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r}") from None
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        fields = v.split()
+        if len(fields) != 5:
+            raise ValueError(f"expected 5 cron fields (minute hour day month weekday), got {len(fields)}")
+        for value, (name, lo, hi) in zip(fields, _CRON_FIELDS, strict=True):
+            problem = _cron_field_problem(value, lo, hi)
+            if problem:
+                raise ValueError(f"invalid cron {name} field {value!r}: {problem}")
+        return v
+
+
+class Price(Strict):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_per_mtok: float = Field(default=0.0, ge=0)
+
+
+class Budget(Strict):
+    cycle_s: int = Field(default=1800, gt=0)
+    max_turns: int = Field(default=40, gt=0)
+    max_cost_usd: float = Field(default=5.0, gt=0)
+    daily_cost_usd: float = Field(default=25.0, gt=0)
+    idle_timeout_s: int = Field(default=300, gt=0)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+
+class Sessions(Strict):
+    providers: list[AgentName] = Field(default_factory=lambda: ["claude-code", "codex"])
+    claude_dir: str = "~/.claude"
+    codex_dir: str = "~/.codex"
+    since_days: int = Field(default=14, gt=0)
+    max_sessions: int = Field(default=200, gt=0)
+
+
+class Focus(Strict):
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ClaudeAgent(Strict):
+    command: str = "claude"
+    model: str | None = None
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] = (
+        "acceptEdits"
+    )
+    allowed_tools: list[str] = Field(default_factory=list)
+    disallowed_tools: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class CodexAgent(Strict):
+    command: str = "codex"
+    model: str | None = None
+    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Agents(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+    allow: list[AgentName] = Field(default_factory=lambda: ["claude-code", "codex"], min_length=1)
+    prefer: AgentName = "claude-code"
+    claude_code: ClaudeAgent = Field(default_factory=ClaudeAgent, alias="claude-code")
+    codex: CodexAgent = Field(default_factory=CodexAgent)
+
+    @model_validator(mode="after")
+    def _prefer_allowed(self) -> Agents:
+        if self.prefer not in self.allow:
+            raise ValueError(f"prefer {self.prefer!r} is not in allow {self.allow}")
+        return self
+
+    def command_for(self, agent: str) -> str:
+        return self.claude_code.command if agent == "claude-code" else self.codex.command
+
+    def env_for(self, agent: str) -> dict[str, str]:
+        return self.claude_code.env if agent == "claude-code" else self.codex.env
+
+
+class LLM(Strict):
+    base_url: str = "http://localhost:11434/v1"
+    model: str = "qwen2.5-coder:7b"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(default=60, gt=0)
+
+
+class Decision(Strict):
+    backend: Literal["heuristic", "llm", "auto"] = "auto"
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    avoid_repeat_days: int = Field(default=7, ge=0)
+    llm: LLM = Field(default_factory=LLM)
+
+
+class PR(Strict):
+    enabled: bool = True
+    draft: bool = True
+    branch_prefix: str = "agent/orchestration/"
+    base: str | None = None
+    repo: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    require_changes: bool = True
+    open_on_failure: bool = False
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"([\w.-]+/)?[\w.-]+/[\w.-]+", v):
+            raise ValueError(f"expected OWNER/NAME or HOST/OWNER/NAME, got {v!r}")
+        return v
+
+
+class Permissions(Strict):
+    write: list[str] = Field(default_factory=lambda: ["**"])
+    deny_write: list[str] = Field(default_factory=lambda: [".github/**"])
+    push: bool = True
+    open_pr: bool = True
+    shell: bool = False
+    network: bool = False
+
+
+class PipelineStep(Strict):
+    op: Literal[
+        "session.analyze", "orchestrate.decide", "agent.execute", "shell.run", "git.commit", "pr.create",
+        "http.notify",
+    ]
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    as_: str | None = Field(default=None, alias="as")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "workspace"
+
+
+class WorkspaceConfig(Strict):
+    id: str = ""
+    workspace: WorkspaceSection
+    schedule: Schedule = Field(default_factory=Schedule)
+    budget: Budget = Field(default_factory=Budget)
+    sessions: Sessions = Field(default_factory=Sessions)
+    goals: list[str] = Field(default_factory=list)
+    focus: Focus = Field(default_factory=Focus)
+    agents: Agents = Field(default_factory=Agents)
+    decision: Decision = Field(default_factory=Decision)
+    pr: PR = Field(default_factory=PR)
+    permissions: Permissions = Field(default_factory=Permissions)
+    env_allow: list[str] = Field(default_factory=list)
+    pipeline: list[PipelineStep] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
+            raise ValueError("id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _derive(self) -> WorkspaceConfig:
+        if not self.id:
+            name = self.workspace.repo.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+            self.id = slugify(name.removesuffix(".git"))
+        for agent in AGENT_NAMES:
+            for key, value in self.agents.env_for(agent).items():
+                for ref in ENV_REF.findall(value):
+                    if ref not in self.env_allow:
+                        raise ValueError(
+                            f"agents.{agent}.env.{key} reads ${{env.{ref}}}, which is not listed in env_allow"
+                        )
+        return self
+
+    @property
+    def pr_base(self) -> str:
+        return self.pr.base or self.workspace.base_branch
+
+    def repo_path(self) -> Path:
+        return Path(self.workspace.repo).expanduser()
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` holds one readable line per problem, each with its JSON path."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__("\n".join(f"{source}: {e}" for e in errors))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        value = err.get("input")
+        shown = "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
+        if err["type"] == "extra_forbidden" or isinstance(value, dict):
+            shown = ""
+        lines.append(f"{_path(loc)}: {msg}{shown}")
+    return lines
+
+
+def parse_config(data: Any, source: str = "<config>") -> WorkspaceConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(root): expected a JSON object, got {type(data).__name__}"])
+    try:
+        return WorkspaceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path) -> WorkspaceConfig:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(str(p), [f"(root): invalid JSON: {exc}"]) from None
+    return parse_config(data, str(p))
+
+
+def load_config_dir(directory: str | Path) -> tuple[list[tuple[Path, WorkspaceConfig]], list[ConfigError]]:
+    """Every *.json under the directory: the valid ones, and the errors of the others (never raises)."""
+    good: list[tuple[Path, WorkspaceConfig]] = []
+    bad: list[ConfigError] = []
+    d = Path(directory)
+    if not d.is_dir():
+        return good, [ConfigError(str(d), ["config directory does not exist"])]
+    seen: dict[str, Path] = {}
+    for f in sorted(d.glob("*.json")):
+        try:
+            cfg = load_config(f)
+        except ConfigError as exc:
+            bad.append(exc)
+            continue
+        if cfg.id in seen:
+            bad.append(ConfigError(str(f), [f"id: {cfg.id!r} is already used by {seen[cfg.id]}"]))
+            continue
+        seen[cfg.id] = f
+        good.append((f, cfg))
+    return good, bad
+
+
+def expand_env(value: str, allowed: list[str], environ: dict[str, str]) -> str:
+    """Substitute ${env.NAME} for names in env_allow; others were refused at validation."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        return environ.get(name, "") if name in allowed else m.group(0)
+
+    return ENV_REF.sub(sub, value)

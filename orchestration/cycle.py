@@ -1,0 +1,431 @@
+"""The stages of a cycle as plain functions, shared by the Celery tasks and `orchestrate run --local`.
+
+Each stage takes the cycle context, does its part, records the context in the cycle record (so the error
+path can finish what a crashed stage left), and returns it. A cycle that ended early (skipped, cancelled,
+timed out) flows through the remaining stages untouched until `finish` writes its report.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestration import git
+from orchestration.agents import worktree as wt
+from orchestration.agents.process import group_alive, kill_group
+from orchestration.agents.runner import resolve_command, run_agent
+from orchestration.config import WorkspaceConfig, parse_config
+from orchestration.decide import candidates, choose
+from orchestration.git import GitError
+from orchestration.hub import Hub
+from orchestration.models import (
+    AgentResult,
+    CycleContext,
+    CycleReport,
+    Insights,
+    PRResult,
+    Reason,
+    Status,
+    iso,
+    utcnow,
+)
+from orchestration.sessions import analyze_sessions
+from orchestration.state import State
+
+# Time kept back from the agent at the end of the budget for committing, pushing and the PR.
+WRAP_UP_MIN_S = 2.0
+WRAP_UP_MAX_S = 120.0
+WRAP_UP_SHARE = 0.1
+# How long past its budget a cycle may run: the agent's kill grace plus the wrap-up stages.
+GRACE_S = 30
+RUNNABLE_AGENTS = ("claude-code",)
+
+
+@dataclass
+class Services:
+    state: State
+    hub: Hub
+    state_dir: Path
+    local: bool = False
+
+
+class StageError(Exception):
+    """A stage could not do its work for a reason worth telling the user plainly."""
+
+
+def _now() -> float:
+    return time.time()
+
+
+def new_cycle_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def wrap_up_s(cfg: WorkspaceConfig) -> float:
+    return min(WRAP_UP_MAX_S, max(WRAP_UP_MIN_S, cfg.budget.cycle_s * WRAP_UP_SHARE))
+
+
+def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str, Any] | None = None) -> None:
+    svc.hub.emit(ctx.cycle_id, ctx.workspace, stage, kind, data or {})
+
+
+def _config(ctx: CycleContext) -> WorkspaceConfig:
+    return parse_config(ctx.config, f"cycle {ctx.cycle_id} config")
+
+
+def _save(svc: Services, ctx: CycleContext, **extra: Any) -> None:
+    svc.state.put_cycle(ctx.cycle_id, {
+        "status": ctx.status.value, "reason": ctx.reason, "ctx": ctx.model_dump(mode="json"), **extra,
+    })
+
+
+def _end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: str) -> CycleContext:
+    ctx.status, ctx.reason = status, reason
+    if status is Status.SKIPPED:
+        emit(svc, ctx, stage, "cycle.skipped", {"reason": reason})
+    return ctx
+
+
+@contextmanager
+def _stage(svc: Services, ctx: CycleContext, name: str) -> Iterator[None]:
+    emit(svc, ctx, name, "stage.started", {})
+    t0 = time.monotonic()
+    try:
+        yield
+    except Exception as exc:
+        emit(svc, ctx, name, "stage.failed", {"error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+    _save(svc, ctx)
+    emit(svc, ctx, name, "stage.finished", {"duration_s": round(time.monotonic() - t0, 3),
+                                            "status": ctx.status.value})
+
+
+def _gate(svc: Services, ctx: CycleContext, stage: str) -> bool:
+    """True when the stage should do its work: the cycle is live, not cancelled, not past its deadline."""
+    if ctx.ended:
+        return False
+    if svc.state.is_cancelled(ctx.cycle_id):
+        _end(svc, ctx, stage, Status.CANCELLED, Reason.CANCELLED)
+        return False
+    if ctx.deadline is not None and _now() >= ctx.deadline:
+        _end(svc, ctx, stage, Status.TIMED_OUT, Reason.DEADLINE)
+        return False
+    return True
+
+
+# -- enqueue ------------------------------------------------------------------------------------------
+
+def enqueue(svc: Services, cfg: WorkspaceConfig, *, trigger: str = "manual", dry_run: bool = False,
+            ignore_window: bool = True, cycle_id: str | None = None) -> CycleContext:
+    """Writes the queued record and the `cycle.queued` event; the caller then runs or sends the stages."""
+    now = utcnow()
+    ctx = CycleContext(
+        cycle_id=cycle_id or new_cycle_id(), workspace=cfg.id, config=cfg.model_dump(mode="json", by_alias=True),
+        trigger=trigger, queued_at=iso(now), dry_run=dry_run, ignore_window=ignore_window,  # type: ignore[arg-type]
+    )
+    svc.state.put_cycle(ctx.cycle_id, {
+        "cycle_id": ctx.cycle_id, "workspace": ctx.workspace, "status": Status.QUEUED.value,
+        "trigger": trigger, "queued_at": ctx.queued_at, "queued_at_ts": now.timestamp(),
+        "ctx": ctx.model_dump(mode="json"),
+    })
+    emit(svc, ctx, "start", "cycle.queued", {"trigger": trigger, "dry_run": dry_run})
+    return ctx
+
+
+# -- stages -------------------------------------------------------------------------------------------
+
+def start(ctx: CycleContext, svc: Services) -> CycleContext:
+    cfg = _config(ctx)
+    with _stage(svc, ctx, "start"):
+        if not _gate(svc, ctx, "start"):
+            return ctx
+        if not ctx.ignore_window and not in_window(cfg, datetime.now(UTC)):
+            return _end(svc, ctx, "start", Status.SKIPPED, Reason.OUTSIDE_WINDOW)
+        token = svc.state.acquire_lock(ctx.workspace, cfg.budget.cycle_s + 600)
+        if token is None:
+            return _end(svc, ctx, "start", Status.SKIPPED, Reason.LOCKED)
+        ctx.lock_token = token
+        spent = svc.state.get_spend(ctx.workspace, _today())
+        if spent >= cfg.budget.daily_cost_usd:
+            _end(svc, ctx, "start", Status.SKIPPED, Reason.DAILY_BUDGET_EXHAUSTED)
+            return ctx
+        now = utcnow()
+        ctx.started_at = iso(now)
+        ctx.deadline = now.timestamp() + cfg.budget.cycle_s
+        ctx.status = Status.RUNNING
+        svc.state.put_cycle(ctx.cycle_id, {"started_at": ctx.started_at, "deadline": ctx.deadline,
+                                           "lock_token": token, "host": socket.gethostname()})
+        emit(svc, ctx, "start", "cycle.started", {"deadline": iso(datetime.fromtimestamp(ctx.deadline, UTC)),
+                                                  "budget_s": cfg.budget.cycle_s, "spent_today_usd": spent})
+    return ctx
+
+
+def analyze(ctx: CycleContext, svc: Services) -> CycleContext:
+    cfg = _config(ctx)
+    with _stage(svc, ctx, "analyze"):
+        if not _gate(svc, ctx, "analyze"):
+            return ctx
+        ctx.insights = analyze_sessions(cfg.repo_path(), cfg.sessions)
+        ctx.insights.goals = ctx.insights.goals[:20]
+    return ctx
+
+
+def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | None = None) -> CycleContext:
+    cfg = _config(ctx)
+    with _stage(svc, ctx, "decide"):
+        if not _gate(svc, ctx, "decide"):
+            return ctx
+        agent = choose_agent(cfg, available)
+        if agent is None:
+            return _end(svc, ctx, "decide", Status.SKIPPED, Reason.NO_AGENT_AVAILABLE)
+        backlog = svc.state.list_backlog(ctx.workspace)
+        since = _now() - cfg.decision.avoid_repeat_days * 86400
+        history = svc.state.task_history(ctx.workspace, since)
+        cands = candidates(ctx.insights or Insights(), cfg, backlog[0] if backlog else None)
+        decision, runners_up = choose(cands, cfg, history, agent)
+        if decision is None:
+            return _end(svc, ctx, "decide", Status.SKIPPED, Reason.NO_TASK)
+        if backlog and cands and decision.op_hash == cands[0].op_hash and cands[0].backlog and not ctx.dry_run:
+            svc.state.pop_backlog(ctx.workspace)  # taken once, and only when a cycle really takes it
+        if cfg.decision.backend == "llm":
+            decision.fallback_reason = "llm backend not available in this version; heuristic used"
+        ctx.decision = decision
+        emit(svc, ctx, "decide", "decision.made", {
+            "title": decision.title, "agent": decision.agent, "source": decision.source,
+            "confidence": decision.confidence, "op_hash": decision.op_hash, "rationale": decision.rationale,
+            "fallback_reason": decision.fallback_reason,
+            "runners_up": [{"title": c.title, "score": c.score} for c in runners_up],
+        })
+        if ctx.dry_run:
+            ctx.status, ctx.reason = Status.SUCCEEDED, None
+    return ctx
+
+
+def choose_agent(cfg: WorkspaceConfig, available: Callable[[str], bool] | None = None) -> str | None:
+    """The preferred agent when it can run, else the first allowed one that can."""
+    order = [cfg.agents.prefer, *[a for a in cfg.agents.allow if a != cfg.agents.prefer]]
+    for agent in order:
+        if agent in RUNNABLE_AGENTS and (available is None or available(agent)):
+            return agent
+    return None
+
+
+def agent_on_path(cfg: WorkspaceConfig) -> Callable[[str], bool]:
+    return lambda agent: resolve_command(cfg.agents.command_for(agent)) is not None
+
+
+def execute(ctx: CycleContext, svc: Services) -> CycleContext:
+    cfg = _config(ctx)
+    with _stage(svc, ctx, "execute"):
+        if not _gate(svc, ctx, "execute") or ctx.dry_run or ctx.decision is None:
+            return ctx
+        if not svc.state.mark_once(ctx.cycle_id, "execute"):
+            # A redelivered message (acks_late): the first delivery owns the agent. Never start a second one.
+            raise StageError("execute was already started for this cycle (redelivered message)")
+        decision = ctx.decision
+        repo = wt.repo_dir(cfg, svc.state_dir)
+        base = wt.base_ref(repo, cfg.workspace.remote, cfg.workspace.base_branch)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+        ctx.branch = wt.branch_name(cfg.pr.branch_prefix, stamp, decision.title, ctx.cycle_id)
+        path = wt.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
+        ctx.worktree = str(path)
+        _save(svc, ctx, branch=ctx.branch, worktree=ctx.worktree, base_ref=base, repo=str(repo))
+
+        def started(pid: int) -> None:
+            svc.state.put_cycle(ctx.cycle_id, {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname()})
+
+        assert ctx.deadline is not None
+        result = run_agent(
+            agent=decision.agent, cfg=cfg, worktree=path, prompt=decision.task,
+            deadline=ctx.deadline - wrap_up_s(cfg),
+            emit=lambda kind, data: emit(svc, ctx, "execute", kind, data),
+            should_cancel=lambda: svc.state.is_cancelled(ctx.cycle_id),
+            on_started=started,
+            log_dir=svc.state_dir / "logs" / ctx.cycle_id,
+        )
+        svc.state.put_cycle(ctx.cycle_id, {"agent_pid": None, "agent_pgid": None})
+        result.commit = save_work(path, decision.title, ctx.cycle_id, result.status)
+        result.files_changed = _files(path, base) or result.files_changed
+        ctx.agent = result
+        if result.status == "timed_out":
+            ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
+        elif result.status == "cancelled":
+            ctx.status, ctx.reason = Status.CANCELLED, Reason.CANCELLED
+        elif result.status == "failed":
+            ctx.status = Status.FAILED
+            ctx.reason = result.stop_reason if result.stop_reason in ("idle_timeout", "cost_limit") \
+                else Reason.AGENT_FAILED
+    return ctx
+
+
+def save_work(path: Path, title: str, cycle_id: str, agent_status: str) -> str | None:
+    """Commits whatever the agent left in the worktree; a WIP commit says so when the run did not succeed."""
+    if agent_status == "succeeded":
+        message = f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
+    else:
+        message = (f"WIP: {title} (agent {agent_status}, work saved by orchestrate)\n\n"
+                   f"The agent did not finish; this commit keeps what it had written.\n\n"
+                   f"Orchestrate-Cycle: {cycle_id}\n")
+    try:
+        return git.commit_all(path, message)
+    except GitError:
+        return None
+
+
+def _files(path: Path, base: str) -> list[str]:
+    try:
+        return git.changed_files(path, base)
+    except GitError:
+        return []
+
+
+def publish(ctx: CycleContext, svc: Services) -> CycleContext:
+    from orchestration import pr
+
+    cfg = _config(ctx)
+    with _stage(svc, ctx, "publish"):
+        # Runs for ended cycles too: a timed-out or cancelled cycle's work is pushed so it is safe.
+        if ctx.decision is None or ctx.worktree is None or ctx.branch is None or ctx.dry_run:
+            return ctx
+        if not Path(ctx.worktree).exists():
+            ctx.pr = PRResult(status="failed", reason="worktree_missing")
+            emit(svc, ctx, "publish", "pr.skipped", {"reason": "worktree_missing"})
+            return ctx
+        record = svc.state.get_cycle(ctx.cycle_id) or {}
+        status = Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status
+        ctx.pr = pr.publish(
+            worktree=Path(ctx.worktree), branch=ctx.branch, cfg=cfg, cycle_id=ctx.cycle_id,
+            decision=ctx.decision, agent=ctx.agent, cycle_status=status, duration_s=_elapsed(ctx),
+            base_ref=str(record.get("base_ref") or cfg.pr_base),
+            emit=lambda kind, data: emit(svc, ctx, "publish", kind, data),
+        )
+    return ctx
+
+
+def _elapsed(ctx: CycleContext) -> float:
+    if not ctx.started_at:
+        return 0.0
+    return round(_now() - datetime.fromisoformat(ctx.started_at.replace("Z", "+00:00")).timestamp(), 1)
+
+
+def finish(ctx: CycleContext, svc: Services) -> CycleReport:
+    with _stage(svc, ctx, "finish"):
+        if ctx.status is Status.RUNNING:
+            ctx.status, ctx.reason = Status.SUCCEEDED, None
+        report = _close(ctx, svc)
+    return report
+
+
+def _close(ctx: CycleContext, svc: Services) -> CycleReport:
+    """Report, spend, history, lock, worktree: the part of ending a cycle that every path shares."""
+    finished = utcnow()
+    report = CycleReport(
+        cycle_id=ctx.cycle_id, workspace=ctx.workspace, status=ctx.status, reason=ctx.reason,
+        started_at=ctx.started_at, finished_at=iso(finished), duration_s=_elapsed(ctx) if ctx.started_at else None,
+        decision=ctx.decision, agent=ctx.agent, branch=ctx.branch, pr=ctx.pr,
+    )
+    if ctx.agent and ctx.agent.cost_usd and svc.state.mark_once(ctx.cycle_id, "spend"):
+        svc.state.add_spend(ctx.workspace, _today(), ctx.agent.cost_usd)
+    if ctx.decision and not ctx.dry_run and ctx.started_at and svc.state.mark_once(ctx.cycle_id, "history"):
+        svc.state.record_task(ctx.workspace, {
+            "cycle_id": ctx.cycle_id, "op_hash": ctx.decision.op_hash, "title": ctx.decision.title,
+            "agent": ctx.decision.agent, "status": ctx.status.value, "at": _now(),
+        })
+    if ctx.lock_token:
+        svc.state.release_lock(ctx.workspace, ctx.lock_token)
+    if ctx.worktree and Path(ctx.worktree).exists():
+        _remove_worktree_if_safe(Path(ctx.worktree), svc)
+    svc.state.put_cycle(ctx.cycle_id, {
+        "status": ctx.status.value, "reason": ctx.reason, "finished_at": report.finished_at,
+        "report": report.public(), "ctx": ctx.model_dump(mode="json"),
+    })
+    emit(svc, ctx, "finish", "cycle.finished", {"status": ctx.status.value, "reason": ctx.reason,
+                                                "report": report.public()})
+    return report
+
+
+def _remove_worktree_if_safe(path: Path, svc: Services) -> None:
+    """Only a clean worktree goes: its commits live on in the branch ref of the repository."""
+    try:
+        if git.out(["status", "--porcelain"], path):
+            return
+        common = Path(git.out(["rev-parse", "--git-common-dir"], path))
+        repo = (path / common).resolve().parent if not common.is_absolute() else common.parent
+        wt.remove(repo, path)
+    except GitError:
+        return
+
+
+def fail_cycle(cycle_id: str, svc: Services, error: str, status: Status = Status.FAILED,
+               reason: str = Reason.STAGE_ERROR) -> CycleReport | None:
+    """The error path: stop the agent if it still runs, save its work, release the lock, write the report.
+
+    Idempotent: a cycle that already ended is left as it is.
+    """
+    record = svc.state.get_cycle(cycle_id)
+    if not record or not isinstance(record.get("ctx"), dict):
+        return None
+    ctx = CycleContext.model_validate(record["ctx"])
+    if record.get("finished_at"):
+        return None
+    pgid = record.get("agent_pgid")
+    if isinstance(pgid, int) and record.get("host") == socket.gethostname() and group_alive(pgid):
+        kill_group(pgid)
+    emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
+    if ctx.worktree and Path(ctx.worktree).exists() and ctx.decision:
+        commit = save_work(Path(ctx.worktree), ctx.decision.title, cycle_id, status.value)
+        if ctx.agent is None:
+            ctx.agent = AgentResult(status="failed", stop_reason=str(reason), summary=error[:500], commit=commit)
+    if ctx.status in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED):
+        ctx.status, ctx.reason = status, str(reason)
+    ctx.error = error[:1000]
+    return _close(ctx, svc)
+
+
+def in_window(cfg: WorkspaceConfig, now: datetime) -> bool:
+    window = cfg.schedule.window
+    if window is None:
+        return True
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(cfg.schedule.timezone)).strftime("%H:%M")
+    if window.start <= window.end:
+        return window.start <= local < window.end
+    return local >= window.start or local < window.end  # a window across midnight
+
+
+def _today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def run_local(ctx: CycleContext, svc: Services) -> CycleReport:
+    """All stages in this process, in order; any exception ends the cycle through the error path."""
+    try:
+        ctx = start(ctx, svc)
+        ctx = analyze(ctx, svc)
+        ctx = decide(ctx, svc, available=agent_on_path(_config(ctx)))
+        ctx = execute(ctx, svc)
+        ctx = publish(ctx, svc)
+        return finish(ctx, svc)
+    except KeyboardInterrupt:
+        report = fail_cycle(ctx.cycle_id, svc, "interrupted", Status.CANCELLED, Reason.CANCELLED)
+        if report is None:
+            raise
+        return report
+    except Exception as exc:
+        report = fail_cycle(ctx.cycle_id, svc, f"{type(exc).__name__}: {exc}")
+        if report is None:
+            raise
+        return report
+
+
+def host_pid() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,205 @@
+"""Records that cross stage boundaries: cycle context, insights, decision, results, report, event.
+
+Everything here is JSON-serializable (Celery uses the JSON serializer only) and validated on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+
+class Reason(StrEnum):
+    LOCKED = "locked"
+    OUTSIDE_WINDOW = "outside_window"
+    DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
+    NO_AGENT_AVAILABLE = "no_agent_available"
+    NO_TASK = "no_task"
+    AGENT_FAILED = "agent_failed"
+    DEADLINE = "deadline"
+    WORKER_LOST = "worker_lost"
+    CANCELLED = "cancelled"
+    IDLE_TIMEOUT = "idle_timeout"
+    COST_LIMIT = "cost_limit"
+    STAGE_ERROR = "stage_error"
+    DRY_RUN = "dry_run"
+
+
+class Tokens(Model):
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def add(self, other: Tokens) -> None:
+        self.input += other.input
+        self.output += other.output
+        self.cache_read += other.cache_read
+        self.cache_write += other.cache_write
+
+
+class ProviderInsights(Model):
+    sessions: int = 0
+    turns: int = 0
+    tool_calls: int = 0
+    tokens: Tokens = Field(default_factory=Tokens)
+    cost_usd: float | None = None
+    skipped: dict[str, int] = Field(default_factory=dict)
+    files: dict[str, int] = Field(default_factory=dict)
+    tools: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, int] = Field(default_factory=dict)
+    goals: list[str] = Field(default_factory=list)
+    first_at: str | None = None
+    last_at: str | None = None
+
+
+class Insights(ProviderInsights):
+    """What people did with their agents in this repository (the analyzer's output)."""
+
+    providers: dict[str, ProviderInsights] = Field(default_factory=dict)
+
+
+class Decision(Model):
+    task: str
+    title: str
+    agent: str
+    rationale: str
+    confidence: float = Field(ge=0, le=1)
+    source: Literal["llm", "heuristic"] = "heuristic"
+    op_hash: str
+    priority: int = 0
+    estimated_s: int = 0
+    fallback_reason: str | None = None
+
+
+class AgentTokens(Model):
+    input: int = 0
+    output: int = 0
+    cached: int = 0
+
+
+class AgentResult(Model):
+    status: Literal["succeeded", "failed", "timed_out", "cancelled"] = "failed"
+    exit_code: int | None = None
+    session_id: str | None = None
+    num_turns: int = 0
+    cost_usd: float = 0.0
+    tokens: AgentTokens = Field(default_factory=AgentTokens)
+    files_changed: list[str] = Field(default_factory=list)
+    summary: str = ""
+    stop_reason: str | None = None
+    commit: str | None = None
+
+
+class PRResult(Model):
+    status: Literal["created", "exists", "skipped", "failed"] = "skipped"
+    url: str | None = None
+    number: int | None = None
+    draft: bool | None = None
+    reason: str | None = None
+
+
+class CycleContext(Model):
+    """Travels from stage to stage as the chain's argument; each stage adds its output."""
+
+    cycle_id: str
+    workspace: str
+    config: dict[str, Any]
+    trigger: Literal["manual", "schedule", "local"] = "manual"
+    queued_at: str | None = None
+    started_at: str | None = None
+    deadline: float | None = None  # unix time
+    lock_token: str | None = None
+    status: Status = Status.QUEUED
+    reason: str | None = None
+    dry_run: bool = False
+    ignore_window: bool = True
+    insights: Insights | None = None
+    decision: Decision | None = None
+    branch: str | None = None
+    worktree: str | None = None
+    agent: AgentResult | None = None
+    pr: PRResult | None = None
+    error: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status.ended
+
+
+class CycleReport(Model):
+    cycle_id: str
+    workspace: str
+    status: Status
+    reason: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    decision: Decision | None = None
+    agent: AgentResult | None = None
+    branch: str | None = None
+    pr: PRResult | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The report JSON of SPEC §4."""
+        data = self.model_dump(mode="json")
+        if data.get("decision"):
+            for k in ("priority", "estimated_s", "fallback_reason"):
+                data["decision"].pop(k, None)
+            if self.decision and self.decision.fallback_reason:
+                data["decision"]["fallback_reason"] = self.decision.fallback_reason
+        if data.get("agent"):
+            for k in ("stop_reason", "commit"):
+                data["agent"].pop(k, None)
+        return data
+
+
+EventKind = Literal[
+    "cycle.queued", "cycle.started", "cycle.skipped", "cycle.finished",
+    "stage.started", "stage.finished", "stage.failed",
+    "decision.made",
+    "agent.started", "agent.message", "agent.tool_call", "agent.tool_result", "agent.command",
+    "agent.file_change", "agent.usage", "agent.heartbeat", "agent.finished",
+    "pr.opened", "pr.skipped",
+]
+
+
+class Event(Model):
+    cycle_id: str
+    workspace: str
+    seq: int
+    ts: str
+    stage: str
+    kind: EventKind
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,5 @@
+"""Celery layer: thin tasks over `orchestration`. `celery -A tasks worker` finds `app` here."""
+
+from tasks.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,192 @@
+"""Stage tasks and the canvas builder. Thin: every stage is a call into `orchestration.cycle`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+from billiard.exceptions import WorkerLostError
+from celery import Task, chain, signals
+from celery.canvas import Signature
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from orchestration import cycle
+from orchestration.config import WorkspaceConfig, load_config
+from orchestration.hub import RedisHub
+from orchestration.models import CycleContext, Reason, Status
+from orchestration.settings import get_settings
+from orchestration.state import RedisState
+from tasks.app import app
+
+log = logging.getLogger(__name__)
+
+STAGE_QUEUE = "orchestrate"
+
+
+@lru_cache(maxsize=1)
+def services() -> cycle.Services:
+    """One Redis pool per worker process."""
+    s = get_settings()
+    client = redis.Redis.from_url(s.redis_url, health_check_interval=30)
+    return cycle.Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix),
+                          state_dir=s.state_dir)
+
+
+def _run(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    ctx = CycleContext.model_validate(raw)
+    try:
+        ctx = stage(ctx, services(), **kw)
+    except SoftTimeLimitExceeded:
+        # The backstop fired: the stage's own cleanup ran as the exception unwound (agent group killed).
+        # Mark the cycle timed out and let the chain go on, so publish saves the work and finish reports.
+        log.warning("cycle %s: soft time limit in %s", ctx.cycle_id, stage.__name__)
+        record = services().state.get_cycle(ctx.cycle_id) or {}
+        if isinstance(record.get("ctx"), dict):
+            ctx = CycleContext.model_validate(record["ctx"])
+        if ctx.worktree and ctx.decision and ctx.status in (Status.RUNNING, Status.QUEUED):
+            cycle.save_work(Path(ctx.worktree), ctx.decision.title, ctx.cycle_id, "timed_out")
+        ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
+    return ctx.model_dump(mode="json")
+
+
+@app.task(name="orchestrate.start", bind=True)
+def start(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    return _run(cycle.start, ctx)
+
+
+@app.task(name="orchestrate.analyze", bind=True)
+def analyze(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    return _run(cycle.analyze, ctx)
+
+
+@app.task(name="orchestrate.decide", bind=True)
+def decide(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    out = _run(cycle.decide, ctx)
+    decision = out.get("decision")
+    if decision:
+        _route_next_stage(self, f"agent.{decision['agent']}")
+    return out
+
+
+def _route_next_stage(task: Task, queue: str) -> None:
+    """Sends the chain's next step (execute) to the chosen agent's queue.
+
+    The remaining chain travels in the request (last element = next step) and Celery sends that very
+    list on success, so setting the queue here routes execute to workers that have the agent.
+    """
+    remaining = task.request.chain or []
+    if remaining and remaining[-1].get("task") == "orchestrate.execute":
+        remaining[-1].setdefault("options", {})["queue"] = queue
+
+
+@app.task(name="orchestrate.execute", bind=True)
+def execute(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    return _run(cycle.execute, ctx)
+
+
+@app.task(name="orchestrate.publish", bind=True)
+def publish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    return _run(cycle.publish, ctx)
+
+
+@app.task(name="orchestrate.finish", bind=True)
+def finish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
+    report = cycle.finish(CycleContext.model_validate(ctx), services())
+    return report.public()
+
+
+@app.task(name="orchestrate.on_error")
+def on_error(request: Any, exc: BaseException, traceback: Any) -> None:
+    """Error callback of every stage: ends the cycle as failed and releases what it holds."""
+    cycle_id = _cycle_id_of(request)
+    if cycle_id is None:
+        return
+    status, reason = Status.FAILED, str(Reason.STAGE_ERROR)
+    if isinstance(exc, WorkerLostError):
+        reason = Reason.WORKER_LOST
+    elif isinstance(exc, TimeLimitExceeded):
+        status, reason = Status.TIMED_OUT, Reason.DEADLINE
+    try:
+        cycle.fail_cycle(cycle_id, services(), f"{type(exc).__name__}: {exc}", status, reason)
+    except Exception:
+        log.exception("cycle %s: the error path itself failed", cycle_id)
+
+
+def _cycle_id_of(request: Any) -> str | None:
+    args = getattr(request, "args", None) or []
+    if args and isinstance(args[0], dict) and isinstance(args[0].get("cycle_id"), str):
+        return str(args[0]["cycle_id"])
+    return None
+
+
+@signals.task_revoked.connect
+def _on_revoked(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
+    """Revoked or expired steps never call error callbacks: end their cycle here instead."""
+    cycle_id = _cycle_id_of(request)
+    if cycle_id is None or not str(getattr(request, "name", "") or getattr(request, "task", "")).startswith(
+        "orchestrate."
+    ):
+        return
+    reason = "expired" if expired else Reason.CANCELLED
+    status = Status.FAILED if expired else Status.CANCELLED
+    try:
+        cycle.fail_cycle(cycle_id, services(), f"task {reason}", status, reason)
+    except Exception:
+        log.exception("cycle %s: cleanup after revoke failed", cycle_id)
+
+
+# -- canvas ---------------------------------------------------------------------------------------
+
+def stage_limits(cfg: WorkspaceConfig) -> dict[str, tuple[int, int]]:
+    """(soft, hard) seconds per stage, derived from the cycle budget; the runner stops the agent first."""
+    budget = cfg.budget.cycle_s
+    grace = cycle.GRACE_S
+    return {
+        "start": (60, 90),
+        "analyze": (min(budget, 900), min(budget, 900) + grace),
+        "decide": (min(budget, 600), min(budget, 600) + grace),
+        "execute": (budget + 10, budget + grace),
+        "publish": (300, 300 + grace),
+        "finish": (90, 90 + grace),
+    }
+
+
+def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None) -> Signature:
+    limits = stage_limits(cfg)
+    errback = on_error.s()
+    stages = [start, analyze, decide, execute, publish, finish]
+    sigs = []
+    for i, task in enumerate(stages):
+        name = task.name.split(".", 1)[1]
+        soft, hard = limits[name]
+        sig = task.si(ctx.model_dump(mode="json")) if i == 0 else task.s()
+        queue = f"agent.{cfg.agents.prefer}" if name == "execute" else STAGE_QUEUE
+        options: dict[str, Any] = {"queue": queue, "soft_time_limit": soft, "time_limit": hard}
+        if expires_s is not None and i == 0:
+            options["expires"] = expires_s
+        sig.set(**options)
+        sig.link_error(errback)
+        sigs.append(sig)
+    return chain(*sigs)
+
+
+def send_cycle(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None) -> str:
+    result = build_canvas(ctx, cfg, expires_s).apply_async()
+    return str(result.id)
+
+
+@app.task(name="orchestrate.launch")
+def launch(config_path: str, trigger: str = "schedule") -> str | None:
+    """What beat fires: reads the config fresh, records the queued cycle, sends its canvas."""
+    try:
+        cfg = load_config(config_path)
+    except Exception as exc:
+        log.error("scheduled cycle not started: %s", exc)
+        return None
+    ctx = cycle.enqueue(services(), cfg, trigger=trigger, ignore_window=False)
+    send_cycle(ctx, cfg)
+    return ctx.cycle_id
