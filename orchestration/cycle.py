@@ -320,11 +320,12 @@ def finish(ctx: CycleContext, svc: Services) -> CycleReport:
     with _stage(svc, ctx, "finish"):
         if ctx.status is Status.RUNNING:
             ctx.status, ctx.reason = Status.SUCCEEDED, None
-        report = _close(ctx, svc)
+        report = _close(ctx, svc, announce=False)
+    _announce(svc, ctx, report)  # last of all: watchers stop at cycle.finished
     return report
 
 
-def _close(ctx: CycleContext, svc: Services) -> CycleReport:
+def _close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleReport:
     """Report, spend, history, lock, worktree: the part of ending a cycle that every path shares."""
     finished = utcnow()
     report = CycleReport(
@@ -347,9 +348,14 @@ def _close(ctx: CycleContext, svc: Services) -> CycleReport:
         "status": ctx.status.value, "reason": ctx.reason, "finished_at": report.finished_at,
         "report": report.public(), "ctx": ctx.model_dump(mode="json"),
     })
+    if announce:
+        _announce(svc, ctx, report)
+    return report
+
+
+def _announce(svc: Services, ctx: CycleContext, report: CycleReport) -> None:
     emit(svc, ctx, "finish", "cycle.finished", {"status": ctx.status.value, "reason": ctx.reason,
                                                 "report": report.public()})
-    return report
 
 
 def _remove_worktree_if_safe(path: Path, svc: Services) -> None:

@@ -191,7 +191,8 @@ class LocalState:
     @contextmanager
     def _locked(self, name: str) -> Iterator[Path]:
         path = self.dir / name
-        with (self.dir / f".{name}.flock").open("a") as fh:
+        flock = path.with_name(f".{path.name}.flock")
+        with flock.open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield path

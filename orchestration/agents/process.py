@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KILL_GRACE_S = 5.0
+EXIT_DRAIN_S = 2.0
 AFTER_FINAL_GRACE_S = 10.0
 MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 8192
@@ -93,6 +94,8 @@ def supervise(
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 15.0,
     cancel_poll_s: float = 1.0,
+    after_final_grace_s: float = AFTER_FINAL_GRACE_S,
+    kill_grace_s: float = KILL_GRACE_S,
     stderr_path: Path | None = None,
 ) -> ProcessOutcome:
     """Runs argv with stdin closed in a new session and feeds each stdout line to `on_line`.
@@ -137,6 +140,7 @@ def supervise(
     next_cancel_poll = 0.0
     next_tick = time.monotonic() + tick_s
     eof = False
+    exited_at: float | None = None
     try:
         while True:
             now_m = time.monotonic()
@@ -146,7 +150,7 @@ def supervise(
             if not eof and now_m - last_event >= idle_timeout_s:
                 stop_reason = "idle_timeout"
                 break
-            if final_at is not None and now_m - final_at >= AFTER_FINAL_GRACE_S and proc.poll() is None:
+            if final_at is not None and now_m - final_at >= after_final_grace_s and proc.poll() is None:
                 stop_reason = "no_exit_after_final"
                 break
             if now_m >= next_cancel_poll:
@@ -157,9 +161,14 @@ def supervise(
             if on_tick is not None and now_m >= next_tick:
                 next_tick = now_m + tick_s
                 on_tick()
-            if eof:
-                if proc.poll() is not None:
+            if proc.poll() is not None:
+                # The agent exited; a child it left may still hold stdout open, so drain briefly, then stop.
+                exited_at = exited_at or now_m
+                if eof or now_m - exited_at > EXIT_DRAIN_S:
+                    if not eof:
+                        _drain(lines, on_line)
                     break
+            elif eof:
                 time.sleep(0.05)
                 continue
             wait = max(0.01, min(0.25, deadline - time.time()))
@@ -181,7 +190,7 @@ def supervise(
     finally:
         # Whatever happened (including an exception in a handler), nothing of the group survives.
         if proc.poll() is None:
-            kill_group(pgid)
+            kill_group(pgid, kill_grace_s)
         else:
             kill_group(pgid, grace_s=1.0)  # children left behind by an agent that exited
         exit_code = _wait(proc)
@@ -201,6 +210,17 @@ def supervise(
         lines=n_lines,
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _drain(lines: queue.Queue[bytes | None], on_line: Callable[[bytes], str]) -> None:
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            return
+        if line is None:
+            return
+        on_line(line)
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> int | None:

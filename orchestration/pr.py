@@ -1,0 +1,487 @@
+"""The publish stage (SPEC §5 "publish"): commit, permission check, push, and find-or-open the draft PR.
+
+Plain functions, no Celery. `publish` never raises: every outcome is a `PRResult` with a reason, because a
+publish failure must not lose the work (the branch is pushed before any `gh` call) nor crash a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from orchestration.config import Permissions, WorkspaceConfig
+from orchestration.git import GitError, changed_files, commit_all, git, out
+from orchestration.models import AgentResult, Decision, PRResult, Status
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+GH_TIMEOUT_S = 60.0
+PUSH_TIMEOUT_S = 60.0
+PUSH_ATTEMPTS = 3
+PUSH_BACKOFF_S = (2.0, 5.0)
+CREATE_BACKOFF_S = 3.0
+MARKER = "<!-- orchestrate:cycle={cycle_id} -->"
+UNFINISHED_PREFIX = "[unfinished] "
+MAX_TITLE = 240  # GitHub refuses titles over 256 characters
+MAX_TEXT = 20_000  # keeps the body well under GitHub's 65,536-character limit
+MAX_FILES_LISTED = 100
+MAX_FILES_IN_REASON = 10
+
+GH_ENV = {"GH_PROMPT_DISABLED": "1", "GH_NO_UPDATE_NOTIFIER": "1", "NO_COLOR": "1"}
+PR_FIELDS = "number,url,state,isDraft"
+VIEW_FIELDS = "number,url,isDraft"
+_PR_URL = re.compile(r"(https?://\S+/pull/(\d+))\s*$")
+_CREDENTIALS = re.compile(r"(\w+://)[^/\s@]+@")
+_REJECTED = ("[rejected]", "[remote rejected]", "non-fast-forward", "fetch first", "stale info",
+             "updates were rejected")
+_PERMANENT = ("authentication failed", "permission denied", "could not read username", "repository not found",
+              "does not appear to be a git repository", "terminal prompts disabled", "src refspec",
+              "the requested url returned error: 403", "the requested url returned error: 401")
+
+sleep: Callable[[float], None] = time.sleep  # module attribute so tests can skip the backoff
+
+
+GH_EXIT_AUTH = 4  # gh's exit code when a command needs authentication (cmd/gh/main.go: exitAuth)
+
+
+class _GhBadOutput(Exception):
+    """gh exited 0 but printed something we cannot trust (SPEC §12: an error, never a crash)."""
+
+
+class _GhNotAuthenticated(Exception):
+    """A pr command was refused for auth although `gh auth status` passed (gh before 2.50 exits 0 there
+    with an expired token, cli/cli#8845)."""
+
+
+def _auth_refused(proc: subprocess.CompletedProcess[str]) -> bool:
+    return proc.returncode == GH_EXIT_AUTH or (proc.returncode != 0 and "HTTP 401" in proc.stderr)
+
+
+def check_permissions(files: Sequence[str], perms: Permissions) -> list[str]:
+    """Paths the config does not let the agent change: outside `write` or inside `deny_write`.
+
+    Gitignore-style globs (pathspec), so `**` covers every path and `.github/**` covers `.github/workflows/x`.
+    """
+    allowed = pathspec.GitIgnoreSpec.from_lines(perms.write)
+    denied = pathspec.GitIgnoreSpec.from_lines(perms.deny_write)
+    bad: list[str] = []
+    for f in files:
+        if (not allowed.match_file(f) or denied.match_file(f)) and f not in bad:
+            bad.append(f)
+    return bad
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run inside, so task text can never break out of its block."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _code(text: str) -> str:
+    """An inline code span that survives backticks in the path."""
+    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n… (truncated)"
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
+
+
+def render_body(
+    *,
+    cycle_id: str,
+    decision: Decision,
+    agent: AgentResult | None,
+    cycle_status: Status,
+    duration_s: float,
+    files: Sequence[str],
+) -> str:
+    """The PR body: what was asked, why, what it cost, what changed, and the marker that ties it to the cycle.
+
+    Built only from the fields passed in, so nothing from the environment (tokens, keys) can leak into it.
+    """
+    task = _clip(decision.task.strip())
+    fence = _fence(task)
+    lines = [
+        f"Opened by Orchestrate, cycle `{cycle_id}`.",
+        "",
+    ]
+    if cycle_status != Status.SUCCEEDED:
+        lines += [f"> **Unfinished:** the cycle ended `{cycle_status.value}`; review with care.", ""]
+    lines += ["### Task", "", fence, task, fence, ""]
+    lines += ["### Rationale", "", _clip(decision.rationale.strip()), ""]
+    lines += ["### Run", "", "| | |", "| --- | --- |"]
+    lines.append(f"| Agent | `{decision.agent}`" + (f" ({agent.status})" if agent else "") + " |")
+    lines.append(f"| Cycle status | `{cycle_status.value}` |")
+    lines.append(f"| Duration | {_duration(duration_s)} |")
+    if agent:
+        lines.append(f"| Turns | {agent.num_turns} |")
+        lines.append(f"| Cost | ${agent.cost_usd:.2f} |")
+        t = agent.tokens
+        lines.append(f"| Tokens | {t.input:,} in · {t.output:,} out · {t.cached:,} cached |")
+    else:
+        lines.append("| Turns / cost / tokens | not recorded |")
+    lines.append(f"| Decision | {decision.source}, confidence {decision.confidence:.2f} |")
+    lines += ["", f"### Files changed ({len(files)})", ""]
+    lines += [f"- {_code(f)}" for f in files[:MAX_FILES_LISTED]]
+    if len(files) > MAX_FILES_LISTED:
+        lines.append(f"- … and {len(files) - MAX_FILES_LISTED} more")
+    if not files:
+        lines.append("_none_")
+    lines += ["", MARKER.format(cycle_id=cycle_id), ""]
+    return "\n".join(lines)
+
+
+def pr_title(decision: Decision, cycle_status: Status, cycle_id: str) -> str:
+    """One line, bounded, `[unfinished] ` for a cycle that did not succeed (open_on_failure)."""
+    title = " ".join(decision.title.split()) or f"Orchestrate cycle {cycle_id}"
+    if cycle_status != Status.SUCCEEDED:
+        title = UNFINISHED_PREFIX + title
+    return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
+
+
+def commit_message(decision: Decision, cycle_id: str) -> str:
+    title = " ".join(decision.title.split()) or f"Orchestrate cycle {cycle_id}"
+    return f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
+
+
+def _scrub(text: str, limit: int = 300) -> str:
+    """Last line(s) of tool output for a reason, without credentials embedded in remote URLs."""
+    text = _CREDENTIALS.sub(r"\1***@", " ".join(text.split()))
+    return text[-limit:]
+
+
+def _gh_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GH_ENV)
+    return env
+
+
+def _run_gh(
+    gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One gh call: argv list, no shell, stdin closed unless we feed it, bounded, never prompting."""
+    return subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [gh, *args],
+        cwd=str(cwd),
+        input=input_text,
+        stdin=None if input_text is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=GH_TIMEOUT_S,
+        env=_gh_env(),
+        check=False,
+    )
+
+
+def _repo_args(cfg: WorkspaceConfig) -> list[str]:
+    return ["--repo", cfg.pr.repo] if cfg.pr.repo else []
+
+
+def _auth_args(cfg: WorkspaceConfig) -> list[str]:
+    """`gh auth status` takes no --repo; a HOST/OWNER/NAME repo narrows the check to that host."""
+    repo = cfg.pr.repo or ""
+    return ["--hostname", repo.split("/")[0]] if repo.count("/") == 2 else []
+
+
+def _as_pr(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise _GhBadOutput(f"expected an object, got {type(item).__name__}")
+    number, url = item.get("number"), item.get("url")
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        raise _GhBadOutput(f"bad number {number!r}")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise _GhBadOutput(f"bad url {url!r}")
+    draft = item.get("isDraft")
+    state = item.get("state")
+    return {"number": number, "url": url, "draft": draft if isinstance(draft, bool) else None,
+            "state": state if isinstance(state, str) else ""}
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _GhBadOutput(f"not JSON: {text[:200]!r}") from exc
+
+
+def _find_pr(gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str) -> dict[str, Any] | None:
+    """The PR whose head is this branch, in any state (open first, then the newest); None when there is none.
+
+    Raises `_GhBadOutput` on unparsable output, `RuntimeError` when gh fails.
+    """
+    proc = _run_gh(gh, ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS,
+                        *_repo_args(cfg)], worktree)
+    if _auth_refused(proc):
+        raise _GhNotAuthenticated(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"gh_pr_list_failed: {_scrub(proc.stderr or proc.stdout)}")
+    data = _parse_json(proc.stdout)
+    if not isinstance(data, list):
+        raise _GhBadOutput(f"expected a list, got {type(data).__name__}")
+    prs = [_as_pr(item) for item in data]
+    if not prs:
+        return None
+    return sorted(prs, key=lambda p: (p["state"].upper() == "OPEN", p["number"]), reverse=True)[0]
+
+
+def _view_pr(gh: str, cfg: WorkspaceConfig, worktree: Path, ref: str) -> dict[str, Any] | None:
+    """Read the PR back; None when gh cannot find it (a create that printed a URL but made nothing)."""
+    proc = _run_gh(gh, ["pr", "view", ref, "--json", VIEW_FIELDS, *_repo_args(cfg)], worktree)
+    if _auth_refused(proc):
+        raise _GhNotAuthenticated(proc.stderr)
+    if proc.returncode != 0:
+        log.warning("gh pr view %s failed: %s", ref, _scrub(proc.stderr or proc.stdout))
+        return None
+    return _as_pr(_parse_json(proc.stdout))
+
+
+def _parse_created_url(text: str) -> tuple[str, int] | None:
+    for line in reversed(text.strip().splitlines()):
+        m = _PR_URL.search(line.strip())
+        if m:
+            return m.group(1), int(m.group(2))
+    return None
+
+
+def _push(worktree: Path, remote: str, branch: str) -> str | None:
+    """Push the branch, retrying transient failures; None on success, else a reason. Never forces."""
+    last = ""
+    for attempt in range(PUSH_ATTEMPTS):
+        try:
+            git(["push", remote, f"{branch}:{branch}"], worktree, timeout=PUSH_TIMEOUT_S)
+            return None
+        except GitError as exc:
+            last = exc.stderr
+        low = last.lower()
+        if any(k in low for k in _REJECTED):
+            return f"push_rejected: {_scrub(last)}"
+        if any(k in low for k in _PERMANENT):
+            return f"push_failed: {_scrub(last)}"
+        if attempt + 1 < PUSH_ATTEMPTS:
+            delay = PUSH_BACKOFF_S[min(attempt, len(PUSH_BACKOFF_S) - 1)]
+            log.warning("push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay,
+                        _scrub(last))
+            sleep(delay)
+    return f"push_failed: {_scrub(last)}"
+
+
+def _safe_emit(emit: Emit, kind: str, data: dict[str, Any]) -> None:
+    """The hub is best effort here: a Redis hiccup must not turn a published PR into a failed stage."""
+    try:
+        emit(kind, data)
+    except Exception:  # any emitter failure is logged, never raised
+        log.exception("could not emit %s", kind)
+
+
+class _Run:
+    """One publish attempt: its inputs, whether the branch reached the remote, and the events it reports."""
+
+    def __init__(self, worktree: Path, branch: str, cfg: WorkspaceConfig, gh: str, emit: Emit) -> None:
+        self.worktree, self.branch, self.cfg, self.gh, self.emit = worktree, branch, cfg, gh, emit
+        self.pushed = False
+
+    def skipped(self, reason: str) -> PRResult:
+        log.info("publish of %s skipped: %s", self.branch, reason)
+        _safe_emit(self.emit, "pr.skipped",
+                   {"status": "skipped", "reason": reason, "branch": self.branch, "pushed": self.pushed})
+        return PRResult(status="skipped", reason=reason)
+
+    def failed(self, reason: str) -> PRResult:
+        log.warning("publish of %s failed: %s", self.branch, reason)
+        _safe_emit(self.emit, "pr.skipped",
+                   {"status": "failed", "reason": reason, "branch": self.branch, "pushed": self.pushed})
+        return PRResult(status="failed", reason=reason)
+
+    def opened(self, created: bool, pr: dict[str, Any]) -> PRResult:
+        status = "created" if created else "exists"
+        data = {"status": status, "url": pr["url"], "number": pr["number"], "draft": pr["draft"],
+                "branch": self.branch}
+        if pr.get("state"):
+            data["state"] = pr["state"]
+        _safe_emit(self.emit, "pr.opened", data)
+        return PRResult(status=status, url=pr["url"], number=pr["number"], draft=pr["draft"])
+
+    def find(self) -> dict[str, Any] | None:
+        return _find_pr(self.gh, self.cfg, self.worktree, self.branch)
+
+    def create(self, title: str, body: str, base: str, labels: list[str]) -> subprocess.CompletedProcess[str]:
+        args = ["pr", "create", "--title", title, "--body-file", "-", "--base", base, "--head", self.branch]
+        if self.cfg.pr.draft:
+            args.append("--draft")
+        for label in labels:
+            args += ["--label", label]
+        return _run_gh(self.gh, [*args, *_repo_args(self.cfg)], self.worktree, input_text=body)
+
+
+def publish(
+    *,
+    worktree: Path,
+    branch: str,
+    cfg: WorkspaceConfig,
+    cycle_id: str,
+    decision: Decision,
+    agent: AgentResult | None,
+    cycle_status: Status,
+    duration_s: float,
+    base_ref: str,
+    emit: Emit,
+    gh: str = "gh",
+) -> PRResult:
+    """Commit, check, push, then find-or-open the PR. Idempotent: a second run reuses the PR it finds.
+
+    Never raises; the branch is pushed before anything that depends on gh, so the work is safe remotely
+    even when gh is missing, logged out or broken.
+    """
+    run = _Run(Path(worktree), branch, cfg, gh, emit)
+    try:
+        return _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref)
+    except subprocess.TimeoutExpired as exc:
+        return run.failed(f"gh_timeout: {' '.join(str(a) for a in exc.cmd[1:3])}")
+    except _GhNotAuthenticated as exc:
+        log.info("gh is not authenticated: %s", _scrub(str(exc)))
+        return run.skipped("gh_not_authenticated")
+    except _GhBadOutput as exc:
+        log.warning("unusable gh output for %s: %s", branch, exc)
+        return run.failed("gh_bad_output")
+    except (GitError, OSError) as exc:
+        return run.failed(f"publish_error: {_scrub(str(exc))}")
+    except Exception as exc:  # the stage contract: a reason, never an exception
+        log.exception("publish of %s crashed", branch)
+        return run.failed(f"publish_error: {type(exc).__name__}: {_scrub(str(exc))}")
+
+
+def _publish(
+    run: _Run,
+    cycle_id: str,
+    decision: Decision,
+    agent: AgentResult | None,
+    cycle_status: Status,
+    duration_s: float,
+    base_ref: str,
+) -> PRResult:
+    cfg, wt, branch = run.cfg, run.worktree, run.branch
+
+    # 1. Commit whatever the agent left uncommitted; the push below must carry all of it.
+    try:
+        head_branch = out(["rev-parse", "--abbrev-ref", "HEAD"], wt)
+        if head_branch != branch:
+            return run.failed(f"branch_mismatch: worktree is on {head_branch!r}, not {branch!r}")
+        commit_all(wt, commit_message(decision, cycle_id))
+    except GitError as exc:
+        return run.failed(f"commit_failed: {_scrub(exc.stderr)}")
+
+    # 2. What the branch changes relative to where it started.
+    try:
+        files = changed_files(wt, base_ref)
+        # --no-renames: a rename out of a denied directory must count as a change to the denied path too.
+        raw = out(["diff", "--name-only", "--no-renames", "-z", f"{base_ref}...HEAD"], wt)
+        touched = sorted(set(files) | {p for p in raw.split("\0") if p})
+    except GitError as exc:
+        return run.failed(f"diff_failed: {_scrub(exc.stderr)}")
+    if not files and cfg.pr.require_changes:
+        return run.skipped("no_changes")
+
+    # 3. Permissions: a forbidden change blocks the push and the PR, and the report names the files.
+    denied = check_permissions(touched, cfg.permissions)
+    if denied:
+        shown = ", ".join(denied[:MAX_FILES_IN_REASON])
+        more = f" (+{len(denied) - MAX_FILES_IN_REASON} more)" if len(denied) > MAX_FILES_IN_REASON else ""
+        return run.skipped(f"permission_denied: {shown}{more}")
+    if not cfg.permissions.push:
+        return run.skipped("push_disabled")
+
+    # 4. Push (never forced): from here on the work is safe remotely whatever gh does.
+    problem = _push(wt, cfg.workspace.remote, branch)
+    if problem:
+        return run.failed(problem)
+    run.pushed = True
+
+    if not cfg.pr.enabled or not cfg.permissions.open_pr:
+        return run.skipped("pr_disabled")
+    if cycle_status != Status.SUCCEEDED and not cfg.pr.open_on_failure:
+        return run.skipped(f"cycle_{cycle_status.value}")
+
+    # 5. gh: authenticated?
+    try:
+        auth = _run_gh(run.gh, ["auth", "status", *_auth_args(cfg)], wt)
+    except FileNotFoundError:
+        return run.skipped("gh_not_found")
+    except PermissionError as exc:
+        return run.skipped(f"gh_not_found: {exc.strerror}")
+    if auth.returncode != 0:
+        log.info("gh auth status: %s", _scrub(auth.stderr or auth.stdout))
+        return run.skipped("gh_not_authenticated")
+
+    # 6. Reuse a PR this branch already has (a retried publish, or a PR someone opened by hand).
+    try:
+        existing = run.find()
+    except RuntimeError as exc:
+        return run.failed(str(exc))
+    if existing:
+        return run.opened(False, existing)
+
+    # 7. Create, retrying once on a transient failure; "already exists" means a concurrent or earlier
+    #    create won, so look it up instead of opening a second one.
+    title = pr_title(decision, cycle_status, cycle_id)
+    body = render_body(cycle_id=cycle_id, decision=decision, agent=agent, cycle_status=cycle_status,
+                       duration_s=duration_s, files=files)
+    labels = list(cfg.pr.labels)
+    transient_retry = True
+    while True:
+        try:
+            proc = run.create(title, body, cfg.pr_base, labels)
+            error = "" if proc.returncode == 0 else (proc.stderr or proc.stdout or f"exit {proc.returncode}")
+        except subprocess.TimeoutExpired:
+            proc, error = None, "timed out"
+        if proc is not None and proc.returncode == 0:
+            break
+        if proc is not None and _auth_refused(proc):
+            raise _GhNotAuthenticated(error)
+        if "already exists" in error:
+            try:
+                existing = run.find()
+            except RuntimeError as exc:
+                return run.failed(str(exc))
+            if existing:
+                return run.opened(False, existing)
+            return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
+        if labels and "label" in error.lower():
+            log.warning("gh pr create refused labels %s, retrying without: %s", labels, _scrub(error))
+            labels = []
+            continue
+        if not transient_retry:
+            return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
+        transient_retry = False
+        log.warning("gh pr create failed, retrying once: %s", _scrub(error))
+        sleep(CREATE_BACKOFF_S)
+
+    parsed = _parse_created_url(proc.stdout)
+    if parsed is None:
+        raise _GhBadOutput(f"no PR URL in gh pr create output: {proc.stdout[-200:]!r}")
+    url, number = parsed
+
+    # 8. Believe it when gh can read it back.
+    seen = _view_pr(run.gh, cfg, wt, str(number))
+    if seen is None or seen["number"] != number:
+        return run.failed(f"pr_not_found_after_create: gh pr create printed {url}, gh pr view cannot find it")
+    return run.opened(True, seen)

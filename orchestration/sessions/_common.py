@@ -1,0 +1,237 @@
+"""Shared plumbing for the session readers: a tolerant JSONL reader, the workspace path test, coercions.
+
+Session files are written by other programs, may be appended to while we read them, and change format
+between CLI versions. Everything here therefore degrades to "count it in `skipped` and move on".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from orchestration.models import Tokens
+
+# A single line larger than this is skipped unread (a pasted image or a giant tool output can make
+# lines of several MB; nothing we need lives in a line this big). Module-level so tests can lower it.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class SessionStats:
+    """What one session file contributed, keyed so that the analyzer can deduplicate across files.
+
+    Every counted thing has a key (message id + request id, tool call id, prompt uuid, or a synthetic
+    `path:line:n` key when the file has none): a session copied into a second file (resume, fork) then
+    counts once, as ccusage counts Claude usage once per `message.id:requestId`.
+    """
+
+    path: str
+    mtime: float
+    session_id: str = ""
+    # None: no working directory seen at all; False: seen, but none inside the repo.
+    in_workspace: bool | None = None
+    prompts: dict[str, tuple[datetime | None, str]] = field(default_factory=dict)
+    tool_calls: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    usage: dict[str, Tokens] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    skipped: Counter[str] = field(default_factory=Counter)
+    unreadable: bool = False
+
+    def seen_at(self, ts: datetime | None) -> None:
+        if ts is None:
+            return
+        if self.first_at is None or ts < self.first_at:
+            self.first_at = ts
+        if self.last_at is None or ts > self.last_at:
+            self.last_at = ts
+
+
+class Workspace:
+    """Answers "is this path inside the repo?" and "what is it called relative to the repo?".
+
+    Both sides are resolved with realpath (a symlinked checkout must still match), results are cached
+    because the same cwd repeats on every line, and only absolute paths can match: a relative or garbage
+    cwd would otherwise resolve against *our* working directory.
+    """
+
+    def __init__(self, repo: str | os.PathLike[str]) -> None:
+        self.root = os.path.realpath(os.path.expanduser(os.fspath(repo)))
+        self.prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
+        self._contains: dict[str, bool] = {}
+        self._real: dict[str, str] = {}
+
+    def _realpath(self, path: str) -> str | None:
+        real = self._real.get(path)
+        if real is None:
+            try:
+                real = os.path.realpath(path)
+            except (OSError, ValueError):  # embedded NUL, absurdly long names
+                return None
+            self._real[path] = real
+        return real
+
+    def _inside(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.prefix)
+
+    def contains(self, cwd: str) -> bool:
+        known = self._contains.get(cwd)
+        if known is not None:
+            return known
+        result = False
+        if cwd and os.path.isabs(cwd):
+            real = self._realpath(cwd)
+            result = real is not None and self._inside(real)
+        if len(self._contains) < 100_000:
+            self._contains[cwd] = result
+        return result
+
+    def relative(self, path: str, base: str | None = None) -> str | None:
+        """`path` relative to the repo when inside it, else normalized as given; None for unusable."""
+        if not path or "\x00" in path:
+            return None
+        if not os.path.isabs(path):
+            if not (base and os.path.isabs(base)):
+                return os.path.normpath(path)
+            path = os.path.join(base, path)
+        norm = os.path.normpath(path)
+        if self._inside(norm):
+            return os.path.relpath(norm, self.root) if norm != self.root else "."
+        real = self._realpath(norm)
+        if real is not None and self._inside(real):
+            return os.path.relpath(real, self.root) if real != self.root else "."
+        return norm
+
+
+def read_objects(
+    path: str, skipped: Counter[str], skip: Callable[[bytes], bool] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yields (line number, object) for each complete JSON-object line; counts everything else.
+
+    The file is read in binary with a per-line size cap. A last line without a trailing newline is
+    still being written by the CLI and is left for the next read. Invalid UTF-8 is decoded with
+    replacement characters (the rest of the line is still useful). Never raises: a read error ends the
+    file and is counted as `unreadable_file`. `skip(raw)` lets a reader drop lines it recognises as
+    irrelevant without paying for the parse.
+    """
+    limit = MAX_LINE_BYTES
+    try:
+        with open(path, "rb") as fh:
+            lineno = 0
+            while True:
+                raw = fh.readline(limit + 1)
+                if not raw:
+                    return
+                lineno += 1
+                if not raw.endswith(b"\n"):
+                    if len(raw) <= limit:
+                        skipped["incomplete_line"] += 1
+                        return
+                    while raw and not raw.endswith(b"\n"):  # discard the rest of an oversized line
+                        raw = fh.readline(limit + 1)
+                    skipped["oversized_line"] += 1
+                    continue
+                raw = raw.strip()
+                if not raw:
+                    continue
+                if raw[:1] != b"{":
+                    skipped["malformed_line"] += 1
+                    continue
+                if skip is not None and skip(raw):
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    try:
+                        obj = orjson.loads(raw.decode("utf-8", errors="replace"))
+                    except orjson.JSONDecodeError:
+                        skipped["malformed_line"] += 1
+                        continue
+                    skipped["invalid_utf8"] += 1
+                if not isinstance(obj, dict):
+                    skipped["malformed_line"] += 1
+                    continue
+                yield lineno, obj
+    except OSError:
+        skipped["unreadable_file"] += 1
+
+
+def list_jsonl(
+    root: str, skipped: Counter[str], accept: Callable[[str, str], bool] | None = None
+) -> list[tuple[str, float]]:
+    """Regular `*.jsonl` files below `root` with their mtimes; a missing root is simply empty.
+
+    Unreadable directories and files that vanish between listing and stat are counted, not raised.
+    `accept(dirpath, filename)` narrows the selection.
+    """
+    out: list[tuple[str, float]] = []
+    if not os.path.isdir(root):
+        return out
+
+    def onerror(_exc: OSError) -> None:
+        skipped["unreadable_dir"] += 1
+
+    for dirpath, _dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
+        for name in filenames:
+            if not name.endswith(".jsonl") or (accept is not None and not accept(dirpath, name)):
+                continue
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                skipped["unreadable_file"] += 1
+                continue
+            if not stat.S_ISREG(st.st_mode):  # FIFOs, sockets: opening them could block
+                skipped["not_a_file"] += 1
+                continue
+            out.append((full, st.st_mtime))
+    return out
+
+
+def as_int(value: Any) -> int:
+    """A non-negative token count from whatever the file holds (bools, strings, NaN and negatives → 0)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value if value > 0 else 0
+    if isinstance(value, float) and math.isfinite(value) and value > 0:
+        return int(value)
+    return 0
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def parse_ts(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime (naive ones are taken as UTC), else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def dict_or_none(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None

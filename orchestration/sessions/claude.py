@@ -1,0 +1,203 @@
+"""Claude Code transcripts: `<claude_dir>/projects/<project>/**/*.jsonl`, one file per session or subagent.
+
+The project directory name is a lossy encoding of the cwd, so it is never decoded: a session belongs to
+the workspace when a `cwd` recorded in its lines is the repo or inside it. Subagent transcripts
+(`<session>/subagents/agent-*.jsonl`) carry their parent's `sessionId` and count toward that session.
+
+Usage is counted the way ccusage counts it: Claude Code writes one API response as several lines that
+share `message.id` + `requestId`; each response is counted once (the last line written for it, which
+carries the final usage), also when the same response reappears in another file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from orchestration.models import Tokens
+from orchestration.sessions._common import (
+    SessionStats,
+    Workspace,
+    as_float,
+    as_int,
+    list_jsonl,
+    parse_ts,
+    read_objects,
+)
+
+# Line types written by Claude Code that we recognise; anything else is a newer format → `unknown_type`.
+KNOWN_TYPES = frozenset({
+    "user", "assistant", "system", "summary", "attachment", "queue-operation", "file-history-snapshot",
+    "progress", "custom-title", "agent-name", "last-prompt", "tag", "pr-link",
+})
+FILE_TOOLS = frozenset({"Read", "Edit", "Write", "MultiEdit", "NotebookEdit"})
+FILE_KEYS = ("file_path", "notebook_path", "path")
+# User-line text that Claude Code injects (slash commands, hooks, reminders, interruptions, compaction):
+# not something the person asked for.
+INJECTED_PREFIXES = (
+    "<command-", "<local-command", "<system-reminder>", "Caveat:", "[Request interrupted",
+    "<bash-input>", "<bash-stdout>", "<bash-stderr>", "<user-prompt-submit-hook>",
+    "This session is being continued from a previous conversation",
+)
+# Big, irrelevant line types recognised without parsing (Claude Code writes `type` first).
+_SKIP_PREFIXES = (b'{"type":"file-history-snapshot"',)
+
+
+def find_files(claude_dir: str, skipped: Counter[str]) -> list[tuple[str, float]]:
+    """Every `*.jsonl` nested in a project directory (sessions, subagents), with its mtime."""
+    projects = os.path.join(claude_dir, "projects")
+    return list_jsonl(projects, skipped, accept=lambda dirpath, _name: dirpath != projects)
+
+
+def session_key(path: str) -> str:
+    """The session a file belongs to, judged from its path alone (used before parsing, for the limit)."""
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) == "subagents":
+        return os.path.basename(os.path.dirname(parent))
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def prompt_text(content: Any) -> tuple[str, bool]:
+    """The real prompt in a user message (or ""), and whether the message carries tool results."""
+    if isinstance(content, str):
+        texts = [content]
+    elif isinstance(content, list):
+        texts = []
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "tool_result":
+                return "", True
+            if kind == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+    else:
+        return "", False
+    kept = [t.strip() for t in texts]
+    return "\n".join(t for t in kept if t and not t.startswith(INJECTED_PREFIXES)), False
+
+
+def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
+    """Reads one transcript into keyed SessionStats; never raises (problems land in `skipped`)."""
+    st = SessionStats(path=path, mtime=mtime)
+    tool_names: dict[str, str] = {}
+    cwd: str | None = None
+    last_cwd: str | None = None
+    for lineno, obj in read_objects(path, st.skipped, skip=_skip_fast):
+        kind = obj.get("type")
+        if not isinstance(kind, str) or kind not in KNOWN_TYPES:
+            st.skipped["unknown_type"] += 1
+            continue
+        line_cwd = obj.get("cwd")
+        if isinstance(line_cwd, str) and line_cwd:
+            cwd = line_cwd
+            if line_cwd != last_cwd:
+                last_cwd = line_cwd
+                if ws.contains(line_cwd):
+                    st.in_workspace = True
+                elif st.in_workspace is None:
+                    st.in_workspace = False
+        if not st.session_id:
+            sid = obj.get("sessionId")
+            if isinstance(sid, str) and sid:
+                st.session_id = sid
+        ts = parse_ts(obj.get("timestamp"))
+        st.seen_at(ts)
+        if kind == "assistant":
+            _assistant(st, obj, lineno, tool_names, ws, cwd)
+        elif kind == "user":
+            _user(st, obj, lineno, ts, tool_names)
+        elif "costUSD" in obj:
+            cost = as_float(obj.get("costUSD"))
+            if cost is not None:
+                st.cost[f"{path}:{lineno}"] = cost
+    if not st.session_id:
+        st.session_id = session_key(path)
+    return st
+
+
+def _assistant(
+    st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[str, str], ws: Workspace,
+    cwd: str | None,
+) -> None:
+    msg = obj.get("message")
+    if not isinstance(msg, dict):
+        st.skipped["bad_field"] += 1
+        return
+    mid, rid = msg.get("id"), obj.get("requestId")
+    key = f"{mid}:{rid}" if isinstance(mid, str) and isinstance(rid, str) else f"{st.path}:{lineno}"
+    usage = msg.get("usage")
+    if isinstance(usage, dict):
+        st.usage[key] = Tokens(  # a later line of the same response replaces an earlier one
+            input=as_int(usage.get("input_tokens")),
+            output=as_int(usage.get("output_tokens")),
+            cache_read=as_int(usage.get("cache_read_input_tokens")),
+            cache_write=as_int(usage.get("cache_creation_input_tokens")),
+        )
+    elif usage is not None:
+        st.skipped["bad_field"] += 1
+    if "costUSD" in obj:
+        cost = as_float(obj.get("costUSD"))
+        if cost is not None:
+            st.cost[key] = cost
+    content = msg.get("content")
+    if not isinstance(content, list):
+        if content is not None and not isinstance(content, str):
+            st.skipped["bad_field"] += 1
+        return
+    for i, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "tool_use":
+            continue
+        name = block.get("name")
+        name = name if isinstance(name, str) and name else "unknown"
+        bid = block.get("id")
+        tkey = bid if isinstance(bid, str) and bid else f"{st.path}:{lineno}:{i}"
+        st.tool_calls[tkey] = name
+        tool_names[tkey] = name
+        if name in FILE_TOOLS:
+            inp = block.get("input")
+            if isinstance(inp, dict):
+                for k in FILE_KEYS:
+                    value = inp.get(k)
+                    if isinstance(value, str) and value:
+                        rel = ws.relative(value, cwd)
+                        if rel:
+                            st.files[tkey] = [rel]
+                        break
+
+
+def _user(
+    st: SessionStats, obj: dict[str, Any], lineno: int, ts: datetime | None, tool_names: dict[str, str]
+) -> None:
+    msg = obj.get("message")
+    if not isinstance(msg, dict):
+        st.skipped["bad_field"] += 1
+        return
+    content = msg.get("content")
+    if isinstance(content, list):
+        for i, block in enumerate(content):
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_result" and block.get("is_error") is True:
+                tuid = block.get("tool_use_id")
+                if isinstance(tuid, str) and tuid:
+                    st.failures[tuid] = tool_names.get(tuid, "unknown")
+                else:
+                    st.failures[f"{st.path}:{lineno}:{i}"] = "unknown"
+    elif not isinstance(content, str):
+        st.skipped["bad_field"] += 1
+        return
+    # Subagent prompts come from Claude, meta lines and compaction summaries from Claude Code itself.
+    if obj.get("isMeta") is True or obj.get("isSidechain") is True or obj.get("isCompactSummary") is True:
+        return
+    text, has_tool_result = prompt_text(content)
+    if has_tool_result or not text:
+        return
+    uid = obj.get("uuid")
+    st.prompts[uid if isinstance(uid, str) and uid else f"{st.path}:{lineno}"] = (ts, text)
+
+
+def _skip_fast(raw: bytes) -> bool:
+    return raw.startswith(_SKIP_PREFIXES)

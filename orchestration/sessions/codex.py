@@ -1,0 +1,377 @@
+"""Codex rollouts: `<codex_dir>/sessions/YYYY/MM/DD/rollout-*.jsonl` and `<codex_dir>/archived_sessions/`.
+
+Two formats are read. The current one wraps every line as `{"timestamp", "type", "payload"}` with type
+`session_meta`, `turn_context`, `response_item`, `event_msg` or `compacted`. The older one starts with a
+bare header `{"id", "timestamp", "instructions", ...}` followed by bare response items
+(`{"type": "message", ...}`); its cwd only appears inside the injected `<environment_context>` message.
+
+Token usage, matched to ccusage's `codex` command: Codex's `input_tokens` include the cached tokens, so
+`input = input_tokens - cached_input_tokens` and `cache_read = cached_input_tokens` (clamped to the
+input), `cache_write = 0` (Codex reports none). `output = output_tokens`: `reasoning_output_tokens` are
+already part of `output_tokens` (ccusage treats them as informational and does not add them, which
+would double-count reasoning). `total_token_usage` is cumulative for the session, so a session's usage
+is its LAST total; only when no event carries a total are the `last_token_usage` deltas summed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from orchestration.models import Tokens
+from orchestration.sessions._common import (
+    SessionStats,
+    Workspace,
+    as_int,
+    list_jsonl,
+    parse_ts,
+    read_objects,
+)
+
+TOP_TYPES = frozenset({"session_meta", "turn_context", "response_item", "event_msg", "compacted"})
+# Bare response items of the older format (and `record_type: state` bookkeeping lines).
+ITEM_TYPES = frozenset({
+    "message", "reasoning", "function_call", "function_call_output", "custom_tool_call",
+    "custom_tool_call_output", "local_shell_call", "web_search_call",
+})
+SHELL_TOOLS = frozenset({"shell", "exec_command", "shell_command", "container.exec", "local_shell"})
+SHELLS = frozenset({"bash", "sh", "zsh", "dash", "fish"})
+# Context Codex injects as "user" messages; not something the person asked for.
+INJECTED_PREFIXES = (
+    "<environment_context>", "<user_instructions>", "<INSTRUCTIONS>", "# AGENTS.md instructions",
+    "<user_shell_command>", "<turn_aborted>", "<permissions", "<developer_instructions>",
+)
+PATCH_PREFIXES = ("*** Update File: ", "*** Add File: ", "*** Delete File: ", "*** Move to: ")
+# Commands whose first word alone says little: keep the subcommand too (`git push`, `npm test`).
+SUBCOMMAND_TOOLS = frozenset({
+    "git", "npm", "pnpm", "yarn", "npx", "bun", "bunx", "cargo", "go", "uv", "poetry", "pip", "pip3",
+    "docker", "kubectl", "gh", "dotnet", "make", "just", "deno", "mix", "bundle", "rake",
+})
+_WRAPPERS = frozenset({"sudo", "env", "time", "nice", "command", "exec"})
+
+
+def find_files(codex_dir: str, skipped: Counter[str]) -> list[tuple[str, float]]:
+    """Rollout files in `sessions/` (any depth) and `archived_sessions/`, with their mtimes."""
+    live = list_jsonl(
+        os.path.join(codex_dir, "sessions"), skipped, accept=lambda _d, name: name.startswith("rollout-")
+    )
+    return live + list_jsonl(os.path.join(codex_dir, "archived_sessions"), skipped)
+
+
+def shell_script(command: Any) -> str | None:
+    """The script a shell call runs: `["bash", "-lc", S]` → S, other argv joined, strings as-is."""
+    if isinstance(command, str):
+        return command
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        return None
+    if (
+        len(command) >= 3
+        and os.path.basename(command[0]) in SHELLS
+        and command[1].startswith("-")
+        and "c" in command[1]
+    ):
+        return str(command[2])
+    return " ".join(command)
+
+
+def command_key(script: str | None) -> str:
+    """A short name for a failing command: its first word(s), skipping `cd … &&`, env assignments, sudo."""
+    if not script:
+        return "shell"
+    first_line = script.strip().split("\n", 1)[0]
+    segments = [s.strip() for s in first_line.replace("||", "&&").replace(";", "&&").split("&&")]
+    for segment in segments:
+        if not segment or segment.startswith(("cd ", "export ", "source ", "set ", ". ")) or segment == "cd":
+            continue
+        try:
+            words = shlex.split(segment, posix=True)
+        except ValueError:
+            words = segment.split()
+        while words and ("=" in words[0].split("/", 1)[0] or words[0] in _WRAPPERS):
+            words.pop(0)
+        if not words:
+            continue
+        head = os.path.basename(words[0]) or words[0]
+        rest = [w for w in words[1:] if not w.startswith("-")]
+        if head.startswith("python") and len(words) > 2 and words[1] == "-m":
+            return f"{head} -m {words[2]}"[:80]
+        if head in SUBCOMMAND_TOOLS and rest:
+            return f"{head} {rest[0]}"[:80]
+        return head[:80]
+    return "shell"
+
+
+def patch_files(text: str) -> list[str]:
+    """Paths named by an apply_patch envelope (`*** Update File: P`, Add, Delete, Move to)."""
+    out: list[str] = []
+    if "*** " not in text:
+        return out
+    for line in text.splitlines():
+        if line.startswith(PATCH_PREFIXES):
+            path = line.split(": ", 1)[1].strip()
+            if path:
+                out.append(path)
+    return out
+
+
+def split_usage(usage: dict[str, Any]) -> Tokens:
+    """Codex counters → our Tokens (see the module docstring for why)."""
+    inp = as_int(usage.get("input_tokens"))
+    cached = as_int(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")))
+    cached = min(cached, inp)
+    return Tokens(input=inp - cached, output=as_int(usage.get("output_tokens")), cache_read=cached)
+
+
+def output_exit_code(output: Any) -> int | None:
+    """Exit code recorded in a function_call_output, for the versions that put it there."""
+    if isinstance(output, dict):
+        meta = output.get("metadata")
+        code = meta.get("exit_code") if isinstance(meta, dict) else None
+        return code if isinstance(code, int) and not isinstance(code, bool) else None
+    if not isinstance(output, str):
+        return None
+    head = output[:2048].lstrip()
+    if head.startswith("{"):
+        try:
+            parsed = orjson.loads(output)
+        except orjson.JSONDecodeError:
+            return None
+        return output_exit_code(parsed) if isinstance(parsed, dict) else None
+    if head.startswith("Exit code: "):
+        return _leading_int(head[len("Exit code: "):])
+    marker = head.find("Process exited with code ")
+    if marker >= 0:
+        return _leading_int(head[marker + len("Process exited with code "):])
+    return None
+
+
+def _leading_int(text: str) -> int | None:
+    digits = ""
+    for ch in text:
+        if ch.isdigit() or (ch == "-" and not digits):
+            digits += ch
+        else:
+            break
+    try:
+        return int(digits)
+    except ValueError:
+        return None
+
+
+class _Reader:
+    """Per-file state while reading one rollout."""
+
+    def __init__(self, path: str, mtime: float, ws: Workspace) -> None:
+        self.st = SessionStats(path=path, mtime=mtime)
+        self.ws = ws
+        self.cwd: str | None = None
+        self.event_prompts: dict[str, tuple[datetime | None, str]] = {}
+        self.item_prompts: dict[str, tuple[datetime | None, str]] = {}
+        self.scripts: dict[str, str | None] = {}
+        self.call_tools: dict[str, str] = {}
+        self.total: Tokens | None = None
+        self.deltas = Tokens()
+        self.header_ts: datetime | None = None
+        self.n = 0
+
+    def note_cwd(self, cwd: Any) -> None:
+        if not isinstance(cwd, str) or not cwd:
+            return
+        self.cwd = cwd
+        if self.ws.contains(cwd):
+            self.st.in_workspace = True
+        elif self.st.in_workspace is None:
+            self.st.in_workspace = False
+
+    def call_key(self, call_id: Any, lineno: int) -> str:
+        if isinstance(call_id, str) and call_id:
+            return call_id
+        self.n += 1
+        return f"{self.st.path}:{lineno}:{self.n}"
+
+    def line(self, lineno: int, obj: dict[str, Any], first: bool) -> None:
+        kind = obj.get("type")
+        if "payload" in obj and isinstance(kind, str) and kind in TOP_TYPES:
+            payload = obj["payload"]
+            if not isinstance(payload, dict):
+                self.st.skipped["bad_field"] += 1
+                return
+            ts = parse_ts(obj.get("timestamp"))
+            self.st.seen_at(ts)
+            if kind == "session_meta":
+                if not self.st.session_id and isinstance(payload.get("id"), str):
+                    self.st.session_id = payload["id"]
+                self.note_cwd(payload.get("cwd"))
+            elif kind == "turn_context":
+                self.note_cwd(payload.get("cwd"))
+            elif kind == "response_item":
+                self.item(payload, lineno, ts)
+            elif kind == "event_msg":
+                self.event(payload, lineno, ts)
+            return
+        if "payload" not in obj and isinstance(kind, str) and kind in ITEM_TYPES:
+            self.item(obj, lineno, self.header_ts)
+            return
+        if first and kind is None and ("id" in obj or "instructions" in obj):
+            if isinstance(obj.get("id"), str):
+                self.st.session_id = obj["id"]
+            self.header_ts = parse_ts(obj.get("timestamp"))
+            self.st.seen_at(self.header_ts)
+            self.note_cwd(obj.get("cwd"))
+            return
+        if kind is None and obj.get("record_type") == "state":
+            return
+        self.st.skipped["unknown_type"] += 1
+
+    def item(self, item: dict[str, Any], lineno: int, ts: datetime | None) -> None:
+        kind = item.get("type")
+        if kind == "message":
+            if item.get("role") == "user":
+                self.user_item(item.get("content"), lineno, ts)
+        elif kind == "function_call":
+            self.function_call(item, lineno)
+        elif kind == "custom_tool_call":
+            name = item.get("name")
+            name = name if isinstance(name, str) and name else "unknown"
+            key = self.call_key(item.get("call_id"), lineno)
+            self.tool(key, name)
+            if name == "apply_patch" and isinstance(item.get("input"), str):
+                self.files(key, patch_files(item["input"]))
+        elif kind == "local_shell_call":
+            action = item.get("action")
+            command = action.get("command") if isinstance(action, dict) else None
+            key = self.call_key(item.get("call_id") or item.get("id"), lineno)
+            self.shell(key, shell_script(command))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            call_id = item.get("call_id")
+            code = output_exit_code(item.get("output"))
+            if code is not None and code != 0 and isinstance(call_id, str) and call_id:
+                tool = self.call_tools.get(call_id, "unknown")
+                self.st.failures[call_id] = (
+                    command_key(self.scripts.get(call_id)) if tool == "shell" else tool
+                )
+
+    def user_item(self, content: Any, lineno: int, ts: datetime | None) -> None:
+        if isinstance(content, str):
+            texts = [content]
+        elif isinstance(content, list):
+            texts = [
+                b["text"] for b in content
+                if isinstance(b, dict) and b.get("type") in ("input_text", "text")
+                and isinstance(b.get("text"), str)
+            ]
+        else:
+            self.st.skipped["bad_field"] += 1
+            return
+        kept: list[str] = []
+        for text in texts:
+            text = text.strip()
+            if text.startswith("<environment_context>"):
+                start, end = text.find("<cwd>"), text.find("</cwd>")
+                if 0 <= start < end:
+                    self.note_cwd(text[start + 5:end].strip())
+            elif text and not text.startswith(INJECTED_PREFIXES):
+                kept.append(text)
+        if kept:
+            self.item_prompts[f"{self.st.path}:{lineno}"] = (ts, "\n".join(kept))
+
+    def function_call(self, item: dict[str, Any], lineno: int) -> None:
+        name = item.get("name")
+        name = name if isinstance(name, str) and name else "unknown"
+        key = self.call_key(item.get("call_id"), lineno)
+        raw = item.get("arguments")
+        args: Any = raw
+        if isinstance(raw, str):
+            try:
+                args = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                args = raw if name == "apply_patch" else None  # freeform apply_patch sends the patch itself
+        if name in SHELL_TOOLS:
+            command = None
+            if isinstance(args, dict):
+                command = args.get("command", args.get("cmd"))
+            self.shell(key, shell_script(command))
+        elif name == "apply_patch":
+            patch = args.get("input", args.get("patch")) if isinstance(args, dict) else args
+            self.tool(key, name)
+            if isinstance(patch, str):
+                self.files(key, patch_files(patch))
+        else:
+            self.tool(key, name)
+
+    def shell(self, key: str, script: str | None) -> None:
+        """A shell call; one that pipes a patch into apply_patch counts as apply_patch."""
+        if script and ("*** Begin Patch" in script or script.lstrip().startswith("apply_patch")):
+            self.tool(key, "apply_patch")
+            self.files(key, patch_files(script))
+        else:
+            self.tool(key, "shell")
+        self.scripts[key] = script
+
+    def tool(self, key: str, name: str) -> None:
+        self.st.tool_calls[key] = name
+        self.call_tools[key] = name
+
+    def files(self, key: str, paths: list[str]) -> None:
+        rel = [r for r in (self.ws.relative(p, self.cwd) for p in paths) if r]
+        if rel:
+            self.st.files[key] = rel
+
+    def event(self, payload: dict[str, Any], lineno: int, ts: datetime | None) -> None:
+        kind = payload.get("type")
+        if kind == "user_message":
+            message = payload.get("message")
+            if isinstance(message, str):
+                text = message.strip()
+                if text and not text.startswith(INJECTED_PREFIXES):
+                    self.event_prompts[f"{self.st.path}:{lineno}"] = (ts, text)
+            # an event_msg user_message marks the current format even when the text is injected
+            self.event_prompts.setdefault("", (None, ""))
+        elif kind == "token_count":
+            info = payload.get("info")
+            if info is None:
+                return
+            if not isinstance(info, dict):
+                self.st.skipped["bad_field"] += 1
+                return
+            total, last = info.get("total_token_usage"), info.get("last_token_usage")
+            if isinstance(total, dict):
+                self.total = split_usage(total)
+            if isinstance(last, dict):
+                self.deltas.add(split_usage(last))
+            if (total is not None and not isinstance(total, dict)) or (
+                last is not None and not isinstance(last, dict)
+            ):
+                self.st.skipped["bad_field"] += 1
+        elif kind == "exec_command_end":
+            code = payload.get("exit_code")
+            if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+                key = self.call_key(payload.get("call_id"), lineno)
+                script = shell_script(payload.get("command")) or self.scripts.get(key)
+                self.st.failures[key] = command_key(script)
+
+    def finish(self) -> SessionStats:
+        st = self.st
+        prompts = self.event_prompts if self.event_prompts else self.item_prompts
+        st.prompts = {k: v for k, v in prompts.items() if k}
+        usage = self.total if self.total is not None else self.deltas
+        if usage.input or usage.output or usage.cache_read or usage.cache_write:
+            st.usage[f"{st.path}#usage"] = usage
+        if not st.session_id:
+            st.session_id = os.path.splitext(os.path.basename(st.path))[0]
+        return st
+
+
+def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
+    """Reads one rollout (either format) into keyed SessionStats; never raises."""
+    reader = _Reader(path, mtime, ws)
+    first = True
+    for lineno, obj in read_objects(path, reader.st.skipped):
+        reader.line(lineno, obj, first)
+        first = False
+    return reader.finish()

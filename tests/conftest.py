@@ -1,0 +1,34 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of our own on a free port, for the whole session."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def orch_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for CLI and worker subprocesses: our Redis, a fresh key prefix and state dir."""
+    env = dict(os.environ)
+    env.update(
+        ORCH_REDIS_URL=redis_url,
+        ORCH_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+        ORCH_STATE_DIR=str(tmp_path / "state"),
+        ORCH_CONFIG_DIR=str(tmp_path / "configs"),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    return env

@@ -1,0 +1,129 @@
+"""Shared test helpers: real redis-server, real prefork worker, real git repositories."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_BIN = ROOT / "node_modules" / ".bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RuntimeError(
+            "redis-server is not on PATH; the integration tests start their own Redis. "
+            "Install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`)."
+        )
+    return path
+
+
+@contextlib.contextmanager
+def redis_server(tmp: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp), "--daemonize", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("redis-server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def sh(args: list[str], cwd: Path | str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()  # noqa: S603
+
+
+def make_repo(tmp: Path, name: str = "demo") -> tuple[Path, Path]:
+    """A working repository with one commit on main, cloned from a local bare remote."""
+    bare = tmp / f"{name}-remote.git"
+    work = tmp / name
+    sh(["git", "init", "-q", "--bare", "-b", "main", str(bare)], tmp)
+    sh(["git", "init", "-q", "-b", "main", str(work)], tmp)
+    sh(["git", "config", "user.email", "dev@example.com"], work)
+    sh(["git", "config", "user.name", "Dev"], work)
+    (work / "README.md").write_text("# demo\n")
+    (work / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    sh(["git", "add", "-A"], work)
+    sh(["git", "commit", "-q", "-m", "initial"], work)
+    sh(["git", "remote", "add", "origin", str(bare)], work)
+    sh(["git", "push", "-q", "origin", "main"], work)
+    return work, bare
+
+
+@contextlib.contextmanager
+def celery_worker(env: dict[str, str], queues: str, log: Path, concurrency: int = 2,
+                  extra: list[str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real prefork worker in its own process group, stopped (and its group killed) at the end."""
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "prefork", "-c", str(concurrency),
+             "-Q", queues, "-E", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             "-n", f"test-{os.getpid()}-{free_port()}@%h", *(extra or [])],
+            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if b" ready." in log.read_bytes():
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"worker not ready:\n{log.read_text()[-3000:]}")
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,140 @@
+"""Whole cycles through a real prefork Celery worker on a real Redis server, with a stand-in agent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.fixtures.fake_gh import install_fake_gh, read_calls
+from tests.helpers import ROOT, celery_worker, make_repo, sh
+from tests.unit.test_process import live_with_marker
+
+FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
+pytestmark = pytest.mark.integration
+
+
+def write_config(tmp: Path, repo: Path, **budget: int) -> Path:
+    cfg = {
+        "id": "demo",
+        "workspace": {"repo": str(repo)},
+        "budget": {"cycle_s": 120, "idle_timeout_s": 60, **budget},
+        "sessions": {"claude_dir": str(tmp / "no-claude"), "codex_dir": str(tmp / "no-codex")},
+        "goals": ["Write orchestrated.txt"],
+        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+    }
+    path = tmp / "demo.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def orchestrate(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "orchestration.cli", *args], env=env, capture_output=True, text=True,
+        timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def setup(tmp_path: Path, orch_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    repo, bare = make_repo(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    install_fake_gh(bin_dir, tmp_path / "gh")
+    env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}")
+    return tmp_path, repo, bare, env
+
+
+def test_cycle_succeeds_pushes_and_opens_draft_pr(setup) -> None:  # type: ignore[no-untyped-def]
+    tmp, repo, bare, env = setup
+    cfg = write_config(tmp, repo)
+    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+        proc = orchestrate(["run", str(cfg), "--json"], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp / "worker.log").read_text()[-4000:]
+    report = json.loads(proc.stdout)
+    assert report["status"] == "succeeded" and report["reason"] is None
+    assert report["agent"]["status"] == "succeeded"
+    assert report["agent"]["files_changed"] == ["orchestrated.txt"]
+    assert report["pr"]["status"] == "created" and report["pr"]["draft"] is True
+    branch = report["branch"]
+    assert "written by the fake agent" in sh(["git", "--git-dir", str(bare), "show", f"{branch}:orchestrated.txt"], tmp)
+    create = [c for c in read_calls(tmp / "gh") if c["argv"][:2] == ["pr", "create"]]
+    assert len(create) == 1 and "--draft" in create[0]["argv"]
+    assert f"<!-- orchestrate:cycle={report['cycle_id']} -->" in create[0]["stdin"]
+    # The user's checkout is untouched.
+    assert sh(["git", "status", "--porcelain"], repo) == ""
+    assert sh(["git", "rev-parse", "--abbrev-ref", "HEAD"], repo) == "main"
+
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    rows = r.xrange(f"{env['ORCH_KEY_PREFIX']}:cycle:{report['cycle_id']}:events")
+    events = [json.loads(fields[b"event"]) for _, fields in rows]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "cycle.queued" and kinds[-1] == "cycle.finished"
+    for kind in ("cycle.started", "decision.made", "agent.started", "agent.tool_call", "agent.file_change",
+                 "agent.finished", "pr.opened"):
+        assert kind in kinds, kind
+    stages = [e["stage"] for e in events if e["kind"] == "stage.started"]
+    assert stages == ["start", "analyze", "decide", "execute", "publish", "finish"]
+
+    # A late watcher replays the whole stream and exits when the cycle has ended.
+    watched = orchestrate(["watch", report["cycle_id"]], env, timeout=30)
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.count("\n") >= len(events)
+    assert "cycle.finished" in watched.stdout
+    status = orchestrate(["status", report["cycle_id"], "--json"], env, timeout=30)
+    assert json.loads(status.stdout)["pr"]["url"] == report["pr"]["url"]
+
+
+def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: ignore[no-untyped-def]
+    tmp, repo, _bare, env = setup
+    cfg = write_config(tmp, repo)
+    env = dict(env, FAKE_CLAUDE_MODE="slow")  # keeps the first cycle busy until it is cancelled
+    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log", concurrency=2):
+        a = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
+        b = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
+        r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+        prefix = env["ORCH_KEY_PREFIX"]
+
+        def status(cid: str) -> str:
+            return (r.hget(f"{prefix}:cycle:{cid}", "status") or b"").decode()
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "skipped" not in (status(a["cycle_id"]), status(b["cycle_id"])):
+            time.sleep(0.2)
+        statuses = sorted([status(a["cycle_id"]), status(b["cycle_id"])])
+        assert statuses == ["running", "skipped"], statuses
+        skipped = a if status(a["cycle_id"]) == "skipped" else b
+        running = b if skipped is a else a
+        assert (r.hget(f"{prefix}:cycle:{skipped['cycle_id']}", "reason") or b"").decode() == "locked"
+        assert orchestrate(["cancel", running["cycle_id"]], env).returncode == 0
+        watched = orchestrate(["watch", running["cycle_id"]], env, timeout=60)
+        assert watched.returncode == 1
+    assert status(running["cycle_id"]) == "cancelled"
+    assert r.get(f"{prefix}:lock:demo") is None
+
+
+def test_hanging_agent_times_out_within_budget_and_keeps_work(setup) -> None:  # type: ignore[no-untyped-def]
+    tmp, repo, bare, env = setup
+    cfg = write_config(tmp, repo, cycle_s=20, idle_timeout_s=300)
+    env = dict(env, FAKE_CLAUDE_MODE="hang")
+    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+        t0 = time.monotonic()
+        proc = orchestrate(["run", str(cfg), "--json"], env)
+        elapsed = time.monotonic() - t0
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert report["status"] == "timed_out" and report["reason"] == "deadline"
+    assert elapsed < 20 + 30, elapsed
+    assert report["duration_s"] < 20 + 30
+    assert live_with_marker(str(FAKE_CLAUDE)) == []
+    branch = report["branch"]
+    log = sh(["git", "--git-dir", str(bare), "log", "-1", "--format=%s", branch], tmp)
+    assert log.startswith("WIP:")
+    assert "written by the fake agent" in sh(["git", "--git-dir", str(bare), "show", f"{branch}:orchestrated.txt"], tmp)
+    assert report["pr"]["status"] == "skipped" and report["pr"]["reason"] == "cycle_timed_out"
