@@ -8,7 +8,6 @@ Invalid configs are reported on stderr and left out; the others still run.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,14 +23,40 @@ LAUNCH_TASK = "orchestrate.launch"
 FIRE_EXPIRES_S = 900
 
 
+class zoned_crontab(crontab):  # noqa: N801 - named like Celery's own `crontab`
+    """A crontab read in its own timezone rather than the app's (Celery matches fields in `self.tz`).
+
+    Picklable (the default shelve scheduler stores entries), so no closures.
+    """
+
+    def __init__(self, *args: Any, timezone_name: str = "UTC", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timezone_name = timezone_name
+
+    @property
+    def tz(self) -> ZoneInfo:  # type: ignore[override]
+        return ZoneInfo(self.timezone_name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        cls, args, state = super().__reduce__()
+        return cls, args, {**(state or {}), "timezone_name": self.timezone_name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.timezone_name = state.pop("timezone_name", "UTC")
+        super().__setstate__(state)
+
+    def __repr__(self) -> str:
+        return f"<zoned_crontab: {super().__repr__()} {self.timezone_name}>"
+
+
 def entry_for(path: Path, cfg: WorkspaceConfig) -> dict[str, Any] | None:
     if not cfg.schedule.cron:
         return None
     minute, hour, day_of_month, month_of_year, day_of_week = cfg.schedule.cron.split()
-    tz = ZoneInfo(cfg.schedule.timezone)
-    schedule = crontab(
+    schedule = zoned_crontab(
         minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-        day_of_week=day_of_week, nowfun=lambda: datetime.now(tz), app=app,
+        day_of_week=day_of_week, timezone_name=cfg.schedule.timezone, app=app,
     )
     return {
         "task": LAUNCH_TASK,

@@ -127,3 +127,17 @@ def wait_for(predicate, timeout: float, interval: float = 0.1):  # type: ignore[
             return value
         time.sleep(interval)
     return predicate()
+
+
+def live_with_marker(marker: str) -> list[int]:
+    """PIDs of live (non-zombie) processes whose command line holds the marker."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids

@@ -12,8 +12,7 @@ import pytest
 import redis
 
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import ROOT, celery_worker, make_repo, sh
-from tests.unit.test_process import live_with_marker
+from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, sh
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration

@@ -9,20 +9,7 @@ import uuid
 from pathlib import Path
 
 from orchestration.agents.process import Verdict, supervise
-
-
-def live_with_marker(marker: str) -> list[int]:
-    """PIDs of non-zombie processes whose command line holds the marker."""
-    pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            pids.append(int(proc.name))
-    return pids
+from tests.helpers import live_with_marker
 
 
 def script(tmp_path: Path, body: str) -> tuple[list[str], str]:
