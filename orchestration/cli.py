@@ -133,8 +133,8 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
     status = report.get("status")
     colour = "green" if status == "succeeded" else "yellow" if status == "skipped" else "red"
     t.add_row("cycle", str(report.get("cycle_id")))
@@ -158,7 +158,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         t.add_row("branch", str(report["branch"]))
     pr = report.get("pr") or {}
     if pr:
-        t.add_row("pr", str(pr.get("url") or "") + f" [dim]{pr.get('status')} {pr.get('reason') or ''}[/dim]")
+        t.add_row("pr", " ".join(x for x in (pr.get("url"), f"[dim]{pr.get('status')}[/dim]", pr.get("reason")) if x))
     out.print(t)
 
 

@@ -44,7 +44,7 @@ def base_ref(repo: Path, remote: str, base_branch: str) -> str:
 
 
 def branch_name(prefix: str, stamp: str, title: str, cycle_id: str) -> str:
-    name = f"{prefix}{stamp}-{slugify(title, 40)}-{cycle_id[:6]}"
+    name = f"{prefix}{stamp}-{slugify(title, 40)}-{cycle_id[-6:]}"
     name = re.sub(r"[~^:?*\[\\\s]+", "-", name).replace("..", ".").strip("/.")
     return name
 

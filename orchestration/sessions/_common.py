@@ -17,11 +17,12 @@ from typing import Any
 
 import orjson
 
-from orchestration.models import Tokens
-
 # A single line larger than this is skipped unread (a pasted image or a giant tool output can make
 # lines of several MB; nothing we need lives in a line this big). Module-level so tests can lower it.
 MAX_LINE_BYTES = 64 * 1024 * 1024
+
+# (input, output, cache_read, cache_write): a plain tuple because one is built per API response line.
+Usage = tuple[int, int, int, int]
 
 
 @dataclass
@@ -42,20 +43,29 @@ class SessionStats:
     tool_calls: dict[str, str] = field(default_factory=dict)
     files: dict[str, list[str]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
-    usage: dict[str, Tokens] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
-    first_at: datetime | None = None
-    last_at: datetime | None = None
+    ts_min: str | None = None
+    ts_max: str | None = None
     skipped: Counter[str] = field(default_factory=Counter)
-    unreadable: bool = False
 
-    def seen_at(self, ts: datetime | None) -> None:
-        if ts is None:
+    def seen(self, value: Any) -> None:
+        """Tracks the time span from raw ISO strings: comparing UTC ISO strings is ordering them, and
+        parsing a timestamp on every line would cost more than the JSON parse of a small line."""
+        if not isinstance(value, str) or len(value) < 19 or value[4] != "-" or value[10] != "T":
             return
-        if self.first_at is None or ts < self.first_at:
-            self.first_at = ts
-        if self.last_at is None or ts > self.last_at:
-            self.last_at = ts
+        if self.ts_min is None or value < self.ts_min:
+            self.ts_min = value
+        if self.ts_max is None or value > self.ts_max:
+            self.ts_max = value
+
+    @property
+    def first_at(self) -> datetime | None:
+        return parse_ts(self.ts_min)
+
+    @property
+    def last_at(self) -> datetime | None:
+        return parse_ts(self.ts_max)
 
 
 class Workspace:
@@ -71,6 +81,7 @@ class Workspace:
         self.prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._contains: dict[str, bool] = {}
         self._real: dict[str, str] = {}
+        self._relative: dict[tuple[str, str | None], str | None] = {}
 
     def _realpath(self, path: str) -> str | None:
         real = self._real.get(path)
@@ -99,6 +110,15 @@ class Workspace:
 
     def relative(self, path: str, base: str | None = None) -> str | None:
         """`path` relative to the repo when inside it, else normalized as given; None for unusable."""
+        key = (path, base)
+        if key in self._relative:
+            return self._relative[key]
+        result = self._relative_uncached(path, base)
+        if len(self._relative) < 100_000:
+            self._relative[key] = result
+        return result
+
+    def _relative_uncached(self, path: str, base: str | None) -> str | None:
         if not path or "\x00" in path:
             return None
         if not os.path.isabs(path):

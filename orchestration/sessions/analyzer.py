@@ -20,7 +20,7 @@ from typing import TypeVar
 from orchestration.config import Sessions
 from orchestration.models import Insights, ProviderInsights, Tokens, iso, utcnow
 from orchestration.sessions import claude, codex
-from orchestration.sessions._common import SessionStats, Workspace
+from orchestration.sessions._common import SessionStats, Usage, Workspace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,7 +58,7 @@ class _Acc:
     tool_calls: dict[str, str] = field(default_factory=dict)
     files: dict[str, list[str]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
-    usage: dict[str, Tokens] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     first_at: datetime | None = None
     last_at: datetime | None = None
@@ -149,10 +149,12 @@ def _goals(prompts: Iterable[tuple[datetime | None, str]]) -> list[str]:
 
 def _summary(accs: list[_Acc]) -> dict[str, object]:
     """The ProviderInsights fields for one or several accumulators (overall = all providers)."""
-    tokens = Tokens()
+    totals = [0, 0, 0, 0]
     for acc in accs:
         for usage in acc.usage.values():
-            tokens.add(usage)
+            for i, n in enumerate(usage):
+                totals[i] += n
+    tokens = Tokens(input=totals[0], output=totals[1], cache_read=totals[2], cache_write=totals[3])
     costs = [c for acc in accs for c in acc.cost.values()]
     firsts = [a.first_at for a in accs if a.first_at is not None]
     lasts = [a.last_at for a in accs if a.last_at is not None]

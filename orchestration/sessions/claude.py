@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
-from orchestration.models import Tokens
 from orchestration.sessions._common import (
     SessionStats,
     Workspace,
@@ -103,12 +101,11 @@ def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
             sid = obj.get("sessionId")
             if isinstance(sid, str) and sid:
                 st.session_id = sid
-        ts = parse_ts(obj.get("timestamp"))
-        st.seen_at(ts)
+        st.seen(obj.get("timestamp"))
         if kind == "assistant":
             _assistant(st, obj, lineno, tool_names, ws, cwd)
         elif kind == "user":
-            _user(st, obj, lineno, ts, tool_names)
+            _user(st, obj, lineno, tool_names)
         elif "costUSD" in obj:
             cost = as_float(obj.get("costUSD"))
             if cost is not None:
@@ -130,11 +127,11 @@ def _assistant(
     key = f"{mid}:{rid}" if isinstance(mid, str) and isinstance(rid, str) else f"{st.path}:{lineno}"
     usage = msg.get("usage")
     if isinstance(usage, dict):
-        st.usage[key] = Tokens(  # a later line of the same response replaces an earlier one
-            input=as_int(usage.get("input_tokens")),
-            output=as_int(usage.get("output_tokens")),
-            cache_read=as_int(usage.get("cache_read_input_tokens")),
-            cache_write=as_int(usage.get("cache_creation_input_tokens")),
+        st.usage[key] = (  # a later line of the same response replaces an earlier one
+            as_int(usage.get("input_tokens")),
+            as_int(usage.get("output_tokens")),
+            as_int(usage.get("cache_read_input_tokens")),
+            as_int(usage.get("cache_creation_input_tokens")),
         )
     elif usage is not None:
         st.skipped["bad_field"] += 1
@@ -168,9 +165,7 @@ def _assistant(
                         break
 
 
-def _user(
-    st: SessionStats, obj: dict[str, Any], lineno: int, ts: datetime | None, tool_names: dict[str, str]
-) -> None:
+def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[str, str]) -> None:
     msg = obj.get("message")
     if not isinstance(msg, dict):
         st.skipped["bad_field"] += 1
@@ -196,7 +191,8 @@ def _user(
     if has_tool_result or not text:
         return
     uid = obj.get("uuid")
-    st.prompts[uid if isinstance(uid, str) and uid else f"{st.path}:{lineno}"] = (ts, text)
+    key = uid if isinstance(uid, str) and uid else f"{st.path}:{lineno}"
+    st.prompts[key] = (parse_ts(obj.get("timestamp")), text)
 
 
 def _skip_fast(raw: bytes) -> bool:

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from orchestration.models import Tokens
 from orchestration.sessions._common import (
     SessionStats,
+    Usage,
     Workspace,
     as_int,
     list_jsonl,
@@ -119,12 +119,12 @@ def patch_files(text: str) -> list[str]:
     return out
 
 
-def split_usage(usage: dict[str, Any]) -> Tokens:
-    """Codex counters → our Tokens (see the module docstring for why)."""
+def split_usage(usage: dict[str, Any]) -> Usage:
+    """Codex counters → (input, output, cache_read, cache_write) (see the module docstring for why)."""
     inp = as_int(usage.get("input_tokens"))
     cached = as_int(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")))
     cached = min(cached, inp)
-    return Tokens(input=inp - cached, output=as_int(usage.get("output_tokens")), cache_read=cached)
+    return (inp - cached, as_int(usage.get("output_tokens")), cached, 0)
 
 
 def output_exit_code(output: Any) -> int | None:
@@ -174,9 +174,9 @@ class _Reader:
         self.item_prompts: dict[str, tuple[datetime | None, str]] = {}
         self.scripts: dict[str, str | None] = {}
         self.call_tools: dict[str, str] = {}
-        self.total: Tokens | None = None
-        self.deltas = Tokens()
-        self.header_ts: datetime | None = None
+        self.total: Usage | None = None
+        self.deltas: Usage = (0, 0, 0, 0)
+        self.header_ts: Any = None
         self.n = 0
 
     def note_cwd(self, cwd: Any) -> None:
@@ -201,8 +201,8 @@ class _Reader:
             if not isinstance(payload, dict):
                 self.st.skipped["bad_field"] += 1
                 return
-            ts = parse_ts(obj.get("timestamp"))
-            self.st.seen_at(ts)
+            raw_ts = obj.get("timestamp")
+            self.st.seen(raw_ts)
             if kind == "session_meta":
                 if not self.st.session_id and isinstance(payload.get("id"), str):
                     self.st.session_id = payload["id"]
@@ -210,9 +210,9 @@ class _Reader:
             elif kind == "turn_context":
                 self.note_cwd(payload.get("cwd"))
             elif kind == "response_item":
-                self.item(payload, lineno, ts)
+                self.item(payload, lineno, raw_ts)
             elif kind == "event_msg":
-                self.event(payload, lineno, ts)
+                self.event(payload, lineno, raw_ts)
             return
         if "payload" not in obj and isinstance(kind, str) and kind in ITEM_TYPES:
             self.item(obj, lineno, self.header_ts)
@@ -220,15 +220,15 @@ class _Reader:
         if first and kind is None and ("id" in obj or "instructions" in obj):
             if isinstance(obj.get("id"), str):
                 self.st.session_id = obj["id"]
-            self.header_ts = parse_ts(obj.get("timestamp"))
-            self.st.seen_at(self.header_ts)
+            self.header_ts = obj.get("timestamp")
+            self.st.seen(self.header_ts)
             self.note_cwd(obj.get("cwd"))
             return
         if kind is None and obj.get("record_type") == "state":
             return
         self.st.skipped["unknown_type"] += 1
 
-    def item(self, item: dict[str, Any], lineno: int, ts: datetime | None) -> None:
+    def item(self, item: dict[str, Any], lineno: int, ts: Any) -> None:
         kind = item.get("type")
         if kind == "message":
             if item.get("role") == "user":
@@ -256,7 +256,7 @@ class _Reader:
                     command_key(self.scripts.get(call_id)) if tool == "shell" else tool
                 )
 
-    def user_item(self, content: Any, lineno: int, ts: datetime | None) -> None:
+    def user_item(self, content: Any, lineno: int, ts: Any) -> None:
         if isinstance(content, str):
             texts = [content]
         elif isinstance(content, list):
@@ -278,7 +278,7 @@ class _Reader:
             elif text and not text.startswith(INJECTED_PREFIXES):
                 kept.append(text)
         if kept:
-            self.item_prompts[f"{self.st.path}:{lineno}"] = (ts, "\n".join(kept))
+            self.item_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), "\n".join(kept))
 
     def function_call(self, item: dict[str, Any], lineno: int) -> None:
         name = item.get("name")
@@ -322,14 +322,14 @@ class _Reader:
         if rel:
             self.st.files[key] = rel
 
-    def event(self, payload: dict[str, Any], lineno: int, ts: datetime | None) -> None:
+    def event(self, payload: dict[str, Any], lineno: int, ts: Any) -> None:
         kind = payload.get("type")
         if kind == "user_message":
             message = payload.get("message")
             if isinstance(message, str):
                 text = message.strip()
                 if text and not text.startswith(INJECTED_PREFIXES):
-                    self.event_prompts[f"{self.st.path}:{lineno}"] = (ts, text)
+                    self.event_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), text)
             # an event_msg user_message marks the current format even when the text is injected
             self.event_prompts.setdefault("", (None, ""))
         elif kind == "token_count":
@@ -343,7 +343,10 @@ class _Reader:
             if isinstance(total, dict):
                 self.total = split_usage(total)
             if isinstance(last, dict):
-                self.deltas.add(split_usage(last))
+                d = split_usage(last)
+                self.deltas = (
+                    self.deltas[0] + d[0], self.deltas[1] + d[1], self.deltas[2] + d[2], self.deltas[3] + d[3]
+                )
             if (total is not None and not isinstance(total, dict)) or (
                 last is not None and not isinstance(last, dict)
             ):
@@ -360,7 +363,7 @@ class _Reader:
         prompts = self.event_prompts if self.event_prompts else self.item_prompts
         st.prompts = {k: v for k, v in prompts.items() if k}
         usage = self.total if self.total is not None else self.deltas
-        if usage.input or usage.output or usage.cache_read or usage.cache_write:
+        if any(usage):
             st.usage[f"{st.path}#usage"] = usage
         if not st.session_id:
             st.session_id = os.path.splitext(os.path.basename(st.path))[0]
