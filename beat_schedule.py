@@ -23,7 +23,7 @@ LAUNCH_TASK = "orchestrate.launch"
 FIRE_EXPIRES_S = 900
 
 
-class zoned_crontab(crontab):  # noqa: N801 - named like Celery's own `crontab`
+class zoned_crontab(crontab):
     """A crontab read in its own timezone rather than the app's (Celery matches fields in `self.tz`).
 
     Picklable (the default shelve scheduler stores entries), so no closures.
@@ -55,8 +55,13 @@ def entry_for(path: Path, cfg: WorkspaceConfig) -> dict[str, Any] | None:
         return None
     minute, hour, day_of_month, month_of_year, day_of_week = cfg.schedule.cron.split()
     schedule = zoned_crontab(
-        minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-        day_of_week=day_of_week, timezone_name=cfg.schedule.timezone, app=app,
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+        timezone_name=cfg.schedule.timezone,
+        app=app,
     )
     return {
         "task": LAUNCH_TASK,

@@ -67,9 +67,11 @@ def budget_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
     """Checks that need the settings as well as the file (SPEC §7: visibility timeout above the budget)."""
     need = cfg.budget.cycle_s + cycle.GRACE_S + 300
     if settings.visibility_timeout_s < need:
-        return [f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
-                f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
-                f"set ORCH_VISIBILITY_TIMEOUT_S to at least {need}"]
+        return [
+            f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
+            f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
+            f"set ORCH_VISIBILITY_TIMEOUT_S to at least {need}"
+        ]
     return []
 
 
@@ -79,20 +81,28 @@ def _redis_services() -> tuple[cycle.Services, redis.Redis]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        _die(f"cannot reach Redis at {redact_url(s.redis_url)} ({exc}). Start redis-server, set ORCH_REDIS_URL, "
-             "or use `orchestrate run --local`.")
-    svc = cycle.Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix),
-                         state_dir=s.state_dir)
+        _die(
+            f"cannot reach Redis at {redact_url(s.redis_url)} ({exc}). Start redis-server, set ORCH_REDIS_URL, "
+            "or use `orchestrate run --local`."
+        )
+    svc = cycle.Services(
+        state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir
+    )
     return svc, client
 
 
 def _local_services(printer: Any = None) -> cycle.Services:
     root = get_settings().state_dir / "local"
-    return cycle.Services(state=LocalState(root), hub=LocalHub(root / "events", printer), state_dir=get_settings().state_dir,
-                          local=True)
+    return cycle.Services(
+        state=LocalState(root),
+        hub=LocalHub(root / "events", printer),
+        state_dir=get_settings().state_dir,
+        local=True,
+    )
 
 
 # -- printing --------------------------------------------------------------------------------------
+
 
 def event_line(ev: Event) -> str:
     d = ev.data
@@ -120,8 +130,13 @@ def event_line(ev: Event) -> str:
 
 
 def print_event(ev: Event) -> None:
-    style = {"stage.failed": "red", "cycle.finished": "bold", "cycle.skipped": "yellow",
-             "decision.made": "cyan", "pr.opened": "green"}.get(ev.kind)
+    style = {
+        "stage.failed": "red",
+        "cycle.finished": "bold",
+        "cycle.skipped": "yellow",
+        "decision.made": "cyan",
+        "pr.opened": "green",
+    }.get(ev.kind)
     (err if _json_mode else out).print(event_line(ev), style=style, markup=False)
 
 
@@ -139,26 +154,37 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     colour = "green" if status == "succeeded" else "yellow" if status == "skipped" else "red"
     t.add_row("cycle", str(report.get("cycle_id")))
     t.add_row("workspace", str(report.get("workspace")))
-    t.add_row("status", f"[{colour}]{status}[/{colour}]" + (f" ({report.get('reason')})" if report.get("reason") else ""))
+    t.add_row(
+        "status",
+        f"[{colour}]{status}[/{colour}]" + (f" ({report.get('reason')})" if report.get("reason") else ""),
+    )
     if report.get("duration_s") is not None:
         t.add_row("duration", f"{report['duration_s']:.1f} s")
     dec = report.get("decision") or {}
     if dec:
-        t.add_row("task", f"{dec.get('title')} [dim]({dec.get('source')}, confidence {dec.get('confidence')})[/dim]")
+        t.add_row(
+            "task", f"{dec.get('title')} [dim]({dec.get('source')}, confidence {dec.get('confidence')})[/dim]"
+        )
         t.add_row("agent", str(dec.get("agent")))
     ag = report.get("agent") or {}
     if ag:
         tok = ag.get("tokens") or {}
-        t.add_row("run", f"{ag.get('status')}, exit {ag.get('exit_code')}, {ag.get('num_turns')} turns, "
-                         f"${ag.get('cost_usd', 0):.4f}, tokens in {tok.get('input')} out {tok.get('output')} "
-                         f"cached {tok.get('cached')}")
+        t.add_row(
+            "run",
+            f"{ag.get('status')}, exit {ag.get('exit_code')}, {ag.get('num_turns')} turns, "
+            f"${ag.get('cost_usd', 0):.4f}, tokens in {tok.get('input')} out {tok.get('output')} "
+            f"cached {tok.get('cached')}",
+        )
         if ag.get("files_changed"):
             t.add_row("files", ", ".join(ag["files_changed"][:20]))
     if report.get("branch"):
         t.add_row("branch", str(report["branch"]))
     pr = report.get("pr") or {}
     if pr:
-        t.add_row("pr", " ".join(x for x in (pr.get("url"), f"[dim]{pr.get('status')}[/dim]", pr.get("reason")) if x))
+        t.add_row(
+            "pr",
+            " ".join(x for x in (pr.get("url"), f"[dim]{pr.get('status')}[/dim]", pr.get("reason")) if x),
+        )
     out.print(t)
 
 
@@ -167,6 +193,7 @@ def _exit_for(report: dict[str, Any]) -> int:
 
 
 # -- commands --------------------------------------------------------------------------------------
+
 
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="workspace config files")]) -> None:
@@ -193,7 +220,9 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="workspace config file")],
-    local: Annotated[bool, typer.Option("--local", help="run every stage in this process, no Redis or worker")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="run every stage in this process, no Redis or worker")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     no_follow: Annotated[bool, typer.Option("--no-follow", help="enqueue and return at once")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="stop after decide")] = False,
@@ -285,8 +314,8 @@ def status(
         rec = svc.state.get_cycle(cycle_id)
         if rec is None:
             _die(f"no cycle {cycle_id!r}")
-        report = rec.get("report") if isinstance(rec.get("report"), dict) else _record_report(rec)
-        print_report(report, as_json)
+        stored = rec.get("report")
+        print_report(stored if isinstance(stored, dict) else _record_report(rec), as_json)
         return
     recs = svc.state.recent_cycles(workspace, limit)
     if as_json:
@@ -300,19 +329,32 @@ def status(
         rep = r.get("report") if isinstance(r.get("report"), dict) else {}
         pr = (rep or {}).get("pr") or {}
         dec = (rep or {}).get("decision") or {}
-        t.add_row(str(r.get("cycle_id")), str(r.get("workspace")), str(r.get("status")), str(r.get("reason") or ""),
-                  str(r.get("queued_at") or "")[:19], str(dec.get("title") or "")[:40], str(pr.get("url") or ""))
+        t.add_row(
+            str(r.get("cycle_id")),
+            str(r.get("workspace")),
+            str(r.get("status")),
+            str(r.get("reason") or ""),
+            str(r.get("queued_at") or "")[:19],
+            str(dec.get("title") or "")[:40],
+            str(pr.get("url") or ""),
+        )
     out.print(t)
 
 
 def _record_report(rec: dict[str, Any]) -> dict[str, Any]:
     """A report for a cycle that has not finished yet, from its record."""
-    ctx = rec.get("ctx") if isinstance(rec.get("ctx"), dict) else {}
+    raw = rec.get("ctx")
+    ctx: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return CycleReport(
-        cycle_id=str(rec.get("cycle_id")), workspace=str(rec.get("workspace")),
-        status=Status(rec.get("status", "queued")), reason=rec.get("reason"),
-        started_at=rec.get("started_at"), decision=ctx.get("decision"), agent=ctx.get("agent"),
-        branch=ctx.get("branch"), pr=ctx.get("pr"),
+        cycle_id=str(rec.get("cycle_id")),
+        workspace=str(rec.get("workspace")),
+        status=Status(rec.get("status", "queued")),
+        reason=rec.get("reason"),
+        started_at=rec.get("started_at"),
+        decision=ctx.get("decision"),
+        agent=ctx.get("agent"),
+        branch=ctx.get("branch"),
+        pr=ctx.get("pr"),
     ).public()
 
 
@@ -345,20 +387,47 @@ def analyze(
     with err.status("reading session histories…"):
         ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
     if as_json:
-        sys.stdout.write(orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
         return
     t = Table(title=f"sessions in {cfg.workspace.repo}")
-    for col in ("provider", "sessions", "turns", "tool calls", "input", "output", "cache read", "cache write", "skipped"):
+    for col in (
+        "provider",
+        "sessions",
+        "turns",
+        "tool calls",
+        "input",
+        "output",
+        "cache read",
+        "cache write",
+        "skipped",
+    ):
         t.add_column(col, justify="right" if col != "provider" else "left")
     rows = [*ins.providers.items(), ("all", ins)]
     for name, p in rows:
-        t.add_row(name, str(p.sessions), str(p.turns), str(p.tool_calls), str(p.tokens.input), str(p.tokens.output),
-                  str(p.tokens.cache_read), str(p.tokens.cache_write), str(sum(p.skipped.values())))
+        t.add_row(
+            name,
+            str(p.sessions),
+            str(p.turns),
+            str(p.tool_calls),
+            str(p.tokens.input),
+            str(p.tokens.output),
+            str(p.tokens.cache_read),
+            str(p.tokens.cache_write),
+            str(sum(p.skipped.values())),
+        )
     out.print(t)
     if ins.files:
-        out.print("top files: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.files.items(), key=lambda kv: -kv[1])[:8]))
+        out.print(
+            "top files: "
+            + ", ".join(f"{f} ({n})" for f, n in sorted(ins.files.items(), key=lambda kv: -kv[1])[:8])
+        )
     if ins.tools:
-        out.print("top tools: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.tools.items(), key=lambda kv: -kv[1])[:8]))
+        out.print(
+            "top tools: "
+            + ", ".join(f"{f} ({n})" for f, n in sorted(ins.tools.items(), key=lambda kv: -kv[1])[:8])
+        )
 
 
 @app.command()
@@ -387,11 +456,19 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
             out.print("no task left: every candidate was done recently")
         raise typer.Exit(EXIT_FAILED)
     if as_json:
-        print_report({"decision": decision.model_dump(mode="json"),
-                      "runners_up": [{"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in runners_up]},
-                     True)
+        print_report(
+            {
+                "decision": decision.model_dump(mode="json"),
+                "runners_up": [
+                    {"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in runners_up
+                ],
+            },
+            True,
+        )
         return
-    out.print(f"[bold]{decision.title}[/bold]  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})")
+    out.print(
+        f"[bold]{decision.title}[/bold]  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})"
+    )
     out.print(f"why: {decision.rationale}")
     out.print(decision.task, markup=False)
     if runners_up:
@@ -431,8 +508,13 @@ def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> l
     t = (now or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
     found: list[datetime] = []
     for _ in range(366 * 24 * 60):
-        if (t.minute in c.minute and t.hour in c.hour and t.month in c.month_of_year
-                and t.day in c.day_of_month and (t.isoweekday() % 7) in c.day_of_week):
+        if (
+            t.minute in c.minute
+            and t.hour in c.hour
+            and t.month in c.month_of_year
+            and t.day in c.day_of_month
+            and (t.isoweekday() % 7) in c.day_of_week
+        ):
             found.append(t)
             if len(found) >= count:
                 break
@@ -443,7 +525,9 @@ def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> l
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,
-    agents: Annotated[str | None, typer.Option("--agents", help="comma-separated agents this worker runs")] = None,
+    agents: Annotated[
+        str | None, typer.Option("--agents", help="comma-separated agents this worker runs")
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
 ) -> None:
     """Start a prefork Celery worker for `orchestrate` and `agent.<name>` queues."""
@@ -451,21 +535,40 @@ def worker(
         names = [a.strip() for a in agents.split(",") if a.strip()]
         unknown = [a for a in names if a not in AGENT_NAMES]
         if unknown:
-            _die(f"--agents: unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENT_NAMES)}", EXIT_INVALID)
+            _die(
+                f"--agents: unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENT_NAMES)}",
+                EXIT_INVALID,
+            )
     else:
         names = [a for a in AGENT_NAMES if shutil.which("claude" if a == "claude-code" else "codex")]
     queues = ",".join(["orchestrate", *[f"agent.{a}" for a in names]])
     err.print(f"worker queues: {queues}", style="dim")
-    argv = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "prefork", "-c", str(concurrency),
-            "-Q", queues, "-E", "--loglevel", "INFO", *ctx.args]
-    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(concurrency),
+        "-Q",
+        queues,
+        "-E",
+        "--loglevel",
+        "INFO",
+        *ctx.args,
+    ]
+    os.execv(sys.executable, argv)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context) -> None:
     """Run Celery beat with one entry per config in ORCH_CONFIG_DIR (extra args go to celery beat)."""
     argv = [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "--loglevel", "INFO", *ctx.args]
-    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv
+    os.execv(sys.executable, argv)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 AgentName = Literal["claude-code", "codex"]
-AGENT_NAMES: tuple[str, ...] = ("claude-code", "codex")
+_ALL_AGENTS: tuple[AgentName, ...] = ("claude-code", "codex")
+AGENT_NAMES: tuple[str, ...] = _ALL_AGENTS
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -32,7 +33,10 @@ class WorkspaceSection(Strict):
 
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
 _CRON_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
-    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+    n: i + 1
+    for i, n in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    )
 }
 
 
@@ -116,7 +120,7 @@ class Budget(Strict):
 
 
 class Sessions(Strict):
-    providers: list[AgentName] = Field(default_factory=lambda: ["claude-code", "codex"])
+    providers: list[AgentName] = Field(default_factory=lambda: list(_ALL_AGENTS))
     claude_dir: str = "~/.claude"
     codex_dir: str = "~/.codex"
     since_days: int = Field(default=14, gt=0)
@@ -149,7 +153,7 @@ class CodexAgent(Strict):
 class Agents(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
 
-    allow: list[AgentName] = Field(default_factory=lambda: ["claude-code", "codex"], min_length=1)
+    allow: list[AgentName] = Field(default_factory=lambda: list(_ALL_AGENTS), min_length=1)
     prefer: AgentName = "claude-code"
     claude_code: ClaudeAgent = Field(default_factory=ClaudeAgent, alias="claude-code")
     codex: CodexAgent = Field(default_factory=CodexAgent)
@@ -210,7 +214,12 @@ class Permissions(Strict):
 
 class PipelineStep(Strict):
     op: Literal[
-        "session.analyze", "orchestrate.decide", "agent.execute", "shell.run", "git.commit", "pr.create",
+        "session.analyze",
+        "orchestrate.decide",
+        "agent.execute",
+        "shell.run",
+        "git.commit",
+        "pr.create",
         "http.notify",
     ]
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
@@ -243,7 +252,9 @@ class WorkspaceConfig(Strict):
     @classmethod
     def _id(cls, v: str) -> str:
         if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
-            raise ValueError("id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise ValueError(
+                "id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         return v
 
     @model_validator(mode="after")
@@ -297,7 +308,9 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         elif err["type"] == "missing":
             msg = "required field is missing"
         value = err.get("input")
-        shown = "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
+        shown = (
+            "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
+        )
         if err["type"] == "extra_forbidden" or isinstance(value, dict):
             shown = ""
         lines.append(f"{_path(loc)}: {msg}{shown}")

@@ -82,9 +82,15 @@ def _config(ctx: CycleContext) -> WorkspaceConfig:
 
 
 def _save(svc: Services, ctx: CycleContext, **extra: Any) -> None:
-    svc.state.put_cycle(ctx.cycle_id, {
-        "status": ctx.status.value, "reason": ctx.reason, "ctx": ctx.model_dump(mode="json"), **extra,
-    })
+    svc.state.put_cycle(
+        ctx.cycle_id,
+        {
+            "status": ctx.status.value,
+            "reason": ctx.reason,
+            "ctx": ctx.model_dump(mode="json"),
+            **extra,
+        },
+    )
 
 
 def _end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: str) -> CycleContext:
@@ -104,8 +110,13 @@ def _stage(svc: Services, ctx: CycleContext, name: str) -> Iterator[None]:
         emit(svc, ctx, name, "stage.failed", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
     _save(svc, ctx)
-    emit(svc, ctx, name, "stage.finished", {"duration_s": round(time.monotonic() - t0, 3),
-                                            "status": ctx.status.value})
+    emit(
+        svc,
+        ctx,
+        name,
+        "stage.finished",
+        {"duration_s": round(time.monotonic() - t0, 3), "status": ctx.status.value},
+    )
 
 
 def _gate(svc: Services, ctx: CycleContext, stage: str) -> bool:
@@ -123,24 +134,45 @@ def _gate(svc: Services, ctx: CycleContext, stage: str) -> bool:
 
 # -- enqueue ------------------------------------------------------------------------------------------
 
-def enqueue(svc: Services, cfg: WorkspaceConfig, *, trigger: str = "manual", dry_run: bool = False,
-            ignore_window: bool = True, cycle_id: str | None = None) -> CycleContext:
+
+def enqueue(
+    svc: Services,
+    cfg: WorkspaceConfig,
+    *,
+    trigger: str = "manual",
+    dry_run: bool = False,
+    ignore_window: bool = True,
+    cycle_id: str | None = None,
+) -> CycleContext:
     """Writes the queued record and the `cycle.queued` event; the caller then runs or sends the stages."""
     now = utcnow()
     ctx = CycleContext(
-        cycle_id=cycle_id or new_cycle_id(), workspace=cfg.id, config=cfg.model_dump(mode="json", by_alias=True),
-        trigger=trigger, queued_at=iso(now), dry_run=dry_run, ignore_window=ignore_window,  # type: ignore[arg-type]
+        cycle_id=cycle_id or new_cycle_id(),
+        workspace=cfg.id,
+        config=cfg.model_dump(mode="json", by_alias=True),
+        trigger=trigger,
+        queued_at=iso(now),
+        dry_run=dry_run,
+        ignore_window=ignore_window,
     )
-    svc.state.put_cycle(ctx.cycle_id, {
-        "cycle_id": ctx.cycle_id, "workspace": ctx.workspace, "status": Status.QUEUED.value,
-        "trigger": trigger, "queued_at": ctx.queued_at, "queued_at_ts": now.timestamp(),
-        "ctx": ctx.model_dump(mode="json"),
-    })
+    svc.state.put_cycle(
+        ctx.cycle_id,
+        {
+            "cycle_id": ctx.cycle_id,
+            "workspace": ctx.workspace,
+            "status": Status.QUEUED.value,
+            "trigger": trigger,
+            "queued_at": ctx.queued_at,
+            "queued_at_ts": now.timestamp(),
+            "ctx": ctx.model_dump(mode="json"),
+        },
+    )
     emit(svc, ctx, "start", "cycle.queued", {"trigger": trigger, "dry_run": dry_run})
     return ctx
 
 
 # -- stages -------------------------------------------------------------------------------------------
+
 
 def start(ctx: CycleContext, svc: Services) -> CycleContext:
     cfg = _config(ctx)
@@ -161,10 +193,26 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
         ctx.started_at = iso(now)
         ctx.deadline = now.timestamp() + cfg.budget.cycle_s
         ctx.status = Status.RUNNING
-        svc.state.put_cycle(ctx.cycle_id, {"started_at": ctx.started_at, "deadline": ctx.deadline,
-                                           "lock_token": token, "host": socket.gethostname()})
-        emit(svc, ctx, "start", "cycle.started", {"deadline": iso(datetime.fromtimestamp(ctx.deadline, UTC)),
-                                                  "budget_s": cfg.budget.cycle_s, "spent_today_usd": spent})
+        svc.state.put_cycle(
+            ctx.cycle_id,
+            {
+                "started_at": ctx.started_at,
+                "deadline": ctx.deadline,
+                "lock_token": token,
+                "host": socket.gethostname(),
+            },
+        )
+        emit(
+            svc,
+            ctx,
+            "start",
+            "cycle.started",
+            {
+                "deadline": iso(datetime.fromtimestamp(ctx.deadline, UTC)),
+                "budget_s": cfg.budget.cycle_s,
+                "spent_today_usd": spent,
+            },
+        )
     return ctx
 
 
@@ -193,17 +241,33 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
         decision, runners_up = choose(cands, cfg, history, agent)
         if decision is None:
             return _end(svc, ctx, "decide", Status.SKIPPED, Reason.NO_TASK)
-        if backlog and cands and decision.op_hash == cands[0].op_hash and cands[0].backlog and not ctx.dry_run:
+        if (
+            backlog
+            and cands
+            and decision.op_hash == cands[0].op_hash
+            and cands[0].backlog
+            and not ctx.dry_run
+        ):
             svc.state.pop_backlog(ctx.workspace)  # taken once, and only when a cycle really takes it
         if cfg.decision.backend == "llm":
             decision.fallback_reason = "llm backend not available in this version; heuristic used"
         ctx.decision = decision
-        emit(svc, ctx, "decide", "decision.made", {
-            "title": decision.title, "agent": decision.agent, "source": decision.source,
-            "confidence": decision.confidence, "op_hash": decision.op_hash, "rationale": decision.rationale,
-            "fallback_reason": decision.fallback_reason,
-            "runners_up": [{"title": c.title, "score": c.score} for c in runners_up],
-        })
+        emit(
+            svc,
+            ctx,
+            "decide",
+            "decision.made",
+            {
+                "title": decision.title,
+                "agent": decision.agent,
+                "source": decision.source,
+                "confidence": decision.confidence,
+                "op_hash": decision.op_hash,
+                "rationale": decision.rationale,
+                "fallback_reason": decision.fallback_reason,
+                "runners_up": [{"title": c.title, "score": c.score} for c in runners_up],
+            },
+        )
         if ctx.dry_run:
             ctx.status, ctx.reason = Status.SUCCEEDED, None
     return ctx
@@ -240,11 +304,16 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
         _save(svc, ctx, branch=ctx.branch, worktree=ctx.worktree, base_ref=base, repo=str(repo))
 
         def started(pid: int) -> None:
-            svc.state.put_cycle(ctx.cycle_id, {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname()})
+            svc.state.put_cycle(
+                ctx.cycle_id, {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname()}
+            )
 
         assert ctx.deadline is not None
         result = run_agent(
-            agent=decision.agent, cfg=cfg, worktree=path, prompt=decision.task,
+            agent=decision.agent,
+            cfg=cfg,
+            worktree=path,
+            prompt=decision.task,
             deadline=ctx.deadline - wrap_up_s(cfg),
             emit=lambda kind, data: emit(svc, ctx, "execute", kind, data),
             should_cancel=lambda: svc.state.is_cancelled(ctx.cycle_id),
@@ -261,8 +330,11 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             ctx.status, ctx.reason = Status.CANCELLED, Reason.CANCELLED
         elif result.status == "failed":
             ctx.status = Status.FAILED
-            ctx.reason = result.stop_reason if result.stop_reason in ("idle_timeout", "cost_limit") \
+            ctx.reason = (
+                result.stop_reason
+                if result.stop_reason in ("idle_timeout", "cost_limit")
                 else Reason.AGENT_FAILED
+            )
     return ctx
 
 
@@ -271,9 +343,11 @@ def save_work(path: Path, title: str, cycle_id: str, agent_status: str) -> str |
     if agent_status == "succeeded":
         message = f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
     else:
-        message = (f"WIP: {title} (agent {agent_status}, work saved by orchestrate)\n\n"
-                   f"The agent did not finish; this commit keeps what it had written.\n\n"
-                   f"Orchestrate-Cycle: {cycle_id}\n")
+        message = (
+            f"WIP: {title} (agent {agent_status}, work saved by orchestrate)\n\n"
+            f"The agent did not finish; this commit keeps what it had written.\n\n"
+            f"Orchestrate-Cycle: {cycle_id}\n"
+        )
     try:
         return git.commit_all(path, message)
     except GitError:
@@ -302,8 +376,14 @@ def publish(ctx: CycleContext, svc: Services) -> CycleContext:
         record = svc.state.get_cycle(ctx.cycle_id) or {}
         status = Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status
         ctx.pr = pr.publish(
-            worktree=Path(ctx.worktree), branch=ctx.branch, cfg=cfg, cycle_id=ctx.cycle_id,
-            decision=ctx.decision, agent=ctx.agent, cycle_status=status, duration_s=_elapsed(ctx),
+            worktree=Path(ctx.worktree),
+            branch=ctx.branch,
+            cfg=cfg,
+            cycle_id=ctx.cycle_id,
+            decision=ctx.decision,
+            agent=ctx.agent,
+            cycle_status=status,
+            duration_s=_elapsed(ctx),
             base_ref=str(record.get("base_ref") or cfg.pr_base),
             emit=lambda kind, data: emit(svc, ctx, "publish", kind, data),
         )
@@ -329,33 +409,59 @@ def _close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepo
     """Report, spend, history, lock, worktree: the part of ending a cycle that every path shares."""
     finished = utcnow()
     report = CycleReport(
-        cycle_id=ctx.cycle_id, workspace=ctx.workspace, status=ctx.status, reason=ctx.reason,
-        started_at=ctx.started_at, finished_at=iso(finished), duration_s=_elapsed(ctx) if ctx.started_at else None,
-        decision=ctx.decision, agent=ctx.agent, branch=ctx.branch, pr=ctx.pr,
+        cycle_id=ctx.cycle_id,
+        workspace=ctx.workspace,
+        status=ctx.status,
+        reason=ctx.reason,
+        started_at=ctx.started_at,
+        finished_at=iso(finished),
+        duration_s=_elapsed(ctx) if ctx.started_at else None,
+        decision=ctx.decision,
+        agent=ctx.agent,
+        branch=ctx.branch,
+        pr=ctx.pr,
     )
     if ctx.agent and ctx.agent.cost_usd and svc.state.mark_once(ctx.cycle_id, "spend"):
         svc.state.add_spend(ctx.workspace, _today(), ctx.agent.cost_usd)
     if ctx.decision and not ctx.dry_run and ctx.started_at and svc.state.mark_once(ctx.cycle_id, "history"):
-        svc.state.record_task(ctx.workspace, {
-            "cycle_id": ctx.cycle_id, "op_hash": ctx.decision.op_hash, "title": ctx.decision.title,
-            "agent": ctx.decision.agent, "status": ctx.status.value, "at": _now(),
-        })
+        svc.state.record_task(
+            ctx.workspace,
+            {
+                "cycle_id": ctx.cycle_id,
+                "op_hash": ctx.decision.op_hash,
+                "title": ctx.decision.title,
+                "agent": ctx.decision.agent,
+                "status": ctx.status.value,
+                "at": _now(),
+            },
+        )
     if ctx.lock_token:
         svc.state.release_lock(ctx.workspace, ctx.lock_token)
     if ctx.worktree and Path(ctx.worktree).exists():
         _remove_worktree_if_safe(Path(ctx.worktree), svc)
-    svc.state.put_cycle(ctx.cycle_id, {
-        "status": ctx.status.value, "reason": ctx.reason, "finished_at": report.finished_at,
-        "report": report.public(), "ctx": ctx.model_dump(mode="json"),
-    })
+    svc.state.put_cycle(
+        ctx.cycle_id,
+        {
+            "status": ctx.status.value,
+            "reason": ctx.reason,
+            "finished_at": report.finished_at,
+            "report": report.public(),
+            "ctx": ctx.model_dump(mode="json"),
+        },
+    )
     if announce:
         _announce(svc, ctx, report)
     return report
 
 
 def _announce(svc: Services, ctx: CycleContext, report: CycleReport) -> None:
-    emit(svc, ctx, "finish", "cycle.finished", {"status": ctx.status.value, "reason": ctx.reason,
-                                                "report": report.public()})
+    emit(
+        svc,
+        ctx,
+        "finish",
+        "cycle.finished",
+        {"status": ctx.status.value, "reason": ctx.reason, "report": report.public()},
+    )
 
 
 def _remove_worktree_if_safe(path: Path, svc: Services) -> None:
@@ -370,8 +476,9 @@ def _remove_worktree_if_safe(path: Path, svc: Services) -> None:
         return
 
 
-def fail_cycle(cycle_id: str, svc: Services, error: str, status: Status = Status.FAILED,
-               reason: str = Reason.STAGE_ERROR) -> CycleReport | None:
+def fail_cycle(
+    cycle_id: str, svc: Services, error: str, status: Status = Status.FAILED, reason: str = Reason.STAGE_ERROR
+) -> CycleReport | None:
     """The error path: stop the agent if it still runs, save its work, release the lock, write the report.
 
     Idempotent: a cycle that already ended is left as it is.
@@ -389,7 +496,9 @@ def fail_cycle(cycle_id: str, svc: Services, error: str, status: Status = Status
     if ctx.worktree and Path(ctx.worktree).exists() and ctx.decision:
         commit = save_work(Path(ctx.worktree), ctx.decision.title, cycle_id, status.value)
         if ctx.agent is None:
-            ctx.agent = AgentResult(status="failed", stop_reason=str(reason), summary=error[:500], commit=commit)
+            ctx.agent = AgentResult(
+                status="failed", stop_reason=str(reason), summary=error[:500], commit=commit
+            )
     if ctx.status in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED):
         ctx.status, ctx.reason = status, str(reason)
     ctx.error = error[:1000]

@@ -34,11 +34,14 @@ return payload
 
 
 class Hub(Protocol):
-    def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
-        ...
+    def emit(
+        self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None
+    ) -> Event: ...
 
 
-def _draft(cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None) -> dict[str, Any]:
+def _draft(
+    cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
         "cycle_id": cycle_id,
         "workspace": workspace,
@@ -52,7 +55,7 @@ def _draft(cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str,
 
 class RedisHub:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.r = client
+        self.r: Any = client  # redis-py's unions over decode_responses; this client returns bytes
         self.prefix = prefix
         self._emit = client.register_script(_EMIT_LUA)
 
@@ -66,7 +69,9 @@ class RedisHub:
     def seq_key(self, cycle_id: str) -> str:
         return f"{self.prefix}:cycle:{cycle_id}:seq"
 
-    def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
+    def emit(
+        self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None
+    ) -> Event:
         draft = _draft(cycle_id, workspace, stage, kind, data)
         Event.model_validate(draft)  # refuse an unknown kind before it reaches anyone
         ttl = ENDED_TTL_S if kind in TERMINAL_KINDS else STREAM_TTL_S
@@ -81,10 +86,14 @@ class RedisHub:
 
     def replay(self, cycle_id: str, after: str = "0-0", count: int = 1000) -> list[tuple[str, Event]]:
         """Stream entries after the given stream id, oldest first."""
-        rows = self.r.xrange(self.stream_key(cycle_id), min=f"({after}" if after != "0-0" else "-", count=count)
+        rows = self.r.xrange(
+            self.stream_key(cycle_id), min=f"({after}" if after != "0-0" else "-", count=count
+        )
         return [(_s(entry_id), _parse(fields)) for entry_id, fields in rows]
 
-    def follow(self, cycle_id: str, block_ms: int = 1000, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+    def follow(
+        self, cycle_id: str, block_ms: int = 1000, stop: Callable[[], bool] | None = None
+    ) -> Iterator[Event]:
         """Replays the stream from the start, then blocks for new entries until `cycle.finished`."""
         last = "0-0"
         key = self.stream_key(cycle_id)
@@ -122,7 +131,7 @@ def _s(value: Any) -> str:
 
 def _parse(fields: dict[Any, Any]) -> Event:
     raw = fields.get(b"event", fields.get("event"))
-    return Event.model_validate_json(raw)
+    return Event.model_validate_json(raw if isinstance(raw, bytes | str) else b"{}")
 
 
 class LocalHub:
@@ -138,7 +147,9 @@ class LocalHub:
     def path(self, cycle_id: str) -> Path:
         return self.dir / f"{cycle_id}.events.jsonl"
 
-    def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
+    def emit(
+        self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None
+    ) -> Event:
         with self._lock:
             seq = self._seq.get(cycle_id, 0) + 1
             self._seq[cycle_id] = seq

@@ -186,12 +186,25 @@ class CycleReport(Model):
 
 
 EventKind = Literal[
-    "cycle.queued", "cycle.started", "cycle.skipped", "cycle.finished",
-    "stage.started", "stage.finished", "stage.failed",
+    "cycle.queued",
+    "cycle.started",
+    "cycle.skipped",
+    "cycle.finished",
+    "stage.started",
+    "stage.finished",
+    "stage.failed",
     "decision.made",
-    "agent.started", "agent.message", "agent.tool_call", "agent.tool_result", "agent.command",
-    "agent.file_change", "agent.usage", "agent.heartbeat", "agent.finished",
-    "pr.opened", "pr.skipped",
+    "agent.started",
+    "agent.message",
+    "agent.tool_call",
+    "agent.tool_result",
+    "agent.command",
+    "agent.file_change",
+    "agent.usage",
+    "agent.heartbeat",
+    "agent.finished",
+    "pr.opened",
+    "pr.skipped",
 ]
 
 

@@ -63,7 +63,8 @@ def _dec(name: str, raw: str) -> Any:
 
 class RedisState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.r = client
+        # redis-py's return types are unions over decode_responses; this client always returns bytes.
+        self.r: Any = client
         self.p = prefix
 
     def key(self, *parts: str) -> str:
@@ -107,7 +108,8 @@ class RedisState:
     # -- workspace lock ------------------------------------------------------------------------
     def _lock(self, workspace: str, ttl_s: int | None = None) -> Lock:
         # The lock is held across chain steps in different processes: not thread-local, released by token.
-        return self.r.lock(self.key("lock", workspace), timeout=ttl_s, blocking=False, thread_local=False)
+        lock: Lock = self.r.lock(self.key("lock", workspace), timeout=ttl_s, blocking=False, thread_local=False)
+        return lock
 
     def acquire_lock(self, workspace: str, ttl_s: int) -> str | None:
         token = uuid.uuid4().hex
@@ -226,7 +228,9 @@ class LocalState:
 
     def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         recs = [self._load(p, {}) for p in (self.dir / "cycles").glob("*.json")]
-        recs = [r for r in recs if isinstance(r, dict) and (workspace is None or r.get("workspace") == workspace)]
+        recs = [
+            r for r in recs if isinstance(r, dict) and (workspace is None or r.get("workspace") == workspace)
+        ]
         recs.sort(key=lambda r: float(r.get("queued_at_ts", 0)), reverse=True)
         return recs[:limit]
 

@@ -32,8 +32,9 @@ def services() -> cycle.Services:
     """One Redis pool per worker process."""
     s = get_settings()
     client = redis.Redis.from_url(s.redis_url, health_check_interval=30)
-    return cycle.Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix),
-                          state_dir=s.state_dir)
+    return cycle.Services(
+        state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir
+    )
 
 
 def _run(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -140,6 +141,7 @@ def _on_revoked(request: Any = None, terminated: bool = False, expired: bool = F
 
 
 # -- canvas ---------------------------------------------------------------------------------------
+
 
 def stage_limits(cfg: WorkspaceConfig) -> dict[str, tuple[int, int]]:
     """(soft, hard) seconds per stage, derived from the cycle budget; the runner stops the agent first."""

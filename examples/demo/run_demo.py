@@ -32,10 +32,14 @@ def make_demo_repo(base: Path) -> tuple[Path, Path]:
     git("init", "-q", "-b", "main", str(work), cwd=base)
     (work / "calc.py").write_text("def add(a, b):\n    return a + b\n")
     (work / "README.md").write_text("# calculator\n")
-    env = {"GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@localhost", "GIT_COMMITTER_NAME": "Demo",
-           "GIT_COMMITTER_EMAIL": "demo@localhost"}
-    subprocess.run(["git", "add", "-A"], cwd=work, check=True)  # noqa: S603, S607
-    subprocess.run(["git", "commit", "-q", "-m", "initial"], cwd=work, check=True, env={**os.environ, **env})  # noqa: S603, S607
+    env = {
+        "GIT_AUTHOR_NAME": "Demo",
+        "GIT_AUTHOR_EMAIL": "demo@localhost",
+        "GIT_COMMITTER_NAME": "Demo",
+        "GIT_COMMITTER_EMAIL": "demo@localhost",
+    }
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "initial"], cwd=work, check=True, env={**os.environ, **env})
     git("remote", "add", "origin", str(bare), cwd=work)
     git("push", "-q", "origin", "main", cwd=work)
     return work, bare
@@ -50,24 +54,40 @@ def main() -> int:
     base.mkdir(parents=True)
     repo, bare = make_demo_repo(base)
     config = base / "calculator.json"
-    config.write_text(json.dumps({
-        "id": "calculator",
-        "workspace": {"repo": str(repo)},
-        "budget": {"cycle_s": 300, "max_cost_usd": 1.0},
-        "sessions": {"claude_dir": str(base / "home" / ".claude"), "codex_dir": str(base / "home" / ".codex")},
-        "goals": ["Add a subtract function to calc.py with a test"],
-        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(claude)}},
-    }, indent=2))
-    script = write_file_script("calc.py", "def add(a, b):\n    return a + b\n\n\ndef subtract(a, b):\n    return a - b\n",
-                               final_text="Added subtract() to calc.py.")
+    config.write_text(
+        json.dumps(
+            {
+                "id": "calculator",
+                "workspace": {"repo": str(repo)},
+                "budget": {"cycle_s": 300, "max_cost_usd": 1.0},
+                "sessions": {
+                    "claude_dir": str(base / "home" / ".claude"),
+                    "codex_dir": str(base / "home" / ".codex"),
+                },
+                "goals": ["Add a subtract function to calc.py with a test"],
+                "agents": {"allow": ["claude-code"], "claude-code": {"command": str(claude)}},
+            },
+            indent=2,
+        )
+    )
+    script = write_file_script(
+        "calc.py",
+        "def add(a, b):\n    return a + b\n\n\ndef subtract(a, b):\n    return a - b\n",
+        final_text="Added subtract() to calc.py.",
+    )
     with tempfile.TemporaryDirectory(prefix="cc-") as tmp, ScriptedAnthropic(script=script) as model:
         env = {**os.environ, **claude_env(model.base_url, base / "home", tmpdir=tmp)}
-        env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}"
+        env["PATH"] = (
+            f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}"
+        )
         env["ORCH_STATE_DIR"] = str(base / "state")
         print(f"demo repository: {repo}\nconfig: {config}\nscripted model API: {model.base_url}\n")
         code = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "orchestration.cli", "run", str(config), "--local"], env=env, cwd=ROOT,
-            stdin=subprocess.DEVNULL, check=False,
+            [sys.executable, "-m", "orchestration.cli", "run", str(config), "--local"],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            check=False,
         ).returncode
     branches = git("for-each-ref", "--format=%(refname:short)", "refs/heads/agent", cwd=bare)
     if branches:

@@ -24,11 +24,15 @@ def build_argv(command: str, cfg: WorkspaceConfig, prompt: str) -> list[str]:
     argv = [
         command,
         "-p",
-        "--output-format", "stream-json",
+        "--output-format",
+        "stream-json",
         "--verbose",
-        "--permission-mode", agent.permission_mode,
-        "--max-turns", str(cfg.budget.max_turns),
-        "--max-budget-usd", f"{cfg.budget.max_cost_usd:g}",
+        "--permission-mode",
+        agent.permission_mode,
+        "--max-turns",
+        str(cfg.budget.max_turns),
+        "--max-budget-usd",
+        f"{cfg.budget.max_cost_usd:g}",
     ]
     if agent.model:
         argv += ["--model", agent.model]
@@ -43,8 +47,9 @@ def build_argv(command: str, cfg: WorkspaceConfig, prompt: str) -> list[str]:
 class ClaudeStream:
     """Turns stream-json lines into hub events and a RunTally; tells the supervisor when to stop."""
 
-    def __init__(self, emit: Emit, tally: RunTally, worktree: Path, max_cost_usd: float,
-                 prices: dict[str, Price]) -> None:
+    def __init__(
+        self, emit: Emit, tally: RunTally, worktree: Path, max_cost_usd: float, prices: dict[str, Price]
+    ) -> None:
         self.emit = emit
         self.tally = tally
         self.worktree = worktree
@@ -92,8 +97,10 @@ class ClaudeStream:
         if ev.get("subtype") == "init":
             self.tally.session_id = _str(ev.get("session_id")) or self.tally.session_id
             self.tally.model = _str(ev.get("model")) or self.tally.model
-            self.emit("agent.started", {"agent": "claude-code", "session_id": self.tally.session_id,
-                                        "model": self.tally.model})
+            self.emit(
+                "agent.started",
+                {"agent": "claude-code", "session_id": self.tally.session_id, "model": self.tally.model},
+            )
 
     def _assistant(self, ev: dict[str, Any]) -> None:
         msg = ev.get("message") or {}
@@ -119,7 +126,8 @@ class ClaudeStream:
         tool_id = _str(block.get("id"))
         if tool_id:
             self.tool_names[tool_id] = name
-        inp = block.get("input") if isinstance(block.get("input"), dict) else {}
+        raw_input = block.get("input")
+        inp: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
         data: dict[str, Any] = {"tool": name}
         path = _str(inp.get("file_path") or inp.get("notebook_path") or inp.get("path"))
         if path:
@@ -143,14 +151,19 @@ class ClaudeStream:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 tool_id = _str(block.get("tool_use_id")) or ""
                 body = block.get("content")
-                text = body if isinstance(body, str) else " ".join(
-                    b.get("text", "") for b in body or [] if isinstance(b, dict)
+                text = (
+                    body
+                    if isinstance(body, str)
+                    else " ".join(b.get("text", "") for b in body or [] if isinstance(b, dict))
                 )
-                self.emit("agent.tool_result", {
-                    "tool": self.tool_names.get(tool_id, "?"),
-                    "is_error": bool(block.get("is_error")),
-                    "output": clip(text, 500),
-                })
+                self.emit(
+                    "agent.tool_result",
+                    {
+                        "tool": self.tool_names.get(tool_id, "?"),
+                        "is_error": bool(block.get("is_error")),
+                        "output": clip(text, 500),
+                    },
+                )
 
     def _usage(self, message_id: str, usage: dict[str, Any], model: str | None) -> None:
         # One API response may appear on several lines: count each message id once (its latest usage).
@@ -168,8 +181,13 @@ class ClaudeStream:
         t.input_tokens, t.output_tokens = totals["input"], totals["output"]
         t.cached_tokens, t.cache_write_tokens = totals["cache_read"], totals["cache_write"]
         price = price_for(model or t.model, self.prices)
-        self.estimated_cost = cost_usd(price, input_tokens=t.input_tokens, output_tokens=t.output_tokens,
-                                       cached_tokens=t.cached_tokens, cache_write=t.cache_write_tokens)
+        self.estimated_cost = cost_usd(
+            price,
+            input_tokens=t.input_tokens,
+            output_tokens=t.output_tokens,
+            cached_tokens=t.cached_tokens,
+            cache_write=t.cache_write_tokens,
+        )
         self.emit("agent.usage", {**totals, "cost_usd": round(self.current_cost(), 6), "estimated": True})
 
     def _result(self, ev: dict[str, Any]) -> None:
@@ -193,9 +211,17 @@ class ClaudeStream:
         t.summary = clip(result_text or t.last_text, 1000)
         if not t.success:
             t.error = subtype if subtype != "success" else "is_error"
-        self.emit("agent.usage", {"input": t.input_tokens, "output": t.output_tokens,
-                                  "cache_read": t.cached_tokens, "cache_write": t.cache_write_tokens,
-                                  "cost_usd": round(t.cost_usd, 6), "estimated": False})
+        self.emit(
+            "agent.usage",
+            {
+                "input": t.input_tokens,
+                "output": t.output_tokens,
+                "cache_read": t.cached_tokens,
+                "cache_write": t.cache_write_tokens,
+                "cost_usd": round(t.cost_usd, 6),
+                "estimated": False,
+            },
+        )
 
     def _rel(self, path: str) -> str:
         try:

@@ -24,8 +24,11 @@ class Redactor:
 
     def __init__(self, env: dict[str, str]) -> None:
         values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 8}
-        self.pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) \
-            if values else None
+        self.pattern = (
+            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+            if values
+            else None
+        )
 
     def __call__(self, value: Any) -> Any:
         if self.pattern is None:
@@ -74,12 +77,16 @@ def run_agent(
     command = resolve_command(cfg.agents.command_for(agent))
     if command is None:
         msg = f"{cfg.agents.command_for(agent)!r} not found on PATH"
-        safe_emit("agent.finished", {"agent": agent, "status": "failed", "stop_reason": "agent_not_found",
-                                     "error": msg})
+        safe_emit(
+            "agent.finished",
+            {"agent": agent, "status": "failed", "stop_reason": "agent_not_found", "error": msg},
+        )
         return AgentResult(status="failed", stop_reason="agent_not_found", summary=msg)
     if agent != "claude-code":
         msg = f"agent {agent!r} has no runner yet"
-        safe_emit("agent.finished", {"agent": agent, "status": "failed", "stop_reason": "no_runner", "error": msg})
+        safe_emit(
+            "agent.finished", {"agent": agent, "status": "failed", "stop_reason": "no_runner", "error": msg}
+        )
         return AgentResult(status="failed", stop_reason="no_runner", summary=msg)
 
     tally = RunTally()
@@ -88,8 +95,14 @@ def run_agent(
     started = time.monotonic()
 
     def tick() -> None:
-        safe_emit("agent.heartbeat", {"elapsed_s": round(time.monotonic() - started, 1), "events": tally.events,
-                                      "cost_usd": round(parser.current_cost(), 6)})
+        safe_emit(
+            "agent.heartbeat",
+            {
+                "elapsed_s": round(time.monotonic() - started, 1),
+                "events": tally.events,
+                "cost_usd": round(parser.current_cost(), 6),
+            },
+        )
 
     stderr_path = (log_dir / f"{agent}.stderr.log") if log_dir else None
     if log_dir:
@@ -108,12 +121,20 @@ def run_agent(
     )
     result = to_result(outcome, tally, parser.current_cost())
     result.summary = redact(result.summary)
-    safe_emit("agent.finished", {
-        "agent": agent, "status": result.status, "exit_code": result.exit_code, "stop_reason": result.stop_reason,
-        "num_turns": result.num_turns, "cost_usd": result.cost_usd, "session_id": result.session_id,
-        "bad_lines": tally.bad_lines, "stderr": clip(redact(outcome.stderr_tail), 1000) if result.status != "succeeded"
-        else "",
-    })
+    safe_emit(
+        "agent.finished",
+        {
+            "agent": agent,
+            "status": result.status,
+            "exit_code": result.exit_code,
+            "stop_reason": result.stop_reason,
+            "num_turns": result.num_turns,
+            "cost_usd": result.cost_usd,
+            "session_id": result.session_id,
+            "bad_lines": tally.bad_lines,
+            "stderr": clip(redact(outcome.stderr_tail), 1000) if result.status != "succeeded" else "",
+        },
+    )
     return result
 
 
@@ -137,7 +158,7 @@ def to_result(outcome: ProcessOutcome, tally: RunTally, cost: float) -> AgentRes
     elif status == "failed" and not summary:
         summary = clip(outcome.stderr_tail.strip()[-500:], 500)
     return AgentResult(
-        status=status,  # type: ignore[arg-type]
+        status=status,
         exit_code=outcome.exit_code,
         session_id=tally.session_id,
         num_turns=tally.num_turns,

@@ -25,8 +25,11 @@ def repo_dir(cfg: WorkspaceConfig, state_dir: Path) -> Path:
     try:
         if not (mirror / ".git").exists():
             mirror.parent.mkdir(parents=True, exist_ok=True)
-            git.git(["clone", "--quiet", "--origin", cfg.workspace.remote, cfg.workspace.repo, str(mirror)],
-                    mirror.parent, timeout=600)
+            git.git(
+                ["clone", "--quiet", "--origin", cfg.workspace.remote, cfg.workspace.repo, str(mirror)],
+                mirror.parent,
+                timeout=600,
+            )
         else:
             git.git(["fetch", "--quiet", "--prune", cfg.workspace.remote], mirror, timeout=600)
     except GitError as exc:

@@ -49,42 +49,66 @@ def _in_focus(path: str, cfg: WorkspaceConfig) -> bool:
     return not (cfg.focus.exclude and pathspec.GitIgnoreSpec.from_lines(cfg.focus.exclude).match_file(path))
 
 
-def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | None = None) -> list[Candidate]:
+def candidates(
+    insights: Insights | None, cfg: WorkspaceConfig, backlog: str | None = None
+) -> list[Candidate]:
     out: list[Candidate] = []
     if backlog:
-        out.append(Candidate(backlog, _title(backlog), 100, "queued by a person with `orchestrate enqueue`",
-                             backlog=True))
+        out.append(
+            Candidate(
+                backlog, _title(backlog), 100, "queued by a person with `orchestrate enqueue`", backlog=True
+            )
+        )
     for i, goal in enumerate(cfg.goals):
         out.append(Candidate(goal, _title(goal), 80 - i * 0.1, "a goal stated in the workspace config"))
     ins = insights or Insights()
     for name, count in sorted(ins.failures.items(), key=lambda kv: -kv[1])[:3]:
         if count >= 2:
-            out.append(Candidate(
-                f"Find out why `{name}` keeps failing in this repository and fix the cause",
-                f"Fix repeated failures of {name}", 60 + min(count, 19),
-                f"`{name}` failed {count} times in recent agent sessions",
-            ))
+            out.append(
+                Candidate(
+                    f"Find out why `{name}` keeps failing in this repository and fix the cause",
+                    f"Fix repeated failures of {name}",
+                    60 + min(count, 19),
+                    f"`{name}` failed {count} times in recent agent sessions",
+                )
+            )
     if ins.goals:
         last = ins.goals[0]
-        out.append(Candidate(
-            f"Finish this recent request if it is not done yet, or improve on it: {last}",
-            _title(f"Follow up: {last}"), 50, "the most recent request a person made to an agent here",
-        ))
+        out.append(
+            Candidate(
+                f"Finish this recent request if it is not done yet, or improve on it: {last}",
+                _title(f"Follow up: {last}"),
+                50,
+                "the most recent request a person made to an agent here",
+            )
+        )
     hot = [(p, n) for p, n in sorted(ins.files.items(), key=lambda kv: -kv[1]) if _in_focus(p, cfg)]
     for path, count in hot[:3]:
-        out.append(Candidate(
-            f"Strengthen the tests covering `{path}`: add tests for behaviour that is not covered yet",
-            f"Tests for {path}", 40 + min(count, 19), f"`{path}` was edited {count} times in recent sessions",
-            files=[path],
-        ))
-    out.append(Candidate(
-        "Raise test coverage where it is lowest: find a module with weak tests and add meaningful ones",
-        "Raise test coverage", 10, "standing chore: more tested code is safer to change",
-    ))
-    out.append(Candidate(
-        "Fix compiler, linter or test-runner warnings reported by the project's own tooling",
-        "Fix warnings", 9, "standing chore: a quiet build makes real problems visible",
-    ))
+        out.append(
+            Candidate(
+                f"Strengthen the tests covering `{path}`: add tests for behaviour that is not covered yet",
+                f"Tests for {path}",
+                40 + min(count, 19),
+                f"`{path}` was edited {count} times in recent sessions",
+                files=[path],
+            )
+        )
+    out.append(
+        Candidate(
+            "Raise test coverage where it is lowest: find a module with weak tests and add meaningful ones",
+            "Raise test coverage",
+            10,
+            "standing chore: more tested code is safer to change",
+        )
+    )
+    out.append(
+        Candidate(
+            "Fix compiler, linter or test-runner warnings reported by the project's own tooling",
+            "Fix warnings",
+            9,
+            "standing chore: a quiet build makes real problems visible",
+        )
+    )
     out.sort(key=lambda c: -c.score)
     return out
 
@@ -94,7 +118,9 @@ def _title(text: str) -> str:
     return first if len(first) <= 72 else first[:71].rstrip() + "…"
 
 
-def blocked_hashes(history: list[dict[str, Any]], avoid_repeat_days: int, now: float | None = None) -> set[str]:
+def blocked_hashes(
+    history: list[dict[str, Any]], avoid_repeat_days: int, now: float | None = None
+) -> set[str]:
     """Hashes done (succeeded) in the window, or failed twice there."""
     since = (now or time.time()) - avoid_repeat_days * 86400
     failures: dict[str, int] = {}

@@ -219,22 +219,28 @@ def list_jsonl(
     return out
 
 
+# Larger values are garbage, not usage; letting them through could overflow 64-bit JSON encoders later.
+MAX_COUNT = 10**12
+MAX_COST_USD = 1e6
+
+
 def as_int(value: Any) -> int:
-    """A non-negative token count from whatever the file holds (bools, strings, NaN and negatives → 0)."""
+    """A plausible token count from whatever the file holds (bools, strings, NaN, negatives, absurd → 0)."""
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value if value > 0 else 0
-    if isinstance(value, float) and math.isfinite(value) and value > 0:
+        return value if 0 < value <= MAX_COUNT else 0
+    if isinstance(value, float) and math.isfinite(value) and 0 < value <= MAX_COUNT:
         return int(value)
     return 0
 
 
 def as_float(value: Any) -> float | None:
+    """A plausible cost in USD, else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     v = float(value)
-    return v if math.isfinite(v) and v >= 0 else None
+    return v if math.isfinite(v) and 0 <= v <= MAX_COST_USD else None
 
 
 def parse_ts(value: Any) -> datetime | None:

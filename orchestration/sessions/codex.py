@@ -170,6 +170,7 @@ class _Reader:
         self.st = SessionStats(path=path, mtime=mtime)
         self.ws = ws
         self.cwd: str | None = None
+        self.has_user_events = False
         self.event_prompts: dict[str, tuple[datetime | None, str]] = {}
         self.item_prompts: dict[str, tuple[datetime | None, str]] = {}
         self.scripts: dict[str, str | None] = {}
@@ -330,8 +331,7 @@ class _Reader:
                 text = message.strip()
                 if text and not text.startswith(INJECTED_PREFIXES):
                     self.event_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), text)
-            # an event_msg user_message marks the current format even when the text is injected
-            self.event_prompts.setdefault("", (None, ""))
+            self.has_user_events = True  # the current format, even when this text was injected
         elif kind == "token_count":
             info = payload.get("info")
             if info is None:
@@ -360,8 +360,9 @@ class _Reader:
 
     def finish(self) -> SessionStats:
         st = self.st
-        prompts = self.event_prompts if self.event_prompts else self.item_prompts
-        st.prompts = {k: v for k, v in prompts.items() if k}
+        # The current format writes each prompt twice (response_item and event_msg user_message), the
+        # older one only as a response_item: take the events when there are any.
+        st.prompts = self.event_prompts if self.has_user_events else self.item_prompts
         usage = self.total if self.total is not None else self.deltas
         if any(usage):
             st.usage[f"{st.path}#usage"] = usage
