@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from celery.schedules import crontab
 
 from orchestration.config import ConfigError, WorkspaceConfig, load_config_dir
+from orchestration.cycle import config_problems
 from orchestration.settings import get_settings
 from tasks.app import app
 
@@ -75,6 +76,10 @@ def build_beat_schedule(config_dir: str | Path) -> tuple[dict[str, dict[str, Any
     good, bad = load_config_dir(config_dir)
     schedule: dict[str, dict[str, Any]] = {}
     for path, cfg in good:
+        problems = config_problems(cfg, get_settings())
+        if problems:
+            bad.append(ConfigError(str(path), problems))
+            continue
         entry = entry_for(path, cfg)
         if entry is not None:
             schedule[f"orchestrate:{cfg.id}"] = entry

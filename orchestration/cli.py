@@ -20,7 +20,7 @@ from orchestration import cycle
 from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load_config
 from orchestration.hub import LocalHub, RedisHub
 from orchestration.models import CycleReport, Event, Status
-from orchestration.settings import Settings, get_settings, redact_url
+from orchestration.settings import get_settings, redact_url
 from orchestration.state import LocalState, RedisState
 
 app = typer.Typer(
@@ -55,24 +55,12 @@ def _load(path: Path) -> WorkspaceConfig:
         for line in exc.errors:
             err.print(f"[red]invalid[/red] {exc.source}: {line}", markup=True)
         _die(f"{path}: invalid config", EXIT_INVALID)
-    problems = budget_problems(cfg, get_settings())
+    problems = cycle.config_problems(cfg, get_settings())
     if problems:
         for p in problems:
             err.print(f"[red]invalid[/red] {path}: {p}")
         _die(f"{path}: invalid config", EXIT_INVALID)
     return cfg
-
-
-def budget_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
-    """Checks that need the settings as well as the file (SPEC §7: visibility timeout above the budget)."""
-    need = cfg.budget.cycle_s + cycle.GRACE_S + 300
-    if settings.visibility_timeout_s < need:
-        return [
-            f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
-            f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
-            f"set ORCH_VISIBILITY_TIMEOUT_S to at least {need}"
-        ]
-    return []
 
 
 def _redis_services() -> tuple[cycle.Services, redis.Redis]:
@@ -162,9 +150,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         t.add_row("duration", f"{report['duration_s']:.1f} s")
     dec = report.get("decision") or {}
     if dec:
-        t.add_row(
-            "task", f"{dec.get('title')} [dim]({dec.get('source')}, confidence {dec.get('confidence')})[/dim]"
-        )
+        t.add_row("task", f"{dec.get('title')} [dim]({dec.get('source')}, confidence {dec.get('confidence')})[/dim]")
         t.add_row("agent", str(dec.get("agent")))
     ag = report.get("agent") or {}
     if ag:
@@ -207,7 +193,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
             for line in exc.errors:
                 out.print(f"[red]invalid[/red] {exc.source}: {line}", markup=True)
             continue
-        problems = budget_problems(cfg, get_settings())
+        problems = cycle.config_problems(cfg, get_settings())
         if problems:
             bad += 1
             for p in problems:
@@ -220,9 +206,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="workspace config file")],
-    local: Annotated[
-        bool, typer.Option("--local", help="run every stage in this process, no Redis or worker")
-    ] = False,
+    local: Annotated[bool, typer.Option("--local", help="run every stage in this process, no Redis or worker")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     no_follow: Annotated[bool, typer.Option("--no-follow", help="enqueue and return at once")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="stop after decide")] = False,
@@ -387,9 +371,7 @@ def analyze(
     with err.status("reading session histories…"):
         ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
     if as_json:
-        sys.stdout.write(
-            orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n"
-        )
+        sys.stdout.write(orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     t = Table(title=f"sessions in {cfg.workspace.repo}")
     for col in (
@@ -420,13 +402,11 @@ def analyze(
     out.print(t)
     if ins.files:
         out.print(
-            "top files: "
-            + ", ".join(f"{f} ({n})" for f, n in sorted(ins.files.items(), key=lambda kv: -kv[1])[:8])
+            "top files: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.files.items(), key=lambda kv: -kv[1])[:8])
         )
     if ins.tools:
         out.print(
-            "top tools: "
-            + ", ".join(f"{f} ({n})" for f, n in sorted(ins.tools.items(), key=lambda kv: -kv[1])[:8])
+            "top tools: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.tools.items(), key=lambda kv: -kv[1])[:8])
         )
 
 
@@ -459,9 +439,7 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
         print_report(
             {
                 "decision": decision.model_dump(mode="json"),
-                "runners_up": [
-                    {"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in runners_up
-                ],
+                "runners_up": [{"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in runners_up],
             },
             True,
         )
@@ -525,9 +503,7 @@ def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> l
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,
-    agents: Annotated[
-        str | None, typer.Option("--agents", help="comma-separated agents this worker runs")
-    ] = None,
+    agents: Annotated[str | None, typer.Option("--agents", help="comma-separated agents this worker runs")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
 ) -> None:
     """Start a prefork Celery worker for `orchestrate` and `agent.<name>` queues."""

@@ -38,6 +38,7 @@ from orchestration.models import (
     utcnow,
 )
 from orchestration.sessions import analyze_sessions
+from orchestration.settings import Settings
 from orchestration.state import State
 
 # Time kept back from the agent at the end of the budget for committing, pushing and the PR.
@@ -63,6 +64,26 @@ class StageError(Exception):
 
 def _now() -> float:
     return time.time()
+
+
+def config_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
+    """What makes a valid file unusable on this deployment; each line starts with its JSON path."""
+    problems = []
+    need = cfg.budget.cycle_s + GRACE_S + 300
+    if settings.visibility_timeout_s < need:
+        # SPEC §7/§13: with acks_late, a stage running past the visibility timeout is redelivered to a
+        # second worker while the first still runs.
+        problems.append(
+            f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
+            f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
+            f"set ORCH_VISIBILITY_TIMEOUT_S to at least {need}"
+        )
+    if cfg.pipeline is not None:
+        problems.append(
+            "pipeline: custom pipeline manifests are not supported by this version yet; "
+            "remove the field (or set it to null) to run the default pipeline"
+        )
+    return problems
 
 
 def new_cycle_id() -> str:
@@ -241,13 +262,7 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
         decision, runners_up = choose(cands, cfg, history, agent)
         if decision is None:
             return _end(svc, ctx, "decide", Status.SKIPPED, Reason.NO_TASK)
-        if (
-            backlog
-            and cands
-            and decision.op_hash == cands[0].op_hash
-            and cands[0].backlog
-            and not ctx.dry_run
-        ):
+        if backlog and cands and decision.op_hash == cands[0].op_hash and cands[0].backlog and not ctx.dry_run:
             svc.state.pop_backlog(ctx.workspace)  # taken once, and only when a cycle really takes it
         if cfg.decision.backend == "llm":
             decision.fallback_reason = "llm backend not available in this version; heuristic used"
@@ -304,9 +319,7 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
         _save(svc, ctx, branch=ctx.branch, worktree=ctx.worktree, base_ref=base, repo=str(repo))
 
         def started(pid: int) -> None:
-            svc.state.put_cycle(
-                ctx.cycle_id, {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname()}
-            )
+            svc.state.put_cycle(ctx.cycle_id, {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname()})
 
         assert ctx.deadline is not None
         result = run_agent(
@@ -331,9 +344,7 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
         elif result.status == "failed":
             ctx.status = Status.FAILED
             ctx.reason = (
-                result.stop_reason
-                if result.stop_reason in ("idle_timeout", "cost_limit")
-                else Reason.AGENT_FAILED
+                result.stop_reason if result.stop_reason in ("idle_timeout", "cost_limit") else Reason.AGENT_FAILED
             )
     return ctx
 
@@ -496,9 +507,7 @@ def fail_cycle(
     if ctx.worktree and Path(ctx.worktree).exists() and ctx.decision:
         commit = save_work(Path(ctx.worktree), ctx.decision.title, cycle_id, status.value)
         if ctx.agent is None:
-            ctx.agent = AgentResult(
-                status="failed", stop_reason=str(reason), summary=error[:500], commit=commit
-            )
+            ctx.agent = AgentResult(status="failed", stop_reason=str(reason), summary=error[:500], commit=commit)
     if ctx.status in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED):
         ctx.status, ctx.reason = status, str(reason)
     ctx.error = error[:1000]

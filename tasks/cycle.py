@@ -189,6 +189,10 @@ def launch(config_path: str, trigger: str = "schedule") -> str | None:
     except Exception as exc:
         log.error("scheduled cycle not started: %s", exc)
         return None
+    problems = cycle.config_problems(cfg, get_settings())
+    if problems:
+        log.error("scheduled cycle not started: %s: %s", config_path, "; ".join(problems))
+        return None
     ctx = cycle.enqueue(services(), cfg, trigger=trigger, ignore_window=False)
     send_cycle(ctx, cfg)
     return ctx.cycle_id

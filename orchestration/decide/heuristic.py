@@ -5,7 +5,7 @@ Rules, highest score first (documented in the README):
    80  each of the config's `goals`, in the order written;
    60+ a tool or command that failed repeatedly in recent sessions (more failures, higher);
    50  the most recent real request the user made to an agent here (unfinished work);
-   40+ a file edited again and again in recent sessions, inside `focus`: strengthen its tests;
+   40+ a file agents read or edited again and again recently, inside `focus`: strengthen its tests;
    10  standing chores (test coverage, warnings) so a cycle never idles for lack of ideas.
 A candidate whose `op_hash` succeeded within `avoid_repeat_days`, or failed twice there, is passed over.
 """
@@ -89,7 +89,7 @@ def candidates(
                 f"Strengthen the tests covering `{path}`: add tests for behaviour that is not covered yet",
                 f"Tests for {path}",
                 40 + min(count, 19),
-                f"`{path}` was edited {count} times in recent sessions",
+                f"`{path}` was read or edited {count} times in recent agent sessions",
                 files=[path],
             )
         )

@@ -190,8 +190,9 @@ class _Reader:
             self.st.in_workspace = False
 
     def call_key(self, call_id: Any, lineno: int) -> str:
+        """Keys are per file: nothing is copied between rollouts, and call ids need not be global."""
         if isinstance(call_id, str) and call_id:
-            return call_id
+            return f"{self.st.path}#{call_id}"
         self.n += 1
         return f"{self.st.path}:{lineno}:{self.n}"
 
@@ -249,13 +250,11 @@ class _Reader:
             key = self.call_key(item.get("call_id") or item.get("id"), lineno)
             self.shell(key, shell_script(command))
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            call_id = item.get("call_id")
             code = output_exit_code(item.get("output"))
-            if code is not None and code != 0 and isinstance(call_id, str) and call_id:
-                tool = self.call_tools.get(call_id, "unknown")
-                self.st.failures[call_id] = (
-                    command_key(self.scripts.get(call_id)) if tool == "shell" else tool
-                )
+            if code is not None and code != 0:
+                key = self.call_key(item.get("call_id"), lineno)
+                tool = self.call_tools.get(key, "unknown")
+                self.st.failures[key] = command_key(self.scripts.get(key)) if tool == "shell" else tool
 
     def user_item(self, content: Any, lineno: int, ts: Any) -> None:
         if isinstance(content, str):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ import pytest
 import redis
 
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, sh
+from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, sh, wait_for
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration
@@ -137,3 +139,48 @@ def test_hanging_agent_times_out_within_budget_and_keeps_work(setup) -> None:  #
     assert log.startswith("WIP:")
     assert "written by the fake agent" in sh(["git", "--git-dir", str(bare), "show", f"{branch}:orchestrated.txt"], tmp)
     assert report["pr"]["status"] == "skipped" and report["pr"]["reason"] == "cycle_timed_out"
+
+
+def test_stage_error_ends_cycle_failed_and_releases_lock(setup) -> None:  # type: ignore[no-untyped-def]
+    tmp, repo, _bare, env = setup
+    cfg = write_config(tmp, repo)
+    data = json.loads(cfg.read_text())
+    data["workspace"]["base_branch"] = "no-such-branch"
+    cfg.write_text(json.dumps(data))
+    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+        proc = orchestrate(["run", str(cfg), "--json"], env)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert report["status"] == "failed" and report["reason"] == "stage_error"
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    assert r.get(f"{env['ORCH_KEY_PREFIX']}:lock:demo") is None
+    assert "Traceback" not in proc.stderr
+
+
+def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> None:  # type: ignore[no-untyped-def]
+    tmp, repo, _bare, env = setup
+    cfg = write_config(tmp, repo)
+    env = dict(env, FAKE_CLAUDE_MODE="slow")
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    prefix = env["ORCH_KEY_PREFIX"]
+    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+        queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
+        key = f"{prefix}:cycle:{queued['cycle_id']}"
+        stream = f"{prefix}:cycle:{queued['cycle_id']}:events"
+        # Kill only once the agent has written something, so there is work to save.
+        assert wait_for(lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream)), 60)
+        pid = r.hget(key, "agent_pid")
+        assert pid, r.hgetall(key)
+        agent_pid = int(pid)
+        stat = Path(f"/proc/{agent_pid}/stat").read_text()
+        pool_child = int(stat.rsplit(")", 1)[1].split()[1])  # the agent's parent: the prefork child
+        os.kill(pool_child, signal.SIGKILL)
+        status = wait_for(lambda: (r.hget(key, "finished_at") and r.hget(key, "status")), timeout=60)
+        assert status == b"failed", r.hgetall(key)
+        assert r.hget(key, "reason") == b"worker_lost"
+        assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=15)
+        assert r.get(f"{prefix}:lock:demo") is None
+        report = json.loads(r.hget(key, "report"))
+    # The agent's work was committed on the cycle branch (WIP) before the cycle was closed.
+    log = sh(["git", "log", "-1", "--format=%s", report["branch"]], repo)
+    assert log.startswith("WIP:"), log

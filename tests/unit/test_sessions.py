@@ -625,4 +625,4 @@ def test_readers_never_raise(lines: list[bytes], newline_at_end: bool) -> None:
         ins = analyze_sessions("/r", Sessions(claude_dir=f"{tmp}/claude", codex_dir=f"{tmp}/codex"))
         assert ins.sessions <= 2
         assert "reader_error" not in ins.skipped
-        Insights.model_validate_json(ins.model_dump_json())
+        Insights.model_validate_json(orjson.dumps(ins.model_dump(mode="json")))
