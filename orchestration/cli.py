@@ -13,8 +13,10 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestration import cycle
 from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load_config
@@ -30,8 +32,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup off everywhere: configs, paths and task titles are printed verbatim ("[/api]" is text, not a tag).
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def _tagged(tag: str, style: str, text: str) -> Text:
+    return Text.assemble((tag, style), " ", text)
+
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -53,12 +61,12 @@ def _load(path: Path) -> WorkspaceConfig:
         cfg = load_config(path)
     except ConfigError as exc:
         for line in exc.errors:
-            err.print(f"[red]invalid[/red] {exc.source}: {line}", markup=True)
+            err.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
         _die(f"{path}: invalid config", EXIT_INVALID)
     problems = cycle.config_problems(cfg, get_settings())
     if problems:
         for p in problems:
-            err.print(f"[red]invalid[/red] {path}: {p}")
+            err.print(_tagged("invalid", "red", f"{path}: {p}"))
         _die(f"{path}: invalid config", EXIT_INVALID)
     return cfg
 
@@ -125,7 +133,7 @@ def print_event(ev: Event) -> None:
         "decision.made": "cyan",
         "pr.opened": "green",
     }.get(ev.kind)
-    (err if _json_mode else out).print(event_line(ev), style=style, markup=False)
+    (err if _json_mode else out).print(event_line(ev), style=style)
 
 
 _json_mode = False
@@ -142,15 +150,18 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     colour = "green" if status == "succeeded" else "yellow" if status == "skipped" else "red"
     t.add_row("cycle", str(report.get("cycle_id")))
     t.add_row("workspace", str(report.get("workspace")))
-    t.add_row(
-        "status",
-        f"[{colour}]{status}[/{colour}]" + (f" ({report.get('reason')})" if report.get("reason") else ""),
-    )
+    reason = f" ({report.get('reason')})" if report.get("reason") else ""
+    t.add_row("status", Text.assemble((str(status), colour), reason))
     if report.get("duration_s") is not None:
         t.add_row("duration", f"{report['duration_s']:.1f} s")
     dec = report.get("decision") or {}
     if dec:
-        t.add_row("task", f"{dec.get('title')} [dim]({dec.get('source')}, confidence {dec.get('confidence')})[/dim]")
+        t.add_row(
+            "task",
+            Text.assemble(
+                str(dec.get("title")), (f" ({dec.get('source')}, confidence {dec.get('confidence')})", "dim")
+            ),
+        )
         t.add_row("agent", str(dec.get("agent")))
     ag = report.get("agent") or {}
     if ag:
@@ -167,10 +178,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         t.add_row("branch", str(report["branch"]))
     pr = report.get("pr") or {}
     if pr:
-        t.add_row(
-            "pr",
-            " ".join(x for x in (pr.get("url"), f"[dim]{pr.get('status')}[/dim]", pr.get("reason")) if x),
-        )
+        t.add_row("pr", " ".join(str(x) for x in (pr.get("url"), pr.get("status"), pr.get("reason")) if x))
     out.print(t)
 
 
@@ -191,15 +199,15 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
         except ConfigError as exc:
             bad += 1
             for line in exc.errors:
-                out.print(f"[red]invalid[/red] {exc.source}: {line}", markup=True)
+                out.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
             continue
         problems = cycle.config_problems(cfg, get_settings())
         if problems:
             bad += 1
             for p in problems:
-                out.print(f"[red]invalid[/red] {f}: {p}")
+                out.print(_tagged("invalid", "red", f"{f}: {p}"))
             continue
-        out.print(f"[green]ok[/green] {f} (workspace {cfg.id})")
+        out.print(_tagged("ok", "green", f"{f} (workspace {cfg.id})"))
     raise typer.Exit(EXIT_INVALID if bad else EXIT_OK)
 
 
@@ -280,7 +288,7 @@ def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay a
         raise typer.Exit(_exit_for(report))
     try:
         for ev in svc.hub.subscribe_all():
-            out.print(f"{ev.cycle_id[:24]:<24} " + event_line(ev), markup=False)
+            out.print(f"{ev.cycle_id[:24]:<24} " + event_line(ev))
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_OK) from None
 
@@ -445,10 +453,12 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
         )
         return
     out.print(
-        f"[bold]{decision.title}[/bold]  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})"
+        Text.assemble(
+            (decision.title, "bold"), f"  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})"
+        )
     )
     out.print(f"why: {decision.rationale}")
-    out.print(decision.task, markup=False)
+    out.print(decision.task)
     if runners_up:
         out.print("runners-up: " + "; ".join(f"{c.title} ({c.score:.0f})" for c in runners_up))
 
@@ -465,7 +475,7 @@ def enqueue(config: Path, task: str) -> None:
 
 
 @app.command()
-def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n")] = 5) -> None:
+def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n", min=1)] = 5) -> None:
     """Print the next fire times of a config's schedule."""
     cfg = _load(config)
     if not cfg.schedule.cron:
@@ -476,6 +486,8 @@ def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n")] 
 
 
 def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> list[datetime]:
+    """Walks real (UTC) minutes and matches them in the zone: no wall-clock time that DST skips, and a
+    repeated hour fires twice, as a cron daemon in that zone would."""
     from zoneinfo import ZoneInfo
 
     from celery.schedules import crontab
@@ -483,17 +495,18 @@ def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> l
     minute, hour, dom, month, dow = cron.split()
     c = crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
     zone = ZoneInfo(tz)
-    t = (now or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    t = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     found: list[datetime] = []
     for _ in range(366 * 24 * 60):
+        local = t.astimezone(zone)
         if (
-            t.minute in c.minute
-            and t.hour in c.hour
-            and t.month in c.month_of_year
-            and t.day in c.day_of_month
-            and (t.isoweekday() % 7) in c.day_of_week
+            local.minute in c.minute
+            and local.hour in c.hour
+            and local.month in c.month_of_year
+            and local.day in c.day_of_month
+            and (local.isoweekday() % 7) in c.day_of_week
         ):
-            found.append(t)
+            found.append(local)
             if len(found) >= count:
                 break
         t += timedelta(minutes=1)
@@ -549,12 +562,19 @@ def beat(ctx: typer.Context) -> None:
 
 def main() -> None:
     try:
+        get_settings()
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = "ORCH_" + "_".join(str(p) for p in e["loc"]).upper()
+            err.print(f"orchestrate: invalid environment: {name}={e.get('input')!r}: {e['msg']}")
+        sys.exit(EXIT_INVALID)
+    try:
         app()
     except Fatal as exc:
-        err.print(f"orchestrate: {exc}", markup=False)
+        err.print(f"orchestrate: {exc}")
         sys.exit(exc.code)
     except redis.RedisError as exc:
-        err.print(f"orchestrate: Redis error: {exc}", markup=False)
+        err.print(f"orchestrate: Redis error: {exc}")
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -33,10 +33,7 @@ class WorkspaceSection(Strict):
 
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
 _CRON_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
-    n: i + 1
-    for i, n in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-    )
+    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
 }
 
 
@@ -135,9 +132,7 @@ class Focus(Strict):
 class ClaudeAgent(Strict):
     command: str = "claude"
     model: str | None = None
-    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] = (
-        "acceptEdits"
-    )
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] = "acceptEdits"
     allowed_tools: list[str] = Field(default_factory=list)
     disallowed_tools: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -252,9 +247,7 @@ class WorkspaceConfig(Strict):
     @classmethod
     def _id(cls, v: str) -> str:
         if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
-            raise ValueError(
-                "id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
+            raise ValueError("id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         return v
 
     @model_validator(mode="after")
@@ -308,9 +301,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         elif err["type"] == "missing":
             msg = "required field is missing"
         value = err.get("input")
-        shown = (
-            "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
-        )
+        shown = "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
         if err["type"] == "extra_forbidden" or isinstance(value, dict):
             shown = ""
         lines.append(f"{_path(loc)}: {msg}{shown}")

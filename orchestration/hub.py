@@ -39,9 +39,7 @@ class Hub(Protocol):
     ) -> Event: ...
 
 
-def _draft(
-    cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None
-) -> dict[str, Any]:
+def _draft(cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "cycle_id": cycle_id,
         "workspace": workspace,
@@ -69,9 +67,7 @@ class RedisHub:
     def seq_key(self, cycle_id: str) -> str:
         return f"{self.prefix}:cycle:{cycle_id}:seq"
 
-    def emit(
-        self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None
-    ) -> Event:
+    def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
         draft = _draft(cycle_id, workspace, stage, kind, data)
         Event.model_validate(draft)  # refuse an unknown kind before it reaches anyone
         ttl = ENDED_TTL_S if kind in TERMINAL_KINDS else STREAM_TTL_S
@@ -86,14 +82,10 @@ class RedisHub:
 
     def replay(self, cycle_id: str, after: str = "0-0", count: int = 1000) -> list[tuple[str, Event]]:
         """Stream entries after the given stream id, oldest first."""
-        rows = self.r.xrange(
-            self.stream_key(cycle_id), min=f"({after}" if after != "0-0" else "-", count=count
-        )
+        rows = self.r.xrange(self.stream_key(cycle_id), min=f"({after}" if after != "0-0" else "-", count=count)
         return [(_s(entry_id), _parse(fields)) for entry_id, fields in rows]
 
-    def follow(
-        self, cycle_id: str, block_ms: int = 1000, stop: Callable[[], bool] | None = None
-    ) -> Iterator[Event]:
+    def follow(self, cycle_id: str, block_ms: int = 1000, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Replays the stream from the start, then blocks for new entries until `cycle.finished`."""
         last = "0-0"
         key = self.stream_key(cycle_id)
@@ -147,9 +139,7 @@ class LocalHub:
     def path(self, cycle_id: str) -> Path:
         return self.dir / f"{cycle_id}.events.jsonl"
 
-    def emit(
-        self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None
-    ) -> Event:
+    def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
         with self._lock:
             seq = self._seq.get(cycle_id, 0) + 1
             self._seq[cycle_id] = seq

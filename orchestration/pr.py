@@ -43,11 +43,25 @@ PR_FIELDS = "number,url,state,isDraft"
 VIEW_FIELDS = "number,url,isDraft"
 _PR_URL = re.compile(r"(https?://\S+/pull/(\d+))\s*$")
 _CREDENTIALS = re.compile(r"(\w+://)[^/\s@]+@")
-_REJECTED = ("[rejected]", "[remote rejected]", "non-fast-forward", "fetch first", "stale info",
-             "updates were rejected")
-_PERMANENT = ("authentication failed", "permission denied", "could not read username", "repository not found",
-              "does not appear to be a git repository", "terminal prompts disabled", "src refspec",
-              "the requested url returned error: 403", "the requested url returned error: 401")
+_REJECTED = (
+    "[rejected]",
+    "[remote rejected]",
+    "non-fast-forward",
+    "fetch first",
+    "stale info",
+    "updates were rejected",
+)
+_PERMANENT = (
+    "authentication failed",
+    "permission denied",
+    "could not read username",
+    "repository not found",
+    "does not appear to be a git repository",
+    "terminal prompts disabled",
+    "src refspec",
+    "the requested url returned error: 403",
+    "the requested url returned error: 401",
+)
 
 sleep: Callable[[float], None] = time.sleep  # module attribute so tests can skip the backoff
 
@@ -176,9 +190,7 @@ def _gh_env() -> dict[str, str]:
     return env
 
 
-def _run_gh(
-    gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None
-) -> subprocess.CompletedProcess[str]:
+def _run_gh(gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     """One gh call: argv list, no shell, stdin closed unless we feed it, bounded, never prompting."""
     return subprocess.run(  # noqa: S603 - fixed argv, no shell
         [gh, *args],
@@ -213,8 +225,12 @@ def _as_pr(item: Any) -> dict[str, Any]:
         raise _GhBadOutput(f"bad url {url!r}")
     draft = item.get("isDraft")
     state = item.get("state")
-    return {"number": number, "url": url, "draft": draft if isinstance(draft, bool) else None,
-            "state": state if isinstance(state, str) else ""}
+    return {
+        "number": number,
+        "url": url,
+        "draft": draft if isinstance(draft, bool) else None,
+        "state": state if isinstance(state, str) else "",
+    }
 
 
 def _parse_json(text: str) -> Any:
@@ -229,8 +245,9 @@ def _find_pr(gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str) -> dict
 
     Raises `_GhBadOutput` on unparsable output, `RuntimeError` when gh fails.
     """
-    proc = _run_gh(gh, ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS,
-                        *_repo_args(cfg)], worktree)
+    proc = _run_gh(
+        gh, ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS, *_repo_args(cfg)], worktree
+    )
     if _auth_refused(proc):
         raise _GhNotAuthenticated(proc.stderr)
     if proc.returncode != 0:
@@ -279,8 +296,9 @@ def _push(worktree: Path, remote: str, branch: str) -> str | None:
             return f"push_failed: {_scrub(last)}"
         if attempt + 1 < PUSH_ATTEMPTS:
             delay = PUSH_BACKOFF_S[min(attempt, len(PUSH_BACKOFF_S) - 1)]
-            log.warning("push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay,
-                        _scrub(last))
+            log.warning(
+                "push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay, _scrub(last)
+            )
             sleep(delay)
     return f"push_failed: {_scrub(last)}"
 
@@ -302,20 +320,25 @@ class _Run:
 
     def skipped(self, reason: str) -> PRResult:
         log.info("publish of %s skipped: %s", self.branch, reason)
-        _safe_emit(self.emit, "pr.skipped",
-                   {"status": "skipped", "reason": reason, "branch": self.branch, "pushed": self.pushed})
+        _safe_emit(
+            self.emit,
+            "pr.skipped",
+            {"status": "skipped", "reason": reason, "branch": self.branch, "pushed": self.pushed},
+        )
         return PRResult(status="skipped", reason=reason)
 
     def failed(self, reason: str) -> PRResult:
         log.warning("publish of %s failed: %s", self.branch, reason)
-        _safe_emit(self.emit, "pr.skipped",
-                   {"status": "failed", "reason": reason, "branch": self.branch, "pushed": self.pushed})
+        _safe_emit(
+            self.emit,
+            "pr.skipped",
+            {"status": "failed", "reason": reason, "branch": self.branch, "pushed": self.pushed},
+        )
         return PRResult(status="failed", reason=reason)
 
     def opened(self, created: bool, pr: dict[str, Any]) -> PRResult:
         status = "created" if created else "exists"
-        data = {"status": status, "url": pr["url"], "number": pr["number"], "draft": pr["draft"],
-                "branch": self.branch}
+        data = {"status": status, "url": pr["url"], "number": pr["number"], "draft": pr["draft"], "branch": self.branch}
         if pr.get("state"):
             data["state"] = pr["state"]
         _safe_emit(self.emit, "pr.opened", data)
@@ -443,8 +466,9 @@ def _publish(
     # 7. Create, retrying once on a transient failure; "already exists" means a concurrent or earlier
     #    create won, so look it up instead of opening a second one.
     title = pr_title(decision, cycle_status, cycle_id)
-    body = render_body(cycle_id=cycle_id, decision=decision, agent=agent, cycle_status=cycle_status,
-                       duration_s=duration_s, files=files)
+    body = render_body(
+        cycle_id=cycle_id, decision=decision, agent=agent, cycle_status=cycle_status, duration_s=duration_s, files=files
+    )
     labels = list(cfg.pr.labels)
     transient_retry = True
     while True:

@@ -228,9 +228,7 @@ class LocalState:
 
     def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         recs = [self._load(p, {}) for p in (self.dir / "cycles").glob("*.json")]
-        recs = [
-            r for r in recs if isinstance(r, dict) and (workspace is None or r.get("workspace") == workspace)
-        ]
+        recs = [r for r in recs if isinstance(r, dict) and (workspace is None or r.get("workspace") == workspace)]
         recs.sort(key=lambda r: float(r.get("queued_at_ts", 0)), reverse=True)
         return recs[:limit]
 

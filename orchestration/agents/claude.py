@@ -107,7 +107,11 @@ class ClaudeStream:
         if not isinstance(msg, dict):
             raise TypeError("message is not an object")
         self.tally.session_id = _str(ev.get("session_id")) or self.tally.session_id
-        for block in msg.get("content") or []:
+        content = msg.get("content") or []
+        usage = msg.get("usage")
+        if not isinstance(content, list) or not isinstance(usage, dict | None):
+            raise TypeError("assistant message of the wrong shape")
+        for block in content:
             if not isinstance(block, dict):
                 continue
             btype = block.get("type")
@@ -116,7 +120,6 @@ class ClaudeStream:
                 self.emit("agent.message", {"text": clip(block["text"])})
             elif btype == "tool_use":
                 self._tool_use(block)
-        usage = msg.get("usage")
         mid = _str(msg.get("id"))
         if isinstance(usage, dict) and mid:
             self._usage(mid, usage, _str(msg.get("model")))

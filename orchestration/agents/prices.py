@@ -33,9 +33,7 @@ def price_for(model: str | None, overrides: dict[str, Price]) -> Price:
     return FALLBACK_PRICE
 
 
-def cost_usd(
-    price: Price, *, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write: int = 0
-) -> float:
+def cost_usd(price: Price, *, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write: int = 0) -> float:
     """`input_tokens` excludes cached input; cache writes are billed at 1.25x input (Anthropic's rule)."""
     return (
         input_tokens * price.input_per_mtok

@@ -147,7 +147,7 @@ def supervise(
             if time.time() >= deadline:
                 stop_reason = "deadline"
                 break
-            if not eof and now_m - last_event >= idle_timeout_s:
+            if not eof and final_at is None and now_m - last_event >= idle_timeout_s:
                 stop_reason = "idle_timeout"
                 break
             if final_at is not None and now_m - final_at >= after_final_grace_s and proc.poll() is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestration.agents import claude
 from orchestration.agents.base import Emit, RunTally, clip
-from orchestration.agents.process import ProcessOutcome, supervise
+from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, supervise
 from orchestration.config import WorkspaceConfig, expand_env
 from orchestration.models import AgentResult, AgentTokens
 
@@ -25,9 +25,7 @@ class Redactor:
     def __init__(self, env: dict[str, str]) -> None:
         values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 8}
         self.pattern = (
-            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
-            if values
-            else None
+            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
         )
 
     def __call__(self, value: Any) -> Any:
@@ -66,6 +64,7 @@ def run_agent(
     should_cancel: Callable[[], bool],
     on_started: Callable[[int], None] | None = None,
     log_dir: Path | None = None,
+    after_final_grace_s: float = AFTER_FINAL_GRACE_S,
 ) -> AgentResult:
     """Never raises for anything the agent does; the result says what happened."""
     env = agent_env(cfg, agent)
@@ -84,9 +83,7 @@ def run_agent(
         return AgentResult(status="failed", stop_reason="agent_not_found", summary=msg)
     if agent != "claude-code":
         msg = f"agent {agent!r} has no runner yet"
-        safe_emit(
-            "agent.finished", {"agent": agent, "status": "failed", "stop_reason": "no_runner", "error": msg}
-        )
+        safe_emit("agent.finished", {"agent": agent, "status": "failed", "stop_reason": "no_runner", "error": msg})
         return AgentResult(status="failed", stop_reason="no_runner", summary=msg)
 
     tally = RunTally()
@@ -118,6 +115,7 @@ def run_agent(
         on_started=on_started,
         on_tick=tick,
         stderr_path=stderr_path,
+        after_final_grace_s=after_final_grace_s,
     )
     result = to_result(outcome, tally, parser.current_cost())
     result.summary = redact(result.summary)
@@ -141,14 +139,16 @@ def run_agent(
 def to_result(outcome: ProcessOutcome, tally: RunTally, cost: float) -> AgentResult:
     stop = outcome.stop_reason
     status: str
-    if stop == "deadline":
+    if tally.success is True:
+        # The final event is the authority: also when the exit code disagrees, or when a limit hit while
+        # the agent lingered after its last word.
+        status = "succeeded"
+    elif stop == "deadline":
         status = "timed_out"
     elif stop == "cancelled":
         status = "cancelled"
     elif stop in ("idle_timeout", "cost_limit", "spawn_failed"):
         status = "failed"
-    elif tally.success is True:
-        status = "succeeded"  # the final event is the authority, also when the exit code disagrees
     else:
         status = "failed"
         stop = stop or tally.error or ("no_result_event" if not tally.final_seen else "agent_error")

@@ -2,8 +2,8 @@
 
 Rules, highest score first (documented in the README):
   100  a task from the human backlog (`orchestrate enqueue`), first in line;
-   80  each of the config's `goals`, in the order written;
-   60+ a tool or command that failed repeatedly in recent sessions (more failures, higher);
+   80  each of the config's `goals`, in the order written (70-80);
+   60+ a tool or command that failed repeatedly in recent sessions (more failures, higher; below 70);
    50  the most recent real request the user made to an agent here (unfinished work);
    40+ a file agents read or edited again and again recently, inside `focus`: strengthen its tests;
    10  standing chores (test coverage, warnings) so a cycle never idles for lack of ideas.
@@ -49,18 +49,14 @@ def _in_focus(path: str, cfg: WorkspaceConfig) -> bool:
     return not (cfg.focus.exclude and pathspec.GitIgnoreSpec.from_lines(cfg.focus.exclude).match_file(path))
 
 
-def candidates(
-    insights: Insights | None, cfg: WorkspaceConfig, backlog: str | None = None
-) -> list[Candidate]:
+def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | None = None) -> list[Candidate]:
     out: list[Candidate] = []
     if backlog:
         out.append(
-            Candidate(
-                backlog, _title(backlog), 100, "queued by a person with `orchestrate enqueue`", backlog=True
-            )
+            Candidate(backlog, _title(backlog), 100, "queued by a person with `orchestrate enqueue`", backlog=True)
         )
     for i, goal in enumerate(cfg.goals):
-        out.append(Candidate(goal, _title(goal), 80 - i * 0.1, "a goal stated in the workspace config"))
+        out.append(Candidate(goal, _title(goal), 80 - min(i, 999) * 0.01, "a goal stated in the workspace config"))
     ins = insights or Insights()
     for name, count in sorted(ins.failures.items(), key=lambda kv: -kv[1])[:3]:
         if count >= 2:
@@ -68,7 +64,7 @@ def candidates(
                 Candidate(
                     f"Find out why `{name}` keeps failing in this repository and fix the cause",
                     f"Fix repeated failures of {name}",
-                    60 + min(count, 19),
+                    60 + min(count, 9),
                     f"`{name}` failed {count} times in recent agent sessions",
                 )
             )
@@ -88,7 +84,7 @@ def candidates(
             Candidate(
                 f"Strengthen the tests covering `{path}`: add tests for behaviour that is not covered yet",
                 f"Tests for {path}",
-                40 + min(count, 19),
+                40 + min(count, 9),
                 f"`{path}` was read or edited {count} times in recent agent sessions",
                 files=[path],
             )
@@ -118,16 +114,15 @@ def _title(text: str) -> str:
     return first if len(first) <= 72 else first[:71].rstrip() + "…"
 
 
-def blocked_hashes(
-    history: list[dict[str, Any]], avoid_repeat_days: int, now: float | None = None
-) -> set[str]:
+def blocked_hashes(history: list[dict[str, Any]], avoid_repeat_days: int, now: float | None = None) -> set[str]:
     """Hashes done (succeeded) in the window, or failed twice there."""
     since = (now or time.time()) - avoid_repeat_days * 86400
     failures: dict[str, int] = {}
     blocked: set[str] = set()
     for entry in history:
-        if float(entry.get("at", 0)) < since or not isinstance(entry.get("op_hash"), str):
-            continue
+        at = entry.get("at")
+        if not isinstance(at, int | float) or at < since or not isinstance(entry.get("op_hash"), str):
+            continue  # too old, or not a record we wrote: never let one bad row stop every decision
         h = entry["op_hash"]
         status = entry.get("status")
         if status in ("succeeded", "running", "queued"):
@@ -139,7 +134,11 @@ def blocked_hashes(
     return blocked
 
 
-def brief(c: Candidate, cfg: WorkspaceConfig, minutes: int) -> str:
+def _duration(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 120 else f"{seconds // 60} minutes"
+
+
+def brief(c: Candidate, cfg: WorkspaceConfig, seconds: int) -> str:
     """The prompt the agent gets: bounded, concrete, with acceptance criteria."""
     lines = [c.objective.strip(), "", f"Why: {c.rationale}."]
     if c.files:
@@ -156,7 +155,7 @@ def brief(c: Candidate, cfg: WorkspaceConfig, minutes: int) -> str:
         "- The project's existing tests still pass; run them, and add tests for new behaviour.",
         "- Commit your work with a clear message when you are done.",
         "",
-        f"You have about {minutes} minutes. If the task is larger, do a coherent first part and say what is left.",
+        f"You have about {_duration(seconds)}. If the task is larger, do a coherent first part and say what is left.",
     ]
     return "\n".join(lines)
 
@@ -174,9 +173,9 @@ def choose(
     if not open_cands:
         return None, []
     best = open_cands[0]
-    minutes = max(1, int(cfg.budget.cycle_s * 0.8 // 60))
+    seconds = max(1, int(cfg.budget.cycle_s * 0.8))
     decision = Decision(
-        task=brief(best, cfg, minutes),
+        task=brief(best, cfg, seconds),
         title=best.title,
         agent=agent,
         rationale=best.rationale,

@@ -196,7 +196,5 @@ def analyze_sessions(repo: str | Path, cfg: Sessions, now: datetime | None = Non
             continue
         root = os.path.expanduser(dirs[name])
         accs[name] = _run(provider, root, ws, cutoff, cfg.max_sessions)
-    providers = {
-        name: ProviderInsights.model_validate(_summary([acc])) for name, acc in accs.items()
-    }
+    providers = {name: ProviderInsights.model_validate(_summary([acc])) for name, acc in accs.items()}
     return Insights.model_validate({**_summary(list(accs.values())), "providers": providers})

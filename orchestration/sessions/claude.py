@@ -26,17 +26,37 @@ from orchestration.sessions._common import (
 )
 
 # Line types written by Claude Code that we recognise; anything else is a newer format → `unknown_type`.
-KNOWN_TYPES = frozenset({
-    "user", "assistant", "system", "summary", "attachment", "queue-operation", "file-history-snapshot",
-    "progress", "custom-title", "agent-name", "last-prompt", "tag", "pr-link",
-})
+KNOWN_TYPES = frozenset(
+    {
+        "user",
+        "assistant",
+        "system",
+        "summary",
+        "attachment",
+        "queue-operation",
+        "file-history-snapshot",
+        "progress",
+        "custom-title",
+        "agent-name",
+        "last-prompt",
+        "tag",
+        "pr-link",
+    }
+)
 FILE_TOOLS = frozenset({"Read", "Edit", "Write", "MultiEdit", "NotebookEdit"})
 FILE_KEYS = ("file_path", "notebook_path", "path")
 # User-line text that Claude Code injects (slash commands, hooks, reminders, interruptions, compaction):
 # not something the person asked for.
 INJECTED_PREFIXES = (
-    "<command-", "<local-command", "<system-reminder>", "Caveat:", "[Request interrupted",
-    "<bash-input>", "<bash-stdout>", "<bash-stderr>", "<user-prompt-submit-hook>",
+    "<command-",
+    "<local-command",
+    "<system-reminder>",
+    "Caveat:",
+    "[Request interrupted",
+    "<bash-input>",
+    "<bash-stdout>",
+    "<bash-stderr>",
+    "<user-prompt-submit-hook>",
     "This session is being continued from a previous conversation",
 )
 # Big, irrelevant line types recognised without parsing (Claude Code writes `type` first).
@@ -116,7 +136,11 @@ def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
 
 
 def _assistant(
-    st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[str, str], ws: Workspace,
+    st: SessionStats,
+    obj: dict[str, Any],
+    lineno: int,
+    tool_names: dict[str, str],
+    ws: Workspace,
     cwd: str | None,
 ) -> None:
     msg = obj.get("message")

@@ -35,31 +35,66 @@ from orchestration.sessions._common import (
 
 TOP_TYPES = frozenset({"session_meta", "turn_context", "response_item", "event_msg", "compacted"})
 # Bare response items of the older format (and `record_type: state` bookkeeping lines).
-ITEM_TYPES = frozenset({
-    "message", "reasoning", "function_call", "function_call_output", "custom_tool_call",
-    "custom_tool_call_output", "local_shell_call", "web_search_call",
-})
+ITEM_TYPES = frozenset(
+    {
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "local_shell_call",
+        "web_search_call",
+    }
+)
 SHELL_TOOLS = frozenset({"shell", "exec_command", "shell_command", "container.exec", "local_shell"})
 SHELLS = frozenset({"bash", "sh", "zsh", "dash", "fish"})
 # Context Codex injects as "user" messages; not something the person asked for.
 INJECTED_PREFIXES = (
-    "<environment_context>", "<user_instructions>", "<INSTRUCTIONS>", "# AGENTS.md instructions",
-    "<user_shell_command>", "<turn_aborted>", "<permissions", "<developer_instructions>",
+    "<environment_context>",
+    "<user_instructions>",
+    "<INSTRUCTIONS>",
+    "# AGENTS.md instructions",
+    "<user_shell_command>",
+    "<turn_aborted>",
+    "<permissions",
+    "<developer_instructions>",
 )
 PATCH_PREFIXES = ("*** Update File: ", "*** Add File: ", "*** Delete File: ", "*** Move to: ")
 # Commands whose first word alone says little: keep the subcommand too (`git push`, `npm test`).
-SUBCOMMAND_TOOLS = frozenset({
-    "git", "npm", "pnpm", "yarn", "npx", "bun", "bunx", "cargo", "go", "uv", "poetry", "pip", "pip3",
-    "docker", "kubectl", "gh", "dotnet", "make", "just", "deno", "mix", "bundle", "rake",
-})
+SUBCOMMAND_TOOLS = frozenset(
+    {
+        "git",
+        "npm",
+        "pnpm",
+        "yarn",
+        "npx",
+        "bun",
+        "bunx",
+        "cargo",
+        "go",
+        "uv",
+        "poetry",
+        "pip",
+        "pip3",
+        "docker",
+        "kubectl",
+        "gh",
+        "dotnet",
+        "make",
+        "just",
+        "deno",
+        "mix",
+        "bundle",
+        "rake",
+    }
+)
 _WRAPPERS = frozenset({"sudo", "env", "time", "nice", "command", "exec"})
 
 
 def find_files(codex_dir: str, skipped: Counter[str]) -> list[tuple[str, float]]:
     """Rollout files in `sessions/` (any depth) and `archived_sessions/`, with their mtimes."""
-    live = list_jsonl(
-        os.path.join(codex_dir, "sessions"), skipped, accept=lambda _d, name: name.startswith("rollout-")
-    )
+    live = list_jsonl(os.path.join(codex_dir, "sessions"), skipped, accept=lambda _d, name: name.startswith("rollout-"))
     return live + list_jsonl(os.path.join(codex_dir, "archived_sessions"), skipped)
 
 
@@ -143,10 +178,10 @@ def output_exit_code(output: Any) -> int | None:
             return None
         return output_exit_code(parsed) if isinstance(parsed, dict) else None
     if head.startswith("Exit code: "):
-        return _leading_int(head[len("Exit code: "):])
+        return _leading_int(head[len("Exit code: ") :])
     marker = head.find("Process exited with code ")
     if marker >= 0:
-        return _leading_int(head[marker + len("Process exited with code "):])
+        return _leading_int(head[marker + len("Process exited with code ") :])
     return None
 
 
@@ -261,9 +296,9 @@ class _Reader:
             texts = [content]
         elif isinstance(content, list):
             texts = [
-                b["text"] for b in content
-                if isinstance(b, dict) and b.get("type") in ("input_text", "text")
-                and isinstance(b.get("text"), str)
+                b["text"]
+                for b in content
+                if isinstance(b, dict) and b.get("type") in ("input_text", "text") and isinstance(b.get("text"), str)
             ]
         else:
             self.st.skipped["bad_field"] += 1
@@ -274,7 +309,7 @@ class _Reader:
             if text.startswith("<environment_context>"):
                 start, end = text.find("<cwd>"), text.find("</cwd>")
                 if 0 <= start < end:
-                    self.note_cwd(text[start + 5:end].strip())
+                    self.note_cwd(text[start + 5 : end].strip())
             elif text and not text.startswith(INJECTED_PREFIXES):
                 kept.append(text)
         if kept:
@@ -344,11 +379,12 @@ class _Reader:
             if isinstance(last, dict):
                 d = split_usage(last)
                 self.deltas = (
-                    self.deltas[0] + d[0], self.deltas[1] + d[1], self.deltas[2] + d[2], self.deltas[3] + d[3]
+                    self.deltas[0] + d[0],
+                    self.deltas[1] + d[1],
+                    self.deltas[2] + d[2],
+                    self.deltas[3] + d[3],
                 )
-            if (total is not None and not isinstance(total, dict)) or (
-                last is not None and not isinstance(last, dict)
-            ):
+            if (total is not None and not isinstance(total, dict)) or (last is not None and not isinstance(last, dict)):
                 self.st.skipped["bad_field"] += 1
         elif kind == "exec_command_end":
             code = payload.get("exit_code")

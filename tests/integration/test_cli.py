@@ -24,7 +24,8 @@ TRACEBACK = "Traceback (most recent call last)"
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-def orchestrate(args: list[str], env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def orchestrate(args: list[str], env: dict[str, str],
+                timeout: float = 30) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "orchestration.cli", *args], env=env, capture_output=True, text=True,
         timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
@@ -121,7 +122,7 @@ def test_validate_invalid_json_exits_2(tmp_path: Path, orch_env: dict[str, str])
     assert str(broken) in proc.stdout + proc.stderr and "JSON" in proc.stdout + proc.stderr
 
 
-def test_validate_cycle_budget_must_fit_the_visibility_timeout(tmp_path: Path, orch_env: dict[str, str]) -> None:
+def test_validate_cycle_budget_must_fit_visibility_timeout(tmp_path: Path, orch_env: dict[str, str]) -> None:
     cfg = write_json(tmp_path / "long.json", {"workspace": {"repo": str(tmp_path / "repo")},
                                               "budget": {"cycle_s": 1800}})
     proc = orchestrate(["validate", str(cfg)], dict(orch_env, ORCH_VISIBILITY_TIMEOUT_S="100"))
@@ -134,7 +135,8 @@ def test_validate_cycle_budget_must_fit_the_visibility_timeout(tmp_path: Path, o
 
 def test_validate_shows_bad_values_with_brackets_verbatim(tmp_path: Path, orch_env: dict[str, str]) -> None:
     """Values from the file are data, not console markup: `[/x]` must neither crash nor vanish."""
-    closing = write_json(tmp_path / "closing.json", {"workspace": {"repo": "r"}, "agents": {"prefer": "[/x]"}})
+    closing = write_json(tmp_path / "closing.json", {"workspace": {"repo": "r"},
+                                                     "agents": {"prefer": "[/x]"}})
     proc = orchestrate(["validate", str(closing)], orch_env)
     assert proc.returncode == 2, show(proc)
     assert "agents.prefer" in proc.stdout + proc.stderr and "[/x]" in proc.stdout + proc.stderr, show(proc)
@@ -289,7 +291,7 @@ def test_unknown_cycle_exits_1_with_clear_message(orch_env: dict[str, str], comm
 
 # -- enqueue / decide / analyze / schedule / worker ------------------------------------------------------
 
-def test_enqueue_puts_task_first_and_decide_does_not_consume_it(tmp_path: Path, orch_env: dict[str, str]) -> None:
+def test_enqueue_then_decide_keeps_backlog_task(tmp_path: Path, orch_env: dict[str, str]) -> None:
     repo, _bare = make_repo(tmp_path)
     cfg = write_json(tmp_path / "demo.json", workspace_config(tmp_path, repo))
     task = "Fix the flaky login test"
@@ -336,7 +338,7 @@ def test_analyze_without_session_dirs(tmp_path: Path, orch_env: dict[str, str]) 
     assert all(p["sessions"] == 0 for p in data["providers"].values())
 
 
-def test_schedule_prints_next_fires_in_the_configured_timezone(tmp_path: Path, orch_env: dict[str, str]) -> None:
+def test_schedule_prints_next_fires_in_config_timezone(tmp_path: Path, orch_env: dict[str, str]) -> None:
     cfg = write_json(tmp_path / "nightly.json", {
         "workspace": {"repo": "r"}, "schedule": {"cron": "30 2 * * *", "timezone": "America/New_York"},
     })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -314,8 +315,8 @@ def test_usage_of_one_message_on_several_lines_counts_once() -> None:
 def test_updated_usage_for_same_message_replaces_not_adds() -> None:
     stream, _ = make_stream()
     for out in (1, 40):
-        stream.feed(line({"type": "assistant", "message": {"id": "m", "content": [],
-                                                           "usage": {"input_tokens": 5, "output_tokens": out}}}))
+        usage = {"input_tokens": 5, "output_tokens": out}
+        stream.feed(line({"type": "assistant", "message": {"id": "m", "content": [], "usage": usage}}))
     assert (stream.tally.input_tokens, stream.tally.output_tokens) == (5, 40)
 
 
@@ -327,7 +328,7 @@ def cfg_with(**claude: Any) -> WorkspaceConfig:
 
 
 def pairs(argv: list[str]) -> set[tuple[str, str]]:
-    return set(zip(argv, argv[1:], strict=False))
+    return set(itertools.pairwise(argv))
 
 
 def test_build_argv_defaults() -> None:

@@ -36,7 +36,8 @@ def make_cfg(**over: Any) -> WorkspaceConfig:
 def make_insights() -> Insights:
     return Insights(
         failures={"Bash: pytest -q": 5, "Bash: npm run build": 2, "Read": 1},
-        files={"src/billing.py": 12, "src/generated/api_pb2.py": 30, "docs/index.md": 25, "tests/test_x.py": 3},
+        files={"src/billing.py": 12, "src/generated/api_pb2.py": 30, "docs/index.md": 25,
+               "tests/test_x.py": 3},
         goals=["add retries to the HTTP client"],
     )
 
@@ -210,8 +211,8 @@ def test_history_entries_of_odd_shape_are_ignored() -> None:
 
 def test_blocked_hashes_directly() -> None:
     history = [
-        entry("a", "succeeded", 1), entry("b", "failed", 1), entry("c", "failed", 1), entry("c", "cancelled", 2),
-        entry("d", "succeeded", 10),
+        entry("a", "succeeded", 1), entry("b", "failed", 1), entry("c", "failed", 1),
+        entry("c", "cancelled", 2), entry("d", "succeeded", 10),
     ]
     assert blocked_hashes(history, 7, now=NOW) == {op_hash("a"), op_hash("c")}
 
@@ -252,8 +253,10 @@ def test_estimate_scales_with_budget(cycle_s: int) -> None:
     decision, _ = pick(candidates(None, cfg), cfg, [])
     assert decision is not None
     assert 0 < decision.estimated_s <= cycle_s
-    minutes = int(re.search(r"about (\d+) minutes", decision.task).group(1))  # type: ignore[union-attr]
-    assert minutes * 60 <= cycle_s
+    m = re.search(r"about (\d+) (seconds|minutes)", decision.task)
+    assert m is not None
+    told_s = int(m.group(1)) * (60 if m.group(2) == "minutes" else 1)
+    assert 0 < told_s <= cycle_s
 
 
 def test_file_candidate_brief_names_its_file() -> None:
@@ -295,7 +298,8 @@ def test_ten_consecutive_cycles_never_repeat_a_task() -> None:
     assert seen[:2] == [op_hash(g) for g in GOALS]
     if stopped:
         # Once everything is done it stays done (until the window passes).
-        assert choose(candidates(insights, cfg), cfg, history, "claude-code", now=NOW + 11 * 3600) == (None, [])
+        soon = NOW + 11 * 3600
+        assert choose(candidates(insights, cfg), cfg, history, "claude-code", now=soon) == (None, [])
         later = NOW + 30 * DAY
         decision, _ = choose(candidates(insights, cfg), cfg, history, "claude-code", now=later)
         assert decision is not None and decision.op_hash == op_hash(GOALS[0])

@@ -59,7 +59,7 @@ def make_cfg(tmp_path: Path, command: str | Path = FAKE_CLAUDE, **budget: Any) -
 def worktree(tmp_path: Path) -> Path:
     wt = tmp_path / "wt"
     wt.mkdir()
-    subprocess.run(["git", "init", "-q", str(wt)], check=True, capture_output=True)  # noqa: S603, S607
+    subprocess.run(["git", "init", "-q", str(wt)], check=True, capture_output=True)  # noqa: S603
     return wt
 
 
@@ -120,7 +120,8 @@ def test_argv_reaches_the_agent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     spy.write_text(
         f"#!{sys.executable}\n"
         "import json, os, sys\n"
-        f"json.dump({{'argv': sys.argv[1:], 'stdin': sys.stdin.read(), 'cwd': os.getcwd()}}, open({str(out)!r}, 'w'))\n"
+        "seen = {'argv': sys.argv[1:], 'stdin': sys.stdin.read(), 'cwd': os.getcwd()}\n"
+        f"json.dump(seen, open({str(out)!r}, 'w'))\n"
         "print(json.dumps({'type': 'result', 'subtype': 'success', 'is_error': False, 'num_turns': 1,\n"
         "                  'total_cost_usd': 0.0, 'result': 'nothing'}))\n"
     )
@@ -179,7 +180,8 @@ def test_final_without_exit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, wor
     assert_nothing_alive(r)
 
 
-def test_hang_is_stopped_at_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
+def test_hang_is_stopped_at_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                         worktree: Path) -> None:
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "hang")
     r = run(make_cfg(tmp_path), worktree, deadline_s=3)
     assert r.result.status == "timed_out"
@@ -229,7 +231,9 @@ def test_not_executable_command_is_a_failed_result(tmp_path: Path, worktree: Pat
 
 def test_agent_that_exits_without_result_is_failed(tmp_path: Path, worktree: Path) -> None:
     script = tmp_path / "crash.py"
-    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('boom: no credentials\\n')\nsys.exit(3)\n")
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stderr.write('boom: no credentials\\n')\nsys.exit(3)\n"
+    )
     script.chmod(0o755)
     r = run(make_cfg(tmp_path, script), worktree, log_dir=tmp_path / "logs")
     assert r.result.status == "failed"
@@ -272,3 +276,39 @@ def test_redactor_only_touches_secret_looking_names() -> None:
                     "SHORT_TOKEN": "abc"})
     data = {"a": f"x {SECRET} y", "b": ["ghp_abcdefgh", 3], "c": {"d": "/home/someone/abc"}}
     assert red(data) == {"a": "x *** y", "b": ["***", 3], "c": {"d": "/home/someone/abc"}}
+
+
+def test_streamed_usage_over_the_cost_cap_stops_the_agent(tmp_path: Path, worktree: Path) -> None:
+    spender = tmp_path / "spender.py"
+    spender.write_text(
+        f"#!{sys.executable}\n"
+        "import json, time\n"
+        "def out(o): print(json.dumps(o), flush=True)\n"
+        "out({'type': 'system', 'subtype': 'init', 'session_id': 's1', 'model': 'claude-sonnet-4-5'})\n"
+        "for i in range(600):\n"
+        "    out({'type': 'assistant', 'message': {'id': f'm{i}', 'model': 'claude-sonnet-4-5',\n"
+        "         'content': [], 'usage': {'input_tokens': 100000, 'output_tokens': 1}}})\n"
+        "    time.sleep(0.1)\n"
+    )
+    spender.chmod(0o755)
+    r = run(make_cfg(tmp_path, spender, max_cost_usd=1.0), worktree)
+    # sonnet input: $3/Mtok, so $0.30 per line: the fourth line crosses $1.
+    assert r.result.status == "failed"
+    assert r.result.stop_reason == "cost_limit"
+    assert 1.0 <= r.result.cost_usd < 1.5
+    assert r.elapsed < 15
+    assert_nothing_alive(r)
+
+
+@pytest.mark.parametrize("limit", [{"deadline_s": 3}, {"idle_timeout_s": 2}], ids=["deadline", "idle"])
+def test_success_result_stands_when_the_agent_lingers_past_a_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path, limit: dict[str, Any]
+) -> None:
+    """The final result event said success; the agent then failed to exit and was stopped by a limit
+    that fell inside the 10 s after-final grace. Events are the authority: the run succeeded."""
+    monkeypatch.setenv("FAKE_CLAUDE_MODE", "final_no_exit")
+    cfg = make_cfg(tmp_path, idle_timeout_s=limit.get("idle_timeout_s", 30))
+    r = run(cfg, worktree, deadline_s=limit.get("deadline_s", 30))
+    assert_nothing_alive(r)
+    assert r.result.cost_usd == pytest.approx(0.0123)
+    assert r.result.status == "succeeded", (r.result.status, r.result.stop_reason)
