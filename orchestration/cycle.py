@@ -122,7 +122,12 @@ def _end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: s
 
 
 @contextmanager
-def _stage(svc: Services, ctx: CycleContext, name: str) -> Iterator[None]:
+def _stage(svc: Services, ctx: CycleContext, name: str, always: bool = False) -> Iterator[None]:
+    """stage.started / finished / failed around a stage's work; a cycle that already ended passes through
+    the work stages silently (its events would only say that nothing happened)."""
+    if ctx.ended and not always:
+        yield
+        return
     emit(svc, ctx, name, "stage.started", {})
     t0 = time.monotonic()
     try:
@@ -376,7 +381,7 @@ def publish(ctx: CycleContext, svc: Services) -> CycleContext:
     from orchestration import pr
 
     cfg = _config(ctx)
-    with _stage(svc, ctx, "publish"):
+    with _stage(svc, ctx, "publish", always=ctx.worktree is not None):
         # Runs for ended cycles too: a timed-out or cancelled cycle's work is pushed so it is safe.
         if ctx.decision is None or ctx.worktree is None or ctx.branch is None or ctx.dry_run:
             return ctx
@@ -408,7 +413,7 @@ def _elapsed(ctx: CycleContext) -> float:
 
 
 def finish(ctx: CycleContext, svc: Services) -> CycleReport:
-    with _stage(svc, ctx, "finish"):
+    with _stage(svc, ctx, "finish", always=True):
         if ctx.status is Status.RUNNING:
             ctx.status, ctx.reason = Status.SUCCEEDED, None
         report = _close(ctx, svc, announce=False)

@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pathspec
 
@@ -319,22 +319,20 @@ class _Run:
         self.pushed = False
 
     def skipped(self, reason: str) -> PRResult:
-        log.info("publish of %s skipped: %s", self.branch, reason)
-        _safe_emit(
-            self.emit,
-            "pr.skipped",
-            {"status": "skipped", "reason": reason, "branch": self.branch, "pushed": self.pushed},
-        )
-        return PRResult(status="skipped", reason=reason)
+        return self._not_opened("skipped", reason)
 
     def failed(self, reason: str) -> PRResult:
-        log.warning("publish of %s failed: %s", self.branch, reason)
+        return self._not_opened("failed", reason)
+
+    def _not_opened(self, status: Literal["skipped", "failed"], reason: str) -> PRResult:
+        """Every way publish ends without a PR: logged, reported as `pr.skipped` (status tells which)."""
+        (log.info if status == "skipped" else log.warning)("publish of %s %s: %s", self.branch, status, reason)
         _safe_emit(
             self.emit,
             "pr.skipped",
-            {"status": "failed", "reason": reason, "branch": self.branch, "pushed": self.pushed},
+            {"status": status, "reason": reason, "branch": self.branch, "pushed": self.pushed},
         )
-        return PRResult(status="failed", reason=reason)
+        return PRResult(status=status, reason=reason)
 
     def opened(self, created: bool, pr: dict[str, Any]) -> PRResult:
         status = "created" if created else "exists"
