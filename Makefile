@@ -23,6 +23,8 @@ demo: install
 	$(BIN)/python examples/demo/run_demo.py
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: install

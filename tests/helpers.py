@@ -39,9 +39,26 @@ def redis_server_binary() -> str:
 def redis_server(tmp: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), "--daemonize", "no", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -86,15 +103,39 @@ def make_repo(tmp: Path, name: str = "demo") -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def celery_worker(env: dict[str, str], queues: str, log: Path, concurrency: int = 2,
-                  extra: list[str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(
+    env: dict[str, str], queues: str, log: Path, concurrency: int = 2, extra: list[str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real prefork worker in its own process group, stopped (and its group killed) at the end."""
     with log.open("wb") as fh:
         proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "prefork", "-c", str(concurrency),
-             "-Q", queues, "-E", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-             "-n", f"test-{os.getpid()}-{free_port()}@%h", *(extra or [])],
-            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                str(concurrency),
+                "-Q",
+                queues,
+                "-E",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{os.getpid()}-{free_port()}@%h",
+                *(extra or []),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     try:

@@ -77,9 +77,7 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="cc-") as tmp, ScriptedAnthropic(script=script) as model:
         env = {**os.environ, **claude_env(model.base_url, base / "home", tmpdir=tmp)}
-        env["PATH"] = (
-            f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}"
-        )
+        env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{ROOT / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}"
         env["ORCH_STATE_DIR"] = str(base / "state")
         print(f"demo repository: {repo}\nconfig: {config}\nscripted model API: {model.base_url}\n")
         code = subprocess.run(  # noqa: S603

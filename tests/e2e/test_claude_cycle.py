@@ -26,8 +26,9 @@ CONTENT = "written by the real claude CLI, scripted\n"
 def claude_binary() -> Path:
     path = NODE_BIN / "claude"
     if not path.exists():
-        pytest.fail(f"{path} is missing: run `npm ci` (or `make install`) to install the pinned agent CLIs",
-                    pytrace=False)
+        pytest.fail(
+            f"{path} is missing: run `npm ci` (or `make install`) to install the pinned agent CLIs", pytrace=False
+        )
     return path
 
 
@@ -42,8 +43,13 @@ def short_tmp() -> Iterator[Path]:
 
 def orchestrate(args: list[str], env: dict[str, str], timeout: float = 150) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args], env=env, capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "orchestration.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -55,14 +61,18 @@ def test_real_claude_cycle_through_worker(tmp_path: Path, orch_env: dict[str, st
     bin_dir.mkdir()
     install_fake_gh(bin_dir, tmp_path / "gh")
     cfg_path = tmp_path / "demo.json"
-    cfg_path.write_text(json.dumps({
-        "id": "demo",
-        "workspace": {"repo": str(repo)},
-        "budget": {"cycle_s": 180, "max_cost_usd": 5},
-        "sessions": {"claude_dir": str(tmp_path / "home" / ".claude"), "codex_dir": str(tmp_path / "none")},
-        "goals": ["Add a hello.txt greeting file"],
-        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(claude)}},
-    }))
+    cfg_path.write_text(
+        json.dumps(
+            {
+                "id": "demo",
+                "workspace": {"repo": str(repo)},
+                "budget": {"cycle_s": 180, "max_cost_usd": 5},
+                "sessions": {"claude_dir": str(tmp_path / "home" / ".claude"), "codex_dir": str(tmp_path / "none")},
+                "goals": ["Add a hello.txt greeting file"],
+                "agents": {"allow": ["claude-code"], "claude-code": {"command": str(claude)}},
+            }
+        )
+    )
     with ScriptedAnthropic(script=write_file_script("hello.txt", CONTENT)) as srv:
         env = {**orch_env, **claude_env(srv.base_url, tmp_path / "home", tmpdir=short_tmp)}
         env.update({k: orch_env[k] for k in orch_env if k.startswith("ORCH_") or k.startswith("PYTHON")})
@@ -84,7 +94,8 @@ def test_real_claude_cycle_through_worker(tmp_path: Path, orch_env: dict[str, st
     branch = report["branch"]
     assert sh(["git", "--git-dir", str(bare), "show", f"{branch}:hello.txt"], tmp_path) == CONTENT.strip()
     assert f"Orchestrate-Cycle: {report['cycle_id']}" in sh(
-        ["git", "--git-dir", str(bare), "log", "-1", "--format=%B", branch], tmp_path)
+        ["git", "--git-dir", str(bare), "log", "-1", "--format=%B", branch], tmp_path
+    )
 
     # The PR was created as a draft with the hidden marker, through `gh pr create`.
     assert report["pr"]["status"] == "created" and report["pr"]["draft"] is True

@@ -24,15 +24,19 @@ def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, 
     repo, _bare = make_repo(tmp_path)
     config_dir = Path(orch_env["ORCH_CONFIG_DIR"])
     config_dir.mkdir()
-    (config_dir / "demo.json").write_text(json.dumps({
-        "id": "demo",
-        "workspace": {"repo": str(repo)},
-        "schedule": {"cron": "* * * * *", "timezone": "Europe/Paris"},
-        "budget": {"cycle_s": 60},
-        "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
-        "pr": {"enabled": False},
-    }))
+    (config_dir / "demo.json").write_text(
+        json.dumps(
+            {
+                "id": "demo",
+                "workspace": {"repo": str(repo)},
+                "schedule": {"cron": "* * * * *", "timezone": "Europe/Paris"},
+                "budget": {"cycle_s": 60},
+                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
+                "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+                "pr": {"enabled": False},
+            }
+        )
+    )
     (config_dir / "broken.json").write_text(json.dumps({"workspace": {"repo": "/x"}, "bogus": 1}))
     env = dict(orch_env)
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
@@ -41,7 +45,11 @@ def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, 
     with celery_worker(env, "orchestrate,agent.claude-code", tmp_path / "worker.log"), beat_log.open("wb") as fh:
         beat = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "orchestration.cli", "beat", "-s", str(tmp_path / "beat-schedule")],
-            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
@@ -49,9 +57,13 @@ def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, 
             assert ids, beat_log.read_text()[-3000:]
             cycle_id = ids[0].decode()
             status = wait_for(
-                lambda: (r.hget(f"{prefix}:cycle:{cycle_id}", "status") or b"").decode()
-                in ("succeeded", "failed", "timed_out", "skipped") and r.hget(f"{prefix}:cycle:{cycle_id}", "status"),
-                timeout=60, interval=0.5,
+                lambda: (
+                    (r.hget(f"{prefix}:cycle:{cycle_id}", "status") or b"").decode()
+                    in ("succeeded", "failed", "timed_out", "skipped")
+                    and r.hget(f"{prefix}:cycle:{cycle_id}", "status")
+                ),
+                timeout=60,
+                interval=0.5,
             )
             assert status == b"succeeded", r.hgetall(f"{prefix}:cycle:{cycle_id}")
             assert r.hget(f"{prefix}:cycle:{cycle_id}", "trigger") == b"schedule"

@@ -83,9 +83,7 @@ def test_real_claude_writes_file_against_scripted_api(tmp_path: Path, short_tmpd
         main_requests = srv.main_requests
         calls = list(srv.calls)
 
-    assert proc.returncode == 0, (
-        f"claude exited {proc.returncode}\nstderr:\n{proc.stderr}\nstdout:\n{proc.stdout}"
-    )
+    assert proc.returncode == 0, f"claude exited {proc.returncode}\nstderr:\n{proc.stderr}\nstdout:\n{proc.stdout}"
     assert target.read_text() == CONTENT
 
     events = _events(proc.stdout)

@@ -24,11 +24,15 @@ TRACEBACK = "Traceback (most recent call last)"
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-def orchestrate(args: list[str], env: dict[str, str],
-                timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def orchestrate(args: list[str], env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args], env=env, capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "orchestration.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
     )
     assert TRACEBACK not in proc.stdout and TRACEBACK not in proc.stderr, (
         f"traceback from `orchestrate {' '.join(args)}`:\n{proc.stdout}\n{proc.stderr}"
@@ -67,16 +71,15 @@ def local(tmp_path: Path, orch_env: dict[str, str]) -> dict[str, Any]:
     env = dict(orch_env, ORCH_REDIS_URL=DEAD_REDIS, PATH=f"{bin_dir}:{orch_env['PATH']}")
     env.pop("FAKE_CLAUDE_MODE", None)
     cfg = write_json(tmp_path / "demo.json", workspace_config(tmp_path, repo))
-    return {"tmp": tmp_path, "repo": repo, "bare": bare, "env": env, "cfg": cfg,
-            "state": Path(env["ORCH_STATE_DIR"])}
+    return {"tmp": tmp_path, "repo": repo, "bare": bare, "env": env, "cfg": cfg, "state": Path(env["ORCH_STATE_DIR"])}
 
 
 def remote_branches(bare: Path) -> list[str]:
-    return sh(["git", "--git-dir", str(bare), "for-each-ref", "--format=%(refname:short)", "refs/heads"],
-              bare).split()
+    return sh(["git", "--git-dir", str(bare), "for-each-ref", "--format=%(refname:short)", "refs/heads"], bare).split()
 
 
 # -- validate ----------------------------------------------------------------------------------------
+
 
 def test_validate_valid_file_exits_0_and_says_ok(tmp_path: Path, orch_env: dict[str, str]) -> None:
     good = write_json(tmp_path / "good.json", {"workspace": {"repo": str(tmp_path / "repo")}})
@@ -87,12 +90,15 @@ def test_validate_valid_file_exits_0_and_says_ok(tmp_path: Path, orch_env: dict[
 
 def test_validate_names_file_and_json_path_of_every_error(tmp_path: Path, orch_env: dict[str, str]) -> None:
     good = write_json(tmp_path / "good.json", {"workspace": {"repo": str(tmp_path / "repo")}})
-    bad = write_json(tmp_path / "bad.json", {
-        "workspace": {"repo": str(tmp_path / "repo")},
-        "bogus_field": 1,
-        "agents": {"prefer": "gpt-9"},
-        "schedule": {"cron": "61 * * * *"},
-    })
+    bad = write_json(
+        tmp_path / "bad.json",
+        {
+            "workspace": {"repo": str(tmp_path / "repo")},
+            "bogus_field": 1,
+            "agents": {"prefer": "gpt-9"},
+            "schedule": {"cron": "61 * * * *"},
+        },
+    )
     proc = orchestrate(["validate", str(good), str(bad)], orch_env)
     assert proc.returncode == 2, show(proc)
     text = proc.stdout + proc.stderr
@@ -123,8 +129,9 @@ def test_validate_invalid_json_exits_2(tmp_path: Path, orch_env: dict[str, str])
 
 
 def test_validate_cycle_budget_must_fit_visibility_timeout(tmp_path: Path, orch_env: dict[str, str]) -> None:
-    cfg = write_json(tmp_path / "long.json", {"workspace": {"repo": str(tmp_path / "repo")},
-                                              "budget": {"cycle_s": 1800}})
+    cfg = write_json(
+        tmp_path / "long.json", {"workspace": {"repo": str(tmp_path / "repo")}, "budget": {"cycle_s": 1800}}
+    )
     proc = orchestrate(["validate", str(cfg)], dict(orch_env, ORCH_VISIBILITY_TIMEOUT_S="100"))
     assert proc.returncode == 2, show(proc)
     text = proc.stdout + proc.stderr
@@ -135,13 +142,13 @@ def test_validate_cycle_budget_must_fit_visibility_timeout(tmp_path: Path, orch_
 
 def test_validate_shows_bad_values_with_brackets_verbatim(tmp_path: Path, orch_env: dict[str, str]) -> None:
     """Values from the file are data, not console markup: `[/x]` must neither crash nor vanish."""
-    closing = write_json(tmp_path / "closing.json", {"workspace": {"repo": "r"},
-                                                     "agents": {"prefer": "[/x]"}})
+    closing = write_json(tmp_path / "closing.json", {"workspace": {"repo": "r"}, "agents": {"prefer": "[/x]"}})
     proc = orchestrate(["validate", str(closing)], orch_env)
     assert proc.returncode == 2, show(proc)
     assert "agents.prefer" in proc.stdout + proc.stderr and "[/x]" in proc.stdout + proc.stderr, show(proc)
-    styled = write_json(tmp_path / "styled.json", {"workspace": {"repo": "r"},
-                                                   "agents": {"prefer": "[bold]gpt[/bold]"}})
+    styled = write_json(
+        tmp_path / "styled.json", {"workspace": {"repo": "r"}, "agents": {"prefer": "[bold]gpt[/bold]"}}
+    )
     proc = orchestrate(["validate", str(styled)], orch_env)
     assert proc.returncode == 2, show(proc)
     assert "[bold]gpt[/bold]" in proc.stdout + proc.stderr, show(proc)
@@ -164,6 +171,7 @@ def test_bad_setting_in_environment_is_a_clear_error(tmp_path: Path, orch_env: d
 
 
 # -- run --local (no Redis) --------------------------------------------------------------------------
+
 
 def test_run_local_without_redis_pushes_branch_and_opens_pr(local: dict[str, Any]) -> None:
     proc = orchestrate(["run", str(local["cfg"]), "--local", "--json"], local["env"], timeout=60)
@@ -192,11 +200,10 @@ def test_run_local_human_output_shows_events_and_report(local: dict[str, Any]) -
     proc = orchestrate(["run", str(local["cfg"]), "--local"], local["env"], timeout=60)
     assert proc.returncode == 0, show(proc)
     out = proc.stdout
-    for kind in ("cycle.queued", "stage.started", "decision.made", "agent.tool_call", "pr.opened",
-                 "cycle.finished"):
+    for kind in ("cycle.queued", "stage.started", "decision.made", "agent.tool_call", "pr.opened", "cycle.finished"):
         assert kind in out, f"event {kind} not shown:\n{show(proc)}"
     assert out.index("cycle.queued") < out.index("decision.made") < out.index("cycle.finished")
-    table = out[out.rindex("cycle.finished"):].splitlines()[1:]
+    table = out[out.rindex("cycle.finished") :].splitlines()[1:]
     rows = {line.split(maxsplit=1)[0]: line for line in table if line.strip()}
     for key in ("cycle", "workspace", "status", "task", "agent", "branch", "pr"):
         assert key in rows, f"report row {key!r} missing:\n{show(proc)}"
@@ -231,14 +238,17 @@ def test_run_local_failed_agent_exits_1(local: dict[str, Any]) -> None:
 
 def test_run_local_human_report_with_brackets_in_task_title(local: dict[str, Any]) -> None:
     """A task title is data: `[/api]` in it must not crash the report of a cycle that succeeded."""
-    cfg = write_json(local["tmp"] / "brackets.json",
-                     workspace_config(local["tmp"], local["repo"], goals=["Fix routing of [/api] prefixes"]))
+    cfg = write_json(
+        local["tmp"] / "brackets.json",
+        workspace_config(local["tmp"], local["repo"], goals=["Fix routing of [/api] prefixes"]),
+    )
     proc = orchestrate(["run", str(cfg), "--local"], local["env"], timeout=60)
     assert proc.returncode == 0, show(proc)
     assert "Fix routing of [/api] prefixes" in proc.stdout, show(proc)
 
 
 # -- run: bad input, unreachable Redis ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", [[], ["--local"]], ids=["celery", "local"])
 def test_run_missing_config_exits_2(tmp_path: Path, orch_env: dict[str, str], mode: list[str]) -> None:
@@ -274,6 +284,7 @@ def test_run_without_reachable_redis_exits_1_with_one_line(tmp_path: Path, orch_
 
 # -- status / cancel / watch ----------------------------------------------------------------------------
 
+
 def test_status_with_no_cycles(orch_env: dict[str, str]) -> None:
     proc = orchestrate(["status"], orch_env)
     assert proc.returncode == 0, show(proc)
@@ -290,6 +301,7 @@ def test_unknown_cycle_exits_1_with_clear_message(orch_env: dict[str, str], comm
 
 
 # -- enqueue / decide / analyze / schedule / worker ------------------------------------------------------
+
 
 def test_enqueue_then_decide_keeps_backlog_task(tmp_path: Path, orch_env: dict[str, str]) -> None:
     repo, _bare = make_repo(tmp_path)
@@ -326,10 +338,13 @@ def test_enqueue_empty_task_exits_2(tmp_path: Path, orch_env: dict[str, str]) ->
 
 
 def test_analyze_without_session_dirs(tmp_path: Path, orch_env: dict[str, str]) -> None:
-    cfg = write_json(tmp_path / "demo.json", {
-        "workspace": {"repo": str(tmp_path / "repo")},
-        "sessions": {"claude_dir": str(tmp_path / "no-claude"), "codex_dir": str(tmp_path / "no-codex")},
-    })
+    cfg = write_json(
+        tmp_path / "demo.json",
+        {
+            "workspace": {"repo": str(tmp_path / "repo")},
+            "sessions": {"claude_dir": str(tmp_path / "no-claude"), "codex_dir": str(tmp_path / "no-codex")},
+        },
+    )
     proc = orchestrate(["analyze", str(cfg), "--json"], orch_env)
     assert proc.returncode == 0, show(proc)
     data = json.loads(proc.stdout)
@@ -339,9 +354,13 @@ def test_analyze_without_session_dirs(tmp_path: Path, orch_env: dict[str, str]) 
 
 
 def test_schedule_prints_next_fires_in_config_timezone(tmp_path: Path, orch_env: dict[str, str]) -> None:
-    cfg = write_json(tmp_path / "nightly.json", {
-        "workspace": {"repo": "r"}, "schedule": {"cron": "30 2 * * *", "timezone": "America/New_York"},
-    })
+    cfg = write_json(
+        tmp_path / "nightly.json",
+        {
+            "workspace": {"repo": "r"},
+            "schedule": {"cron": "30 2 * * *", "timezone": "America/New_York"},
+        },
+    )
     proc = orchestrate(["schedule", str(cfg)], orch_env)
     assert proc.returncode == 0, show(proc)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]

@@ -36,8 +36,13 @@ def write_config(tmp: Path, repo: Path, **budget: int) -> Path:
 
 def orchestrate(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args], env=env, capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "orchestration.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -77,8 +82,15 @@ def test_cycle_succeeds_pushes_and_opens_draft_pr(setup) -> None:  # type: ignor
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "cycle.queued" and kinds[-1] == "cycle.finished"
-    for kind in ("cycle.started", "decision.made", "agent.started", "agent.tool_call", "agent.file_change",
-                 "agent.finished", "pr.opened"):
+    for kind in (
+        "cycle.started",
+        "decision.made",
+        "agent.started",
+        "agent.tool_call",
+        "agent.file_change",
+        "agent.finished",
+        "pr.opened",
+    ):
         assert kind in kinds, kind
     stages = [e["stage"] for e in events if e["kind"] == "stage.started"]
     assert stages == ["start", "analyze", "decide", "execute", "publish", "finish"]
@@ -175,7 +187,7 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
         stat = Path(f"/proc/{agent_pid}/stat").read_text()
         pool_child = int(stat.rsplit(")", 1)[1].split()[1])  # the agent's parent: the prefork child
         os.kill(pool_child, signal.SIGKILL)
-        status = wait_for(lambda: (r.hget(key, "finished_at") and r.hget(key, "status")), timeout=60)
+        status = wait_for(lambda: r.hget(key, "finished_at") and r.hget(key, "status"), timeout=60)
         assert status == b"failed", r.hgetall(key)
         assert r.hget(key, "reason") == b"worker_lost"
         assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=15)

@@ -51,15 +51,27 @@ def line(obj: Any) -> bytes:
 
 
 def result_line(**over: Any) -> bytes:
-    ev = {"type": "result", "subtype": "success", "is_error": False, "num_turns": 3, "result": "ok",
-          "session_id": "s-1", "total_cost_usd": 0.5,
-          "usage": {"input_tokens": 1, "output_tokens": 2, "cache_read_input_tokens": 0,
-                    "cache_creation_input_tokens": 0}}
+    ev = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "num_turns": 3,
+        "result": "ok",
+        "session_id": "s-1",
+        "total_cost_usd": 0.5,
+        "usage": {
+            "input_tokens": 1,
+            "output_tokens": 2,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        },
+    }
     ev.update(over)
     return line(ev)
 
 
 # -- the real sample ------------------------------------------------------------------------------
+
 
 def test_sample_is_the_real_five_line_capture() -> None:
     lines = sample_lines()
@@ -74,8 +86,14 @@ def test_sample_yields_normalized_events_in_order() -> None:
     assert verdicts[:4] == [Verdict.CONTINUE] * 4
     assert verdicts[4] == Verdict.FINAL
     kinds = rec.kinds()
-    for kind in ("agent.started", "agent.tool_call", "agent.file_change", "agent.tool_result",
-                 "agent.message", "agent.usage"):
+    for kind in (
+        "agent.started",
+        "agent.tool_call",
+        "agent.file_change",
+        "agent.tool_result",
+        "agent.message",
+        "agent.usage",
+    ):
         assert kind in kinds, kind
     # Order of the stream: start, the Write call and its file change, its result, the closing text.
     assert kinds.index("agent.started") < kinds.index("agent.tool_call") < kinds.index("agent.file_change")
@@ -134,8 +152,17 @@ def test_path_outside_worktree_is_kept_as_given(tmp_path: Path) -> None:
 
 def test_bash_tool_use_emits_command() -> None:
     stream, rec = make_stream()
-    stream.feed(line({"type": "assistant", "message": {"id": "m1", "content": [
-        {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "pytest -q"}}]}}))
+    stream.feed(
+        line(
+            {
+                "type": "assistant",
+                "message": {
+                    "id": "m1",
+                    "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "pytest -q"}}],
+                },
+            }
+        )
+    )
     assert rec.of("agent.tool_call") == [{"tool": "Bash", "command": "pytest -q"}]
     assert rec.of("agent.command") == [{"command": "pytest -q"}]
     assert rec.of("agent.file_change") == []
@@ -143,11 +170,13 @@ def test_bash_tool_use_emits_command() -> None:
 
 # -- success is read from the result event ------------------------------------------------------
 
+
 def test_api_failure_as_success_subtype_with_is_error_is_a_failure() -> None:
     # CLAUDE_NOTES.md: a client timeout ends with subtype "success" but is_error true.
     stream, _ = make_stream()
-    verdict = stream.feed(result_line(is_error=True, total_cost_usd=0, result="Request timed out.",
-                                      terminal_reason="api_error"))
+    verdict = stream.feed(
+        result_line(is_error=True, total_cost_usd=0, result="Request timed out.", terminal_reason="api_error")
+    )
     assert verdict == Verdict.FINAL
     assert stream.tally.final_seen is True
     assert stream.tally.success is False
@@ -167,9 +196,19 @@ def test_max_budget_result_keeps_reported_cost_despite_zero_usage() -> None:
     # CLAUDE_NOTES.md: in error_max_budget_usd the usage is all zeros while total_cost_usd is right.
     stream, _ = make_stream()
     stream.feed(sample_lines()[1])  # an assistant line with usage
-    stream.feed(result_line(subtype="error_max_budget_usd", is_error=True, total_cost_usd=0.0635,
-                            usage={"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
-                                   "cache_creation_input_tokens": 0}))
+    stream.feed(
+        result_line(
+            subtype="error_max_budget_usd",
+            is_error=True,
+            total_cost_usd=0.0635,
+            usage={
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+            },
+        )
+    )
     assert stream.tally.cost_usd == pytest.approx(0.0635)
     assert stream.tally.input_tokens == 4  # the streamed figure is not wiped by the zeros
     assert stream.tally.success is False
@@ -185,15 +224,19 @@ def test_no_result_event_leaves_success_unknown() -> None:
 
 # -- bad input is counted, never raised ---------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [
-    b"not json at all",
-    b'{"trunc',
-    b"\xff\xfe\x00garbage",
-    b"[1, 2]",
-    b"42",
-    b'"a string"',
-    b"null",
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json at all",
+        b'{"trunc',
+        b"\xff\xfe\x00garbage",
+        b"[1, 2]",
+        b"42",
+        b'"a string"',
+        b"null",
+    ],
+)
 def test_garbage_and_non_object_json_are_bad_lines(raw: bytes) -> None:
     stream, rec = make_stream()
     assert stream.feed(raw) == Verdict.CONTINUE
@@ -209,35 +252,53 @@ def test_blank_lines_are_ignored() -> None:
     assert stream.tally.events == 0
 
 
-@pytest.mark.parametrize("ev", [
-    {"type": "assistant", "message": 42},
-    {"type": "assistant", "message": "text"},
-    {"type": "assistant", "message": [1, 2]},
-    {"type": "assistant", "message": {"id": "m1", "content": "str"}},
-    {"type": "assistant", "message": {"id": "m1", "content": 7}},
-    {"type": "assistant", "message": {"id": "m1", "content": [], "usage": "lots"}},
-    {"type": "assistant", "message": {"id": "m1", "content": [], "usage": [1, 2]}},
-], ids=["message-int", "message-str", "message-list", "content-str", "content-int", "usage-str",
-        "usage-list"])
+@pytest.mark.parametrize(
+    "ev",
+    [
+        {"type": "assistant", "message": 42},
+        {"type": "assistant", "message": "text"},
+        {"type": "assistant", "message": [1, 2]},
+        {"type": "assistant", "message": {"id": "m1", "content": "str"}},
+        {"type": "assistant", "message": {"id": "m1", "content": 7}},
+        {"type": "assistant", "message": {"id": "m1", "content": [], "usage": "lots"}},
+        {"type": "assistant", "message": {"id": "m1", "content": [], "usage": [1, 2]}},
+    ],
+    ids=["message-int", "message-str", "message-list", "content-str", "content-int", "usage-str", "usage-list"],
+)
 def test_wrong_shaped_assistant_messages_are_counted(ev: dict[str, Any]) -> None:
     stream, _ = make_stream()
     assert stream.feed(line(ev)) == Verdict.CONTINUE
     assert stream.tally.bad_lines == 1
 
 
-@pytest.mark.parametrize("ev", [
-    {"type": "user", "message": 42},
-    {"type": "user", "message": {"content": [{"type": "tool_result", "content": 5}]}},
-    {"type": "user", "message": {"content": [{"type": "tool_result", "content": [1, {"text": 2}]}]}},
-    {"type": "assistant", "message": {"id": 5, "content": [{"type": "tool_use", "name": 3, "input": "x"}],
-                                      "usage": {"input_tokens": "many", "output_tokens": -3}}},
-    {"type": "assistant", "message": {"content": [None, 1, {"type": "text", "text": 9}]}},
-    {"type": "system", "subtype": "init", "session_id": 12, "model": ["x"]},
-    {"type": "result", "subtype": 3, "is_error": "yes", "num_turns": "two", "usage": "none",
-     "total_cost_usd": "0.1"},
-    {"type": "something_new", "payload": {"x": 1}},
-    {"no_type": True},
-])
+@pytest.mark.parametrize(
+    "ev",
+    [
+        {"type": "user", "message": 42},
+        {"type": "user", "message": {"content": [{"type": "tool_result", "content": 5}]}},
+        {"type": "user", "message": {"content": [{"type": "tool_result", "content": [1, {"text": 2}]}]}},
+        {
+            "type": "assistant",
+            "message": {
+                "id": 5,
+                "content": [{"type": "tool_use", "name": 3, "input": "x"}],
+                "usage": {"input_tokens": "many", "output_tokens": -3},
+            },
+        },
+        {"type": "assistant", "message": {"content": [None, 1, {"type": "text", "text": 9}]}},
+        {"type": "system", "subtype": "init", "session_id": 12, "model": ["x"]},
+        {
+            "type": "result",
+            "subtype": 3,
+            "is_error": "yes",
+            "num_turns": "two",
+            "usage": "none",
+            "total_cost_usd": "0.1",
+        },
+        {"type": "something_new", "payload": {"x": 1}},
+        {"no_type": True},
+    ],
+)
 def test_odd_lines_never_raise(ev: dict[str, Any]) -> None:
     stream, _ = make_stream()
     verdict = stream.feed(line(ev))
@@ -258,6 +319,7 @@ def test_stream_keeps_working_after_bad_lines() -> None:
 
 # -- cost ----------------------------------------------------------------------------------------
 
+
 def test_cost_limit_from_streamed_usage() -> None:
     # Unknown model "claude-opus-5-5" is priced at the expensive fallback: 12.5k cache-write tokens > $0.01.
     stream, _ = make_stream(max_cost_usd=0.01)
@@ -275,38 +337,86 @@ def test_cost_under_limit_continues() -> None:
 
 
 def test_config_prices_override_builtin() -> None:
-    cfg = parse_config({"workspace": {"repo": "/tmp/r"},
-                        "budget": {"prices": {"m-x": {"input_per_mtok": 1_000_000, "output_per_mtok": 0}}}})
+    cfg = parse_config(
+        {
+            "workspace": {"repo": "/tmp/r"},
+            "budget": {"prices": {"m-x": {"input_per_mtok": 1_000_000, "output_per_mtok": 0}}},
+        }
+    )
     rec = Recorder()
     stream = ClaudeStream(rec, RunTally(), SAMPLE_CWD, 1.5, cfg.budget.prices)
-    assert stream.feed(line({"type": "assistant", "message": {
-        "id": "m1", "model": "m-x", "content": [], "usage": {"input_tokens": 1, "output_tokens": 0}}})) \
+    assert (
+        stream.feed(
+            line(
+                {
+                    "type": "assistant",
+                    "message": {
+                        "id": "m1",
+                        "model": "m-x",
+                        "content": [],
+                        "usage": {"input_tokens": 1, "output_tokens": 0},
+                    },
+                }
+            )
+        )
         == Verdict.CONTINUE
+    )
     assert stream.current_cost() == pytest.approx(1.0)
-    assert stream.feed(line({"type": "assistant", "message": {
-        "id": "m2", "model": "m-x", "content": [], "usage": {"input_tokens": 1, "output_tokens": 0}}})) \
+    assert (
+        stream.feed(
+            line(
+                {
+                    "type": "assistant",
+                    "message": {
+                        "id": "m2",
+                        "model": "m-x",
+                        "content": [],
+                        "usage": {"input_tokens": 1, "output_tokens": 0},
+                    },
+                }
+            )
+        )
         == Verdict.STOP_COST
+    )
 
 
 def test_usage_of_one_message_on_several_lines_counts_once() -> None:
     # One API response with text + two tool calls arrives as one assistant line per block, same message id.
     stream, rec = make_stream()
-    usage = {"input_tokens": 100, "output_tokens": 10, "cache_read_input_tokens": 1000,
-             "cache_creation_input_tokens": 50}
-    blocks = [{"type": "text", "text": "Writing two files."},
-              {"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": "a.txt"}},
-              {"type": "tool_use", "id": "t2", "name": "Write", "input": {"file_path": "b.txt"}}]
+    usage = {
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 50,
+    }
+    blocks = [
+        {"type": "text", "text": "Writing two files."},
+        {"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": "a.txt"}},
+        {"type": "tool_use", "id": "t2", "name": "Write", "input": {"file_path": "b.txt"}},
+    ]
     for block in blocks:
-        stream.feed(line({"type": "assistant", "message": {"id": "msg_same", "model": "claude-sonnet-4-5",
-                                                           "content": [block], "usage": usage}}))
+        stream.feed(
+            line(
+                {
+                    "type": "assistant",
+                    "message": {"id": "msg_same", "model": "claude-sonnet-4-5", "content": [block], "usage": usage},
+                }
+            )
+        )
     t = stream.tally
     assert (t.input_tokens, t.output_tokens, t.cached_tokens, t.cache_write_tokens) == (100, 10, 1000, 50)
     assert len(rec.of("agent.usage")) == 1
     single = stream.current_cost()
 
     # A second message adds its own usage once.
-    stream.feed(line({"type": "assistant", "message": {"id": "msg_next", "model": "claude-sonnet-4-5",
-                                                       "content": [], "usage": usage}}))
+    stream.feed(
+        line(
+            {
+                "type": "assistant",
+                "message": {"id": "msg_next", "model": "claude-sonnet-4-5", "content": [], "usage": usage},
+            }
+        )
+    )
     assert (t.input_tokens, t.output_tokens) == (200, 20)
     assert stream.current_cost() == pytest.approx(2 * single)
     assert t.files == {"a.txt", "b.txt"}
@@ -322,9 +432,15 @@ def test_updated_usage_for_same_message_replaces_not_adds() -> None:
 
 # -- build_argv ----------------------------------------------------------------------------------
 
+
 def cfg_with(**claude: Any) -> WorkspaceConfig:
-    return parse_config({"workspace": {"repo": "/tmp/r"}, "agents": {"claude-code": claude},
-                         "budget": {"max_turns": 17, "max_cost_usd": 2.5}})
+    return parse_config(
+        {
+            "workspace": {"repo": "/tmp/r"},
+            "agents": {"claude-code": claude},
+            "budget": {"max_turns": 17, "max_cost_usd": 2.5},
+        }
+    )
 
 
 def pairs(argv: list[str]) -> set[tuple[str, str]]:
@@ -347,8 +463,12 @@ def test_build_argv_defaults() -> None:
 
 
 def test_build_argv_with_model_and_tools() -> None:
-    cfg = cfg_with(model="claude-sonnet-4-5", permission_mode="plan",
-                   allowed_tools=["Edit", "Bash(git *)"], disallowed_tools=["WebFetch", "WebSearch"])
+    cfg = cfg_with(
+        model="claude-sonnet-4-5",
+        permission_mode="plan",
+        allowed_tools=["Edit", "Bash(git *)"],
+        disallowed_tools=["WebFetch", "WebSearch"],
+    )
     argv = build_argv("claude", cfg, "go")
     p = pairs(argv)
     assert ("--model", "claude-sonnet-4-5") in p

@@ -12,27 +12,72 @@ from orchestration.config import ConfigError, load_config, load_config_dir, pars
 FULL = {
     "id": "acme-api",
     "workspace": {"repo": "/srv/repos/acme-api", "base_branch": "main", "remote": "origin"},
-    "schedule": {"cron": "*/30 1-5 * * *", "timezone": "UTC",
-                 "window": {"start": "01:00", "end": "05:00"}, "jitter_s": 300, "on_missed": "skip"},
-    "budget": {"cycle_s": 1800, "max_turns": 40, "max_cost_usd": 5.0, "daily_cost_usd": 25.0,
-               "idle_timeout_s": 300, "prices": {}},
-    "sessions": {"providers": ["claude-code", "codex"], "claude_dir": "~/.claude", "codex_dir": "~/.codex",
-                 "since_days": 14, "max_sessions": 200},
+    "schedule": {
+        "cron": "*/30 1-5 * * *",
+        "timezone": "UTC",
+        "window": {"start": "01:00", "end": "05:00"},
+        "jitter_s": 300,
+        "on_missed": "skip",
+    },
+    "budget": {
+        "cycle_s": 1800,
+        "max_turns": 40,
+        "max_cost_usd": 5.0,
+        "daily_cost_usd": 25.0,
+        "idle_timeout_s": 300,
+        "prices": {},
+    },
+    "sessions": {
+        "providers": ["claude-code", "codex"],
+        "claude_dir": "~/.claude",
+        "codex_dir": "~/.codex",
+        "since_days": 14,
+        "max_sessions": 200,
+    },
     "goals": ["raise test coverage of the billing module"],
     "focus": {"include": ["src/**", "tests/**"], "exclude": ["migrations/**"]},
     "agents": {
-        "allow": ["claude-code", "codex"], "prefer": "claude-code",
-        "claude-code": {"command": "claude", "model": None, "permission_mode": "acceptEdits",
-                        "allowed_tools": [], "disallowed_tools": [], "env": {}},
+        "allow": ["claude-code", "codex"],
+        "prefer": "claude-code",
+        "claude-code": {
+            "command": "claude",
+            "model": None,
+            "permission_mode": "acceptEdits",
+            "allowed_tools": [],
+            "disallowed_tools": [],
+            "env": {},
+        },
         "codex": {"command": "codex", "model": None, "sandbox": "workspace-write", "env": {}},
     },
-    "decision": {"backend": "auto", "min_confidence": 0.5, "avoid_repeat_days": 7,
-                 "llm": {"base_url": "http://localhost:11434/v1", "model": "qwen2.5-coder:7b",
-                         "api_key_env": "OPENAI_API_KEY", "timeout_s": 60}},
-    "pr": {"enabled": True, "draft": True, "branch_prefix": "agent/orchestration/", "base": None,
-           "repo": None, "labels": [], "require_changes": True, "open_on_failure": False},
-    "permissions": {"write": ["**"], "deny_write": [".github/**"], "push": True, "open_pr": True,
-                    "shell": False, "network": False},
+    "decision": {
+        "backend": "auto",
+        "min_confidence": 0.5,
+        "avoid_repeat_days": 7,
+        "llm": {
+            "base_url": "http://localhost:11434/v1",
+            "model": "qwen2.5-coder:7b",
+            "api_key_env": "OPENAI_API_KEY",
+            "timeout_s": 60,
+        },
+    },
+    "pr": {
+        "enabled": True,
+        "draft": True,
+        "branch_prefix": "agent/orchestration/",
+        "base": None,
+        "repo": None,
+        "labels": [],
+        "require_changes": True,
+        "open_on_failure": False,
+    },
+    "permissions": {
+        "write": ["**"],
+        "deny_write": [".github/**"],
+        "push": True,
+        "open_pr": True,
+        "shell": False,
+        "network": False,
+    },
     "env_allow": [],
     "pipeline": None,
 }
@@ -92,8 +137,9 @@ def test_env_reference_must_be_allowed() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"workspace": {"repo": "/x"}, "agents": {"codex": {"env": {"A": "${env.SECRET}"}}}})
     assert "env_allow" in str(info.value)
-    ok = parse_config({"workspace": {"repo": "/x"}, "env_allow": ["SECRET"],
-                       "agents": {"codex": {"env": {"A": "${env.SECRET}"}}}})
+    ok = parse_config(
+        {"workspace": {"repo": "/x"}, "env_allow": ["SECRET"], "agents": {"codex": {"env": {"A": "${env.SECRET}"}}}}
+    )
     assert ok.agents.codex.env == {"A": "${env.SECRET}"}
 
 

@@ -36,8 +36,7 @@ def make_cfg(**over: Any) -> WorkspaceConfig:
 def make_insights() -> Insights:
     return Insights(
         failures={"Bash: pytest -q": 5, "Bash: npm run build": 2, "Read": 1},
-        files={"src/billing.py": 12, "src/generated/api_pb2.py": 30, "docs/index.md": 25,
-               "tests/test_x.py": 3},
+        files={"src/billing.py": 12, "src/generated/api_pb2.py": 30, "docs/index.md": 25, "tests/test_x.py": 3},
         goals=["add retries to the HTTP client"],
     )
 
@@ -52,6 +51,7 @@ def pick(cands: list[Candidate], cfg: WorkspaceConfig, history: list[dict[str, A
 
 
 # -- candidates ----------------------------------------------------------------------------------
+
 
 def test_order_backlog_goals_insights_chores() -> None:
     cfg = make_cfg()
@@ -129,13 +129,17 @@ def test_no_insights_still_gives_goals_and_chores() -> None:
 
 # -- op_hash ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", [
-    "raise test coverage of the billing module",
-    "RAISE TEST COVERAGE OF THE BILLING MODULE",
-    "Raise test-coverage of the billing module!",
-    "  Raise test coverage, of the billing module.  ",
-    "Raise\ttest coverage of the\nbilling module",
-])
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "raise test coverage of the billing module",
+        "RAISE TEST COVERAGE OF THE BILLING MODULE",
+        "Raise test-coverage of the billing module!",
+        "  Raise test coverage, of the billing module.  ",
+        "Raise\ttest coverage of the\nbilling module",
+    ],
+)
 def test_op_hash_is_stable_under_case_punctuation_and_whitespace(variant: str) -> None:
     assert op_hash(variant) == op_hash("Raise test coverage of the billing module")
 
@@ -148,6 +152,7 @@ def test_op_hash_differs_for_different_tasks() -> None:
 
 
 # -- dedupe ----------------------------------------------------------------------------------------
+
 
 def test_first_choice_without_history() -> None:
     decision, runners_up = pick(candidates(make_insights(), make_cfg()), make_cfg(), [])
@@ -203,16 +208,21 @@ def test_window_follows_avoid_repeat_days() -> None:
 
 def test_history_entries_of_odd_shape_are_ignored() -> None:
     cfg = make_cfg()
-    history: list[dict[str, Any]] = [{"status": "succeeded", "at": NOW}, {"op_hash": 7, "status": "succeeded",
-                                                                          "at": NOW}]
+    history: list[dict[str, Any]] = [
+        {"status": "succeeded", "at": NOW},
+        {"op_hash": 7, "status": "succeeded", "at": NOW},
+    ]
     decision, _ = pick(candidates(None, cfg), cfg, history)
     assert decision is not None and decision.op_hash == op_hash(GOALS[0])
 
 
 def test_blocked_hashes_directly() -> None:
     history = [
-        entry("a", "succeeded", 1), entry("b", "failed", 1), entry("c", "failed", 1),
-        entry("c", "cancelled", 2), entry("d", "succeeded", 10),
+        entry("a", "succeeded", 1),
+        entry("b", "failed", 1),
+        entry("c", "failed", 1),
+        entry("c", "cancelled", 2),
+        entry("d", "succeeded", 10),
     ]
     assert blocked_hashes(history, 7, now=NOW) == {op_hash("a"), op_hash("c")}
 
@@ -226,6 +236,7 @@ def test_everything_blocked_returns_none() -> None:
 
 
 # -- the brief -------------------------------------------------------------------------------------
+
 
 def test_decision_task_has_criteria_deny_list_and_estimate_within_budget() -> None:
     cfg = make_cfg()
@@ -277,6 +288,7 @@ def test_no_deny_line_when_nothing_is_denied() -> None:
 
 # -- many cycles in a row ---------------------------------------------------------------------------
 
+
 def test_ten_consecutive_cycles_never_repeat_a_task() -> None:
     cfg = make_cfg()
     insights = make_insights()
@@ -291,8 +303,7 @@ def test_ten_consecutive_cycles_never_repeat_a_task() -> None:
             break
         assert decision.op_hash not in seen, f"cycle {i} repeated {decision.title!r}"
         seen.append(decision.op_hash)
-        history.append({"op_hash": decision.op_hash, "status": "succeeded", "at": now + 60,
-                        "title": decision.title})
+        history.append({"op_hash": decision.op_hash, "status": "succeeded", "at": now + 60, "title": decision.title})
     assert len(set(seen)) == len(seen)
     assert len(seen) == 10 or stopped
     assert seen[:2] == [op_hash(g) for g in GOALS]

@@ -65,8 +65,9 @@ def test_lock_is_exclusive_and_released_by_token(state: RedisState | LocalState)
 
 
 def test_records_spend_history_backlog_cancel(state: RedisState | LocalState) -> None:
-    state.put_cycle("c1", {"cycle_id": "c1", "workspace": "ws", "status": "queued", "queued_at_ts": 1.0,
-                           "ctx": {"a": [1]}})
+    state.put_cycle(
+        "c1", {"cycle_id": "c1", "workspace": "ws", "status": "queued", "queued_at_ts": 1.0, "ctx": {"a": [1]}}
+    )
     state.put_cycle("c1", {"status": "running", "reason": None})
     rec = state.get_cycle("c1")
     assert rec is not None and rec["status"] == "running" and rec["ctx"] == {"a": [1]}

@@ -19,7 +19,7 @@ from tests.fixtures.fake_gh import install_fake_gh, read_calls, read_state
 
 BRANCH = "agent/orchestration/20261125-0130-raise-coverage"
 CYCLE = "c-20261125-0130-abcd"
-NASTY = 'Fix "quoted" `ticks` and $(rm -rf /) and \'single\' — ünïcødé ✓ 🚀\nsecond line\\n ${HOME} ```'
+NASTY = "Fix \"quoted\" `ticks` and $(rm -rf /) and 'single' — ünïcødé ✓ 🚀\nsecond line\\n ${HOME} ```"
 
 
 def sh(*args: str, cwd: Path | None = None, check: bool = True) -> str:
@@ -87,19 +87,48 @@ def config(env: Env, **sections: dict[str, Any]) -> WorkspaceConfig:
 
 
 def decision(title: str = "Raise coverage of billing", task: str = "Add tests for billing.") -> Decision:
-    return Decision(task=task, title=title, agent="claude-code", rationale="Billing has no tests.",
-                    confidence=0.8, source="llm", op_hash="abc123")
+    return Decision(
+        task=task,
+        title=title,
+        agent="claude-code",
+        rationale="Billing has no tests.",
+        confidence=0.8,
+        source="llm",
+        op_hash="abc123",
+    )
 
 
-AGENT = AgentResult(status="succeeded", exit_code=0, num_turns=12, cost_usd=0.84,
-                    tokens=AgentTokens(input=1200, output=340, cached=5000), files_changed=["src/x.py"])
+AGENT = AgentResult(
+    status="succeeded",
+    exit_code=0,
+    num_turns=12,
+    cost_usd=0.84,
+    tokens=AgentTokens(input=1200, output=340, cached=5000),
+    files_changed=["src/x.py"],
+)
 
 
-def run(env: Env, cfg: WorkspaceConfig | None = None, *, status: Status = Status.SUCCEEDED,
-        dec: Decision | None = None, gh: str | None = None) -> Any:
-    return publish(worktree=env.wt, branch=BRANCH, cfg=cfg or config(env), cycle_id=CYCLE,
-                   decision=dec or decision(), agent=AGENT, cycle_status=status, duration_s=812.4,
-                   base_ref="origin/main", emit=env.emit, gh=gh or str(env.gh))
+def run(
+    env: Env,
+    cfg: WorkspaceConfig | None = None,
+    *,
+    status: Status = Status.SUCCEEDED,
+    dec: Decision | None = None,
+    gh: str | None = None,
+) -> Any:
+    return publish(
+        worktree=env.wt,
+        branch=BRANCH,
+        cfg=cfg or config(env),
+        cycle_id=CYCLE,
+        decision=dec or decision(),
+        agent=AGENT,
+        cycle_status=status,
+        duration_s=812.4,
+        base_ref="origin/main",
+        emit=env.emit,
+        gh=gh or str(env.gh),
+    )
 
 
 # --- check_permissions ---------------------------------------------------------------------------------
@@ -125,20 +154,38 @@ def test_empty_write_list_denies_all() -> None:
 
 
 def test_body_carries_fields_and_marker() -> None:
-    body = render_body(cycle_id=CYCLE, decision=decision(task=NASTY), agent=AGENT,
-                       cycle_status=Status.SUCCEEDED, duration_s=812.4, files=["src/x.py", "a`b.py"])
+    body = render_body(
+        cycle_id=CYCLE,
+        decision=decision(task=NASTY),
+        agent=AGENT,
+        cycle_status=Status.SUCCEEDED,
+        duration_s=812.4,
+        files=["src/x.py", "a`b.py"],
+    )
     assert f"<!-- orchestrate:cycle={CYCLE} -->" in body
     assert NASTY in body
-    for needle in ("Billing has no tests.", "claude-code", "13m 32s", "| Turns | 12 |", "$0.84", "1,200 in",
-                   "340 out", "5,000 cached", "`src/x.py`", "``a`b.py``", "`succeeded`"):
+    for needle in (
+        "Billing has no tests.",
+        "claude-code",
+        "13m 32s",
+        "| Turns | 12 |",
+        "$0.84",
+        "1,200 in",
+        "340 out",
+        "5,000 cached",
+        "`src/x.py`",
+        "``a`b.py``",
+        "`succeeded`",
+    ):
         assert needle in body, needle
     # the task's own ``` cannot close the block it sits in
     assert "````\n" + NASTY.strip() + "\n````" in body
 
 
 def test_body_without_agent_and_unfinished() -> None:
-    body = render_body(cycle_id=CYCLE, decision=decision(), agent=None, cycle_status=Status.TIMED_OUT,
-                       duration_s=5, files=[])
+    body = render_body(
+        cycle_id=CYCLE, decision=decision(), agent=None, cycle_status=Status.TIMED_OUT, duration_s=5, files=[]
+    )
     assert "not recorded" in body and "timed_out" in body and "_none_" in body
 
 
@@ -147,7 +194,7 @@ def test_body_without_agent_and_unfinished() -> None:
 
 def test_creates_draft_pr_with_body_intact(env: Env) -> None:
     env.write("src/x.py")
-    title = "Fix \"it\" `now` $(rm -rf /) ✓"
+    title = 'Fix "it" `now` $(rm -rf /) ✓'
     result = run(env, dec=decision(title=title, task=NASTY))
 
     assert result.status == "created", result
@@ -166,7 +213,11 @@ def test_creates_draft_pr_with_body_intact(env: Env) -> None:
     assert stored["title"] == title and stored["isDraft"] is True
     # gh call order, and only the create call gets stdin
     assert [c["argv"][:2] for c in read_calls(env.state)] == [
-        ["auth", "status"], ["pr", "list"], ["pr", "create"], ["pr", "view"]]
+        ["auth", "status"],
+        ["pr", "list"],
+        ["pr", "create"],
+        ["pr", "view"],
+    ]
     assert all(c["stdin"] is None for c in read_calls(env.state) if c["argv"][:2] != ["pr", "create"])
     # the commit reached the bare remote, with the trailer
     head = sh("rev-parse", "HEAD", cwd=env.wt)
@@ -175,8 +226,9 @@ def test_creates_draft_pr_with_body_intact(env: Env) -> None:
     assert msg.startswith(title + "\n\n") and f"Orchestrate-Cycle: {CYCLE}" in msg
     names = sh("--git-dir", str(env.remote), "log", "-1", "--name-only", "--format=", BRANCH).split()
     assert names == ["src/x.py"]
-    assert env.events == [("pr.opened", {"status": "created", "url": result.url, "number": 1, "draft": True,
-                                         "branch": BRANCH})]
+    assert env.events == [
+        ("pr.opened", {"status": "created", "url": result.url, "number": 1, "draft": True, "branch": BRANCH})
+    ]
 
 
 def test_publish_twice_opens_one_pr(env: Env) -> None:
@@ -196,8 +248,10 @@ def test_unauthenticated_skips_but_pushes(tmp_path: Path) -> None:
     assert result.status == "skipped" and result.reason == "gh_not_authenticated"
     assert env.remote_head() == sh("rev-parse", "HEAD", cwd=env.wt)
     assert [c["argv"][:2] for c in read_calls(env.state)] == [["auth", "status"]]
-    assert env.events[-1] == ("pr.skipped", {"status": "skipped", "reason": "gh_not_authenticated",
-                                             "branch": BRANCH, "pushed": True})
+    assert env.events[-1] == (
+        "pr.skipped",
+        {"status": "skipped", "reason": "gh_not_authenticated", "branch": BRANCH, "pushed": True},
+    )
 
 
 def test_token_rejected_by_pr_list_is_not_authenticated(tmp_path: Path) -> None:
@@ -231,7 +285,11 @@ def test_already_exists_on_create_is_looked_up(tmp_path: Path) -> None:
     result = run(env)
     assert result.status == "exists" and result.number == 1
     assert [c["argv"][:2] for c in read_calls(env.state)] == [
-        ["auth", "status"], ["pr", "list"], ["pr", "create"], ["pr", "list"]]
+        ["auth", "status"],
+        ["pr", "list"],
+        ["pr", "create"],
+        ["pr", "list"],
+    ]
     assert len(read_state(env.state)["prs"]) == 1
 
 
@@ -298,8 +356,9 @@ def test_no_changes_skips(env: Env) -> None:
     result = run(env)
     assert result.status == "skipped" and result.reason == "no_changes"
     assert env.remote_head() is None and read_calls(env.state) == []
-    assert env.events == [("pr.skipped", {"status": "skipped", "reason": "no_changes", "branch": BRANCH,
-                                          "pushed": False})]
+    assert env.events == [
+        ("pr.skipped", {"status": "skipped", "reason": "no_changes", "branch": BRANCH, "pushed": False})
+    ]
 
 
 def test_push_disabled_keeps_branch_local(env: Env) -> None:
@@ -338,8 +397,9 @@ def test_failed_cycle_with_open_on_failure_is_unfinished(env: Env) -> None:
 
 def test_repo_labels_base_and_not_draft(env: Env) -> None:
     env.write("src/x.py")
-    cfg = config(env, pr={"repo": "ghe.example.com/acme/api", "labels": ["bot", "nightly"], "draft": False,
-                          "base": "main"})
+    cfg = config(
+        env, pr={"repo": "ghe.example.com/acme/api", "labels": ["bot", "nightly"], "draft": False, "base": "main"}
+    )
     result = run(env, cfg)
     assert result.status == "created" and result.draft is False
     assert result.url == "https://ghe.example.com/acme/api/pull/1"
@@ -382,8 +442,11 @@ def test_transient_push_failure_is_retried(env: Env, monkeypatch: pytest.MonkeyP
         if args[0] == "push":
             pushes.append(list(args))
             if len(pushes) < 3:
-                raise GitError(args, 128, "fatal: unable to access 'https://x:secret@github.com/a/b/': "
-                                          "Could not resolve host: github.com")
+                raise GitError(
+                    args,
+                    128,
+                    "fatal: unable to access 'https://x:secret@github.com/a/b/': Could not resolve host: github.com",
+                )
         return real_git(args, cwd, **kw)
 
     monkeypatch.setattr(pr_mod, "git", flaky)
@@ -409,24 +472,53 @@ def test_emit_failure_does_not_break_publish(env: Env) -> None:
         raise ConnectionError("redis down")
 
     env.write("src/x.py")
-    result = publish(worktree=env.wt, branch=BRANCH, cfg=config(env), cycle_id=CYCLE, decision=decision(),
-                     agent=None, cycle_status=Status.SUCCEEDED, duration_s=1.0, base_ref="origin/main",
-                     emit=broken, gh=str(env.gh))
+    result = publish(
+        worktree=env.wt,
+        branch=BRANCH,
+        cfg=config(env),
+        cycle_id=CYCLE,
+        decision=decision(),
+        agent=None,
+        cycle_status=Status.SUCCEEDED,
+        duration_s=1.0,
+        base_ref="origin/main",
+        emit=broken,
+        gh=str(env.gh),
+    )
     assert result.status == "created"
 
 
 def test_not_a_repository_is_a_failed_result(tmp_path: Path) -> None:
     env = make_env(tmp_path)
-    result = publish(worktree=tmp_path / "missing", branch=BRANCH, cfg=config(env), cycle_id=CYCLE,
-                     decision=decision(), agent=None, cycle_status=Status.SUCCEEDED, duration_s=1.0,
-                     base_ref="origin/main", emit=env.emit, gh=str(env.gh))
+    result = publish(
+        worktree=tmp_path / "missing",
+        branch=BRANCH,
+        cfg=config(env),
+        cycle_id=CYCLE,
+        decision=decision(),
+        agent=None,
+        cycle_status=Status.SUCCEEDED,
+        duration_s=1.0,
+        base_ref="origin/main",
+        emit=env.emit,
+        gh=str(env.gh),
+    )
     assert result.status == "failed" and result.reason
 
 
 def test_fake_gh_on_path(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{env.gh.parent}:{__import__('os').environ['PATH']}")
     env.write("src/x.py")
-    result = publish(worktree=env.wt, branch=BRANCH, cfg=config(env), cycle_id=CYCLE, decision=decision(),
-                     agent=AGENT, cycle_status=Status.SUCCEEDED, duration_s=3.0, base_ref="origin/main",
-                     emit=env.emit)
+    result = publish(
+        worktree=env.wt,
+        branch=BRANCH,
+        cfg=config(env),
+        cycle_id=CYCLE,
+        decision=decision(),
+        agent=AGENT,
+        cycle_status=Status.SUCCEEDED,
+        duration_s=3.0,
+        base_ref="origin/main",
+        emit=env.emit,
+    )
     assert result.status == "created"

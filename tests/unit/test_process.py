@@ -19,11 +19,28 @@ def script(tmp_path: Path, body: str) -> tuple[list[str], str]:
     return [sys.executable, str(path), marker], marker
 
 
-def run(argv: list[str], tmp_path: Path, *, deadline_s: float = 20, idle_s: float = 20,
-        on_line=lambda line: Verdict.CONTINUE, cancel=lambda: False, **kw):  # type: ignore[no-untyped-def]
-    return supervise(argv, cwd=tmp_path, env=dict(os.environ), deadline=time.time() + deadline_s,
-                     idle_timeout_s=idle_s, on_line=on_line, should_cancel=cancel, kill_grace_s=1.0,
-                     stderr_path=tmp_path / "stderr.log", **kw)
+def run(
+    argv: list[str],
+    tmp_path: Path,
+    *,
+    deadline_s: float = 20,
+    idle_s: float = 20,
+    on_line=lambda line: Verdict.CONTINUE,
+    cancel=lambda: False,
+    **kw,
+):  # type: ignore[no-untyped-def]
+    return supervise(
+        argv,
+        cwd=tmp_path,
+        env=dict(os.environ),
+        deadline=time.time() + deadline_s,
+        idle_timeout_s=idle_s,
+        on_line=on_line,
+        should_cancel=cancel,
+        kill_grace_s=1.0,
+        stderr_path=tmp_path / "stderr.log",
+        **kw,
+    )
 
 
 def test_silent_sleeper_is_stopped_as_idle(tmp_path: Path) -> None:
@@ -53,8 +70,12 @@ def test_deadline_kills_group_including_term_ignoring_grandchild(tmp_path: Path)
 
 def test_final_message_then_no_exit(tmp_path: Path) -> None:
     argv, marker = script(tmp_path, "import time\nprint('FINAL', flush=True)\ntime.sleep(600)\n")
-    outcome = run(argv, tmp_path, on_line=lambda line: Verdict.FINAL if b"FINAL" in line else Verdict.CONTINUE,
-                  after_final_grace_s=0.5)
+    outcome = run(
+        argv,
+        tmp_path,
+        on_line=lambda line: Verdict.FINAL if b"FINAL" in line else Verdict.CONTINUE,
+        after_final_grace_s=0.5,
+    )
     assert outcome.stop_reason == "no_exit_after_final"
     assert live_with_marker(marker) == []
 

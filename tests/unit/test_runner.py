@@ -28,8 +28,9 @@ SECRET = "supersecretvalue123"
 
 
 class Run:
-    def __init__(self, result: AgentResult, events: list[tuple[str, dict[str, Any]]], marker: str,
-                 elapsed: float) -> None:
+    def __init__(
+        self, result: AgentResult, events: list[tuple[str, dict[str, Any]]], marker: str, elapsed: float
+    ) -> None:
         self.result = result
         self.events = events
         self.marker = marker
@@ -48,11 +49,13 @@ class Run:
 
 
 def make_cfg(tmp_path: Path, command: str | Path = FAKE_CLAUDE, **budget: Any) -> WorkspaceConfig:
-    return parse_config({
-        "workspace": {"repo": str(tmp_path)},
-        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(command)}},
-        "budget": {"max_cost_usd": 1.0, "idle_timeout_s": 30, **budget},
-    })
+    return parse_config(
+        {
+            "workspace": {"repo": str(tmp_path)},
+            "agents": {"allow": ["claude-code"], "claude-code": {"command": str(command)}},
+            "budget": {"max_cost_usd": 1.0, "idle_timeout_s": 30, **budget},
+        }
+    )
 
 
 @pytest.fixture
@@ -63,15 +66,27 @@ def worktree(tmp_path: Path) -> Path:
     return wt
 
 
-def run(cfg: WorkspaceConfig, worktree: Path, *, deadline_s: float = 30, prompt: str = "write a file",
-        cancel: Any = lambda: False, **kw: Any) -> Run:
+def run(
+    cfg: WorkspaceConfig,
+    worktree: Path,
+    *,
+    deadline_s: float = 30,
+    prompt: str = "write a file",
+    cancel: Any = lambda: False,
+    **kw: Any,
+) -> Run:
     marker = f"orch-runner-test-{uuid.uuid4().hex}"
     events: list[tuple[str, dict[str, Any]]] = []
     t0 = time.monotonic()
     result = run_agent(
-        agent="claude-code", cfg=cfg, worktree=worktree, prompt=f"{prompt} {marker}",
-        deadline=time.time() + deadline_s, emit=lambda kind, data: events.append((kind, data)),
-        should_cancel=cancel, **kw,
+        agent="claude-code",
+        cfg=cfg,
+        worktree=worktree,
+        prompt=f"{prompt} {marker}",
+        deadline=time.time() + deadline_s,
+        emit=lambda kind, data: events.append((kind, data)),
+        should_cancel=cancel,
+        **kw,
     )
     return Run(result, events, marker, time.monotonic() - t0)
 
@@ -147,8 +162,9 @@ def test_error_result_is_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert_nothing_alive(r)
 
 
-def test_exit1_with_success_result_is_succeeded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                worktree: Path) -> None:
+def test_exit1_with_success_result_is_succeeded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path
+) -> None:
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "exit1_success")
     r = run(make_cfg(tmp_path), worktree)
     assert r.result.status == "succeeded"
@@ -157,8 +173,7 @@ def test_exit1_with_success_result_is_succeeded(monkeypatch: pytest.MonkeyPatch,
     assert_nothing_alive(r)
 
 
-def test_garbage_lines_do_not_break_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                            worktree: Path) -> None:
+def test_garbage_lines_do_not_break_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "garbage")
     r = run(make_cfg(tmp_path), worktree)
     assert r.result.status == "succeeded"
@@ -180,8 +195,7 @@ def test_final_without_exit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, wor
     assert_nothing_alive(r)
 
 
-def test_hang_is_stopped_at_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                         worktree: Path) -> None:
+def test_hang_is_stopped_at_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
     monkeypatch.setenv("FAKE_CLAUDE_MODE", "hang")
     r = run(make_cfg(tmp_path), worktree, deadline_s=3)
     assert r.result.status == "timed_out"
@@ -231,9 +245,7 @@ def test_not_executable_command_is_a_failed_result(tmp_path: Path, worktree: Pat
 
 def test_agent_that_exits_without_result_is_failed(tmp_path: Path, worktree: Path) -> None:
     script = tmp_path / "crash.py"
-    script.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.stderr.write('boom: no credentials\\n')\nsys.exit(3)\n"
-    )
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('boom: no credentials\\n')\nsys.exit(3)\n")
     script.chmod(0o755)
     r = run(make_cfg(tmp_path, script), worktree, log_dir=tmp_path / "logs")
     assert r.result.status == "failed"
@@ -272,8 +284,7 @@ def test_secrets_never_reach_events(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_redactor_only_touches_secret_looking_names() -> None:
-    red = Redactor({"MY_API_KEY": SECRET, "GH_TOKEN": "ghp_abcdefgh", "HOME": "/home/someone",
-                    "SHORT_TOKEN": "abc"})
+    red = Redactor({"MY_API_KEY": SECRET, "GH_TOKEN": "ghp_abcdefgh", "HOME": "/home/someone", "SHORT_TOKEN": "abc"})
     data = {"a": f"x {SECRET} y", "b": ["ghp_abcdefgh", 3], "c": {"d": "/home/someone/abc"}}
     assert red(data) == {"a": "x *** y", "b": ["***", 3], "c": {"d": "/home/someone/abc"}}
 

@@ -53,9 +53,16 @@ class Claude:
     def _base(self, kind: str, minute: int) -> dict[str, Any]:
         self.n += 1
         return {
-            "parentUuid": None, "isSidechain": self.sidechain, "userType": "external", "cwd": self.cwd,
-            "sessionId": self.session, "version": "2.0.46", "gitBranch": "main", "type": kind,
-            "uuid": f"{self.session[:8]}-u{self.n}", "timestamp": ts(minute),
+            "parentUuid": None,
+            "isSidechain": self.sidechain,
+            "userType": "external",
+            "cwd": self.cwd,
+            "sessionId": self.session,
+            "version": "2.0.46",
+            "gitBranch": "main",
+            "type": kind,
+            "uuid": f"{self.session[:8]}-u{self.n}",
+            "timestamp": ts(minute),
         }
 
     def prompt(self, text: str | list[Any], minute: int, **extra: Any) -> dict[str, Any]:
@@ -65,10 +72,17 @@ class Claude:
         self, msg_id: str, req: str, minute: int, blocks: list[dict[str, Any]], usage: Any, **extra: Any
     ) -> dict[str, Any]:
         return {
-            **self._base("assistant", minute), "requestId": req,
+            **self._base("assistant", minute),
+            "requestId": req,
             "message": {
-                "model": "claude-sonnet-4-5-20250929", "id": msg_id, "type": "message", "role": "assistant",
-                "content": blocks, "stop_reason": None, "stop_sequence": None, "usage": usage,
+                "model": "claude-sonnet-4-5-20250929",
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "content": blocks,
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": usage,
             },
             **extra,
         }
@@ -78,16 +92,21 @@ class Claude:
         if is_error:
             error = "<tool_use_error>File does not exist.</tool_use_error>"
             block = {**block, "content": error, "is_error": True}
-        return {**self._base("user", minute), "message": {"role": "user", "content": [block]},
-                "toolUseResult": "Error" if is_error else {"type": "text"}}
+        return {
+            **self._base("user", minute),
+            "message": {"role": "user", "content": [block]},
+            "toolUseResult": "Error" if is_error else {"type": "text"},
+        }
 
 
 def usage(inp: int, out: int, cache_write: int = 0, cache_read: int = 0) -> dict[str, Any]:
     return {
-        "input_tokens": inp, "cache_creation_input_tokens": cache_write,
+        "input_tokens": inp,
+        "cache_creation_input_tokens": cache_write,
         "cache_read_input_tokens": cache_read,
         "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": 0},
-        "output_tokens": out, "service_tier": "standard",
+        "output_tokens": out,
+        "service_tier": "standard",
     }
 
 
@@ -119,12 +138,27 @@ def test_claude_counts_one_api_response_once(tmp_path: Path, repo: Path) -> None
         {"type": "summary", "summary": "Fix the parser", "leafUuid": "abc"},
         c.prompt("make the parser tolerant", 1),
         # one response streamed as three lines sharing message.id + requestId; the last has the final usage
-        c.assistant("msg_01A", "req_01A", 2, [{"type": "thinking", "thinking": "hm", "signature": "s"}],
-                    usage(3, 1, cache_write=162, cache_read=17545)),
-        c.assistant("msg_01A", "req_01A", 2, [{"type": "text", "text": "Reading it."}],
-                    usage(3, 1, cache_write=162, cache_read=17545)),
-        c.assistant("msg_01A", "req_01A", 2, [tool_use("toolu_1", "Read", file_path=str(repo / "src/p.py"))],
-                    usage(3, 230, cache_write=162, cache_read=17545)),
+        c.assistant(
+            "msg_01A",
+            "req_01A",
+            2,
+            [{"type": "thinking", "thinking": "hm", "signature": "s"}],
+            usage(3, 1, cache_write=162, cache_read=17545),
+        ),
+        c.assistant(
+            "msg_01A",
+            "req_01A",
+            2,
+            [{"type": "text", "text": "Reading it."}],
+            usage(3, 1, cache_write=162, cache_read=17545),
+        ),
+        c.assistant(
+            "msg_01A",
+            "req_01A",
+            2,
+            [tool_use("toolu_1", "Read", file_path=str(repo / "src/p.py"))],
+            usage(3, 230, cache_write=162, cache_read=17545),
+        ),
         c.tool_result("toolu_1", 3),
         c.assistant("msg_01B", "req_01B", 4, [{"type": "text", "text": "Done."}], usage(5, 40, 0, 17707)),
     ]
@@ -139,7 +173,10 @@ def test_claude_counts_one_api_response_once(tmp_path: Path, repo: Path) -> None
     ins = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"]))
     cc = ins.providers["claude-code"]
     assert cc.tokens.model_dump() == {
-        "input": 3 + 5 + 7, "output": 230 + 40 + 11, "cache_read": 17545 + 17707, "cache_write": 162 + 100,
+        "input": 3 + 5 + 7,
+        "output": 230 + 40 + 11,
+        "cache_read": 17545 + 17707,
+        "cache_write": 162 + 100,
     }
     assert cc.sessions == 2
     assert cc.turns == 2
@@ -156,8 +193,12 @@ def test_claude_cwd_filter_uses_realpath_and_rejects_sibling_prefix(tmp_path: Pa
     (tmp_path / "repo2").mkdir()
     (tmp_path / "link").symlink_to(repo)
     cwds = {
-        "a": str(repo), "b": str(repo / "src"), "c": str(tmp_path / "link"),  # inside
-        "d": str(tmp_path / "repo2"), "e": "/elsewhere", "f": "relative/repo",  # outside
+        "a": str(repo),
+        "b": str(repo / "src"),
+        "c": str(tmp_path / "link"),  # inside
+        "d": str(tmp_path / "repo2"),
+        "e": "/elsewhere",
+        "f": "relative/repo",  # outside
     }
     for name, cwd in cwds.items():
         c = Claude(cwd, session=name)
@@ -183,21 +224,34 @@ def test_workspace_contains() -> None:
 
 def test_claude_subagent_files_count_toward_their_session(tmp_path: Path, repo: Path) -> None:
     main = Claude(str(repo))
-    write_jsonl(project(tmp_path) / f"{main.session}.jsonl", [
-        main.prompt("find the slow test", 1),
-        main.assistant("msg_m1", "req_m1", 2, [tool_use("toolu_task", "Task", prompt="look for slow tests")],
-                       usage(10, 20)),
-        main.tool_result("toolu_task", 9),
-    ])
+    write_jsonl(
+        project(tmp_path) / f"{main.session}.jsonl",
+        [
+            main.prompt("find the slow test", 1),
+            main.assistant(
+                "msg_m1", "req_m1", 2, [tool_use("toolu_task", "Task", prompt="look for slow tests")], usage(10, 20)
+            ),
+            main.tool_result("toolu_task", 9),
+        ],
+    )
     sub = Claude(str(repo), session=main.session, sidechain=True)
-    write_jsonl(project(tmp_path) / main.session / "subagents" / "agent-a748733.jsonl", [
-        sub.prompt("look for slow tests", 3),  # written by Claude, not the person
-        sub.assistant("msg_s1", "req_s1", 4, [tool_use("toolu_g", "Grep", pattern="sleep", path=str(repo))],
-                      usage(100, 50, cache_read=1000)),
-        sub.assistant("msg_s2", "req_s2", 5, [tool_use("toolu_r", "Read", file_path=str(repo / "src/t.py"))],
-                      usage(1, 2)),
-        sub.tool_result("toolu_r", 6, is_error=True),
-    ])
+    write_jsonl(
+        project(tmp_path) / main.session / "subagents" / "agent-a748733.jsonl",
+        [
+            sub.prompt("look for slow tests", 3),  # written by Claude, not the person
+            sub.assistant(
+                "msg_s1",
+                "req_s1",
+                4,
+                [tool_use("toolu_g", "Grep", pattern="sleep", path=str(repo))],
+                usage(100, 50, cache_read=1000),
+            ),
+            sub.assistant(
+                "msg_s2", "req_s2", 5, [tool_use("toolu_r", "Read", file_path=str(repo / "src/t.py"))], usage(1, 2)
+            ),
+            sub.tool_result("toolu_r", 6, is_error=True),
+        ],
+    )
     cc = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"])).providers["claude-code"]
     assert cc.sessions == 1
     assert cc.turns == 1 and cc.goals == ["find the slow test"]
@@ -209,31 +263,45 @@ def test_claude_subagent_files_count_toward_their_session(tmp_path: Path, repo: 
 
 def test_claude_real_prompts_only_and_tool_details(tmp_path: Path, repo: Path) -> None:
     c = Claude(str(repo / "src"))
-    write_jsonl(project(tmp_path) / f"{c.session}.jsonl", [
-        c.prompt("<command-name>/clear</command-name>\n<command-message>clear</command-message>", 1),
-        c.prompt("<local-command-stdout></local-command-stdout>", 1),
-        c.prompt("Caveat: The messages below were generated by the user while running local commands.", 1,
-                 isMeta=True),
-        c.prompt([{"type": "text", "text": "<system-reminder>be brief</system-reminder>"}], 1),
-        c.prompt([{"type": "text", "text": "[Request interrupted by user for tool use]"}], 2),
-        c.prompt("This session is being continued from a previous conversation ...", 2,
-                 isCompactSummary=True),
-        c.prompt([{"type": "text", "text": "  first real request  "},
-                  {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}],
-                 3),
-        c.assistant("msg_1", "req_1", 4, [
-            tool_use("toolu_e", "Edit", file_path=str(repo / "src/a.py"), old_string="x", new_string="y"),
-            tool_use("toolu_w", "Write", file_path="b.py", content=""),  # relative → against the line's cwd
-            tool_use("toolu_n", "NotebookEdit", notebook_path=str(repo / "nb.ipynb"), new_source=""),
-            tool_use("toolu_o", "Read", file_path="/etc/hosts"),
-            tool_use("toolu_b", "Bash", command="pytest -q"),
-        ], usage(1, 1), costUSD=0.25),
-        c.tool_result("toolu_b", 5, is_error=True),
-        c.tool_result("toolu_e", 5, is_error=True),
-        c.tool_result("toolu_missing", 5, is_error=True),
-        c.prompt("x" * 1000, 6),
-        {**c.assistant("msg_2", "req_2", 7, [], usage(1, 1)), "costUSD": 0.5},
-    ])
+    write_jsonl(
+        project(tmp_path) / f"{c.session}.jsonl",
+        [
+            c.prompt("<command-name>/clear</command-name>\n<command-message>clear</command-message>", 1),
+            c.prompt("<local-command-stdout></local-command-stdout>", 1),
+            c.prompt(
+                "Caveat: The messages below were generated by the user while running local commands.", 1, isMeta=True
+            ),
+            c.prompt([{"type": "text", "text": "<system-reminder>be brief</system-reminder>"}], 1),
+            c.prompt([{"type": "text", "text": "[Request interrupted by user for tool use]"}], 2),
+            c.prompt("This session is being continued from a previous conversation ...", 2, isCompactSummary=True),
+            c.prompt(
+                [
+                    {"type": "text", "text": "  first real request  "},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
+                ],
+                3,
+            ),
+            c.assistant(
+                "msg_1",
+                "req_1",
+                4,
+                [
+                    tool_use("toolu_e", "Edit", file_path=str(repo / "src/a.py"), old_string="x", new_string="y"),
+                    tool_use("toolu_w", "Write", file_path="b.py", content=""),  # relative → against the line's cwd
+                    tool_use("toolu_n", "NotebookEdit", notebook_path=str(repo / "nb.ipynb"), new_source=""),
+                    tool_use("toolu_o", "Read", file_path="/etc/hosts"),
+                    tool_use("toolu_b", "Bash", command="pytest -q"),
+                ],
+                usage(1, 1),
+                costUSD=0.25,
+            ),
+            c.tool_result("toolu_b", 5, is_error=True),
+            c.tool_result("toolu_e", 5, is_error=True),
+            c.tool_result("toolu_missing", 5, is_error=True),
+            c.prompt("x" * 1000, 6),
+            {**c.assistant("msg_2", "req_2", 7, [], usage(1, 1)), "costUSD": 0.5},
+        ],
+    )
     ins = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"]))
     cc = ins.providers["claude-code"]
     assert cc.turns == 2
@@ -258,8 +326,7 @@ def test_claude_tilde_dirs_are_expanded(tmp_path: Path, repo: Path, monkeypatch:
 # ------------------------------------------------------------------------------------------- codex
 
 
-def rollout(tmp_path: Path, name: str = "rollout-2025-11-19T10-00-00-0199a213.jsonl",
-            day: str = "2025/11/19") -> Path:
+def rollout(tmp_path: Path, name: str = "rollout-2025-11-19T10-00-00-0199a213.jsonl", day: str = "2025/11/19") -> Path:
     return tmp_path / "codex" / "sessions" / day / name
 
 
@@ -268,68 +335,158 @@ def envelope(kind: str, minute: int, **payload: Any) -> dict[str, Any]:
 
 
 def token_count(minute: int, total: dict[str, int] | None, last: dict[str, int] | None) -> dict[str, Any]:
-    info = None if total is None and last is None else {
-        "total_token_usage": total, "last_token_usage": last, "model_context_window": 272000,
-    }
+    info = (
+        None
+        if total is None and last is None
+        else {
+            "total_token_usage": total,
+            "last_token_usage": last,
+            "model_context_window": 272000,
+        }
+    )
     if info is not None:
         info = {k: v for k, v in info.items() if v is not None}
-    return envelope("event_msg", minute, type="token_count", info=info,
-                    rate_limits={"primary": {"used_percent": 7.0, "window_minutes": 300}})
+    return envelope(
+        "event_msg",
+        minute,
+        type="token_count",
+        info=info,
+        rate_limits={"primary": {"used_percent": 7.0, "window_minutes": 300}},
+    )
 
 
 def tc(inp: int, cached: int, out: int, reasoning: int) -> dict[str, int]:
-    return {"input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out,
-            "reasoning_output_tokens": reasoning, "total_tokens": inp + out}
+    return {
+        "input_tokens": inp,
+        "cached_input_tokens": cached,
+        "output_tokens": out,
+        "reasoning_output_tokens": reasoning,
+        "total_tokens": inp + out,
+    }
 
 
-PATCH = (
-    "*** Begin Patch\n*** Update File: src/app.py\n@@\n-a\n+b\n*** Add File: tests/test_app.py\n+x\n"
-    "*** End Patch"
-)
+PATCH = "*** Begin Patch\n*** Update File: src/app.py\n@@\n-a\n+b\n*** Add File: tests/test_app.py\n+x\n*** End Patch"
 
 
 def test_codex_current_format(tmp_path: Path, repo: Path) -> None:
     sid = "0199a213-81c0-7800-8aa1-bbab2a035a53"
-    write_jsonl(rollout(tmp_path), [
-        envelope("session_meta", 0, id=sid, timestamp=ts(0), cwd=str(repo), originator="codex_cli_rs",
-                 cli_version="0.58.0", instructions=None, git={"branch": "main"}),
-        envelope("response_item", 0, type="message", role="user",
-                 content=[{"type": "input_text", "text": f"<environment_context>\n  <cwd>{repo}</cwd>\n"
-                                                         "</environment_context>"}]),
-        envelope("turn_context", 1, cwd=str(repo), approval_policy="on-request", model="gpt-5-codex",
-                 sandbox_policy={"mode": "workspace-write"}, summary="auto"),
-        envelope("response_item", 1, type="message", role="user",
-                 content=[{"type": "input_text", "text": "fix the failing tests"}]),
-        envelope("event_msg", 1, type="user_message", message="fix the failing tests", images=[]),
-        token_count(1, None, None),  # info: null before the first response
-        envelope("response_item", 2, type="reasoning", summary=[], encrypted_content="gAAA"),
-        envelope("response_item", 2, type="function_call", name="shell", call_id="call_1",
-                 arguments=orjson.dumps({"command": ["bash", "-lc", "cd src && pytest -q tests"],
-                                         "workdir": str(repo)}).decode()),
-        envelope("event_msg", 2, type="exec_command_end", call_id="call_1", exit_code=1,
-                 command=["bash", "-lc", "cd src && pytest -q tests"], stdout="", stderr="", duration="1s"),
-        envelope("response_item", 2, type="function_call_output", call_id="call_1",
-                 output='{"output":"1 failed","metadata":{"exit_code":1,"duration_seconds":1.2}}'),
-        token_count(2, tc(1000, 200, 50, 20), tc(1000, 200, 50, 20)),
-        envelope("response_item", 3, type="custom_tool_call", status="completed", call_id="call_2",
-                 name="apply_patch", input=PATCH),
-        envelope("response_item", 3, type="custom_tool_call_output", call_id="call_2",
-                 output='{"output":"Success.","metadata":{"exit_code":0}}'),
-        envelope("response_item", 3, type="function_call", name="exec_command", call_id="call_3",
-                 arguments='{"cmd": "git push origin HEAD", "yield_time_ms": 1000}'),
-        envelope("response_item", 3, type="function_call_output", call_id="call_3",
-                 output="Chunk ID: 1\nWall time: 0.2 seconds\nProcess exited with code 128\nOutput:\nfatal"),
-        envelope("response_item", 3, type="function_call", name="update_plan", call_id="call_4",
-                 arguments='{"plan": []}'),
-        token_count(3, tc(2500, 1200, 300, 120), tc(1500, 1000, 250, 100)),
-        token_count(3, tc(2500, 1200, 300, 120), tc(1500, 1000, 250, 100)),  # repeated event: no double count
-        envelope("event_msg", 4, type="user_message",
-                 message="<user_instructions>be nice</user_instructions>"),
-        envelope("event_msg", 5, type="user_message", message="  now run the linter  "),
-        envelope("event_msg", 5, type="turn_aborted", reason="interrupted"),
-        envelope("compacted", 6, message="summary", replacement_history=[]),
-        envelope("event_msg", 6, type="task_complete", last_agent_message="done"),
-    ])
+    write_jsonl(
+        rollout(tmp_path),
+        [
+            envelope(
+                "session_meta",
+                0,
+                id=sid,
+                timestamp=ts(0),
+                cwd=str(repo),
+                originator="codex_cli_rs",
+                cli_version="0.58.0",
+                instructions=None,
+                git={"branch": "main"},
+            ),
+            envelope(
+                "response_item",
+                0,
+                type="message",
+                role="user",
+                content=[
+                    {
+                        "type": "input_text",
+                        "text": f"<environment_context>\n  <cwd>{repo}</cwd>\n</environment_context>",
+                    }
+                ],
+            ),
+            envelope(
+                "turn_context",
+                1,
+                cwd=str(repo),
+                approval_policy="on-request",
+                model="gpt-5-codex",
+                sandbox_policy={"mode": "workspace-write"},
+                summary="auto",
+            ),
+            envelope(
+                "response_item",
+                1,
+                type="message",
+                role="user",
+                content=[{"type": "input_text", "text": "fix the failing tests"}],
+            ),
+            envelope("event_msg", 1, type="user_message", message="fix the failing tests", images=[]),
+            token_count(1, None, None),  # info: null before the first response
+            envelope("response_item", 2, type="reasoning", summary=[], encrypted_content="gAAA"),
+            envelope(
+                "response_item",
+                2,
+                type="function_call",
+                name="shell",
+                call_id="call_1",
+                arguments=orjson.dumps(
+                    {"command": ["bash", "-lc", "cd src && pytest -q tests"], "workdir": str(repo)}
+                ).decode(),
+            ),
+            envelope(
+                "event_msg",
+                2,
+                type="exec_command_end",
+                call_id="call_1",
+                exit_code=1,
+                command=["bash", "-lc", "cd src && pytest -q tests"],
+                stdout="",
+                stderr="",
+                duration="1s",
+            ),
+            envelope(
+                "response_item",
+                2,
+                type="function_call_output",
+                call_id="call_1",
+                output='{"output":"1 failed","metadata":{"exit_code":1,"duration_seconds":1.2}}',
+            ),
+            token_count(2, tc(1000, 200, 50, 20), tc(1000, 200, 50, 20)),
+            envelope(
+                "response_item",
+                3,
+                type="custom_tool_call",
+                status="completed",
+                call_id="call_2",
+                name="apply_patch",
+                input=PATCH,
+            ),
+            envelope(
+                "response_item",
+                3,
+                type="custom_tool_call_output",
+                call_id="call_2",
+                output='{"output":"Success.","metadata":{"exit_code":0}}',
+            ),
+            envelope(
+                "response_item",
+                3,
+                type="function_call",
+                name="exec_command",
+                call_id="call_3",
+                arguments='{"cmd": "git push origin HEAD", "yield_time_ms": 1000}',
+            ),
+            envelope(
+                "response_item",
+                3,
+                type="function_call_output",
+                call_id="call_3",
+                output="Chunk ID: 1\nWall time: 0.2 seconds\nProcess exited with code 128\nOutput:\nfatal",
+            ),
+            envelope(
+                "response_item", 3, type="function_call", name="update_plan", call_id="call_4", arguments='{"plan": []}'
+            ),
+            token_count(3, tc(2500, 1200, 300, 120), tc(1500, 1000, 250, 100)),
+            token_count(3, tc(2500, 1200, 300, 120), tc(1500, 1000, 250, 100)),  # repeated event: no double count
+            envelope("event_msg", 4, type="user_message", message="<user_instructions>be nice</user_instructions>"),
+            envelope("event_msg", 5, type="user_message", message="  now run the linter  "),
+            envelope("event_msg", 5, type="turn_aborted", reason="interrupted"),
+            envelope("compacted", 6, message="summary", replacement_history=[]),
+            envelope("event_msg", 6, type="task_complete", last_agent_message="done"),
+        ],
+    )
     cx = analyze_sessions(repo, cfg(tmp_path, providers=["codex"])).providers["codex"]
     assert cx.sessions == 1
     assert cx.tokens.model_dump() == {"input": 1300, "output": 300, "cache_read": 1200, "cache_write": 0}
@@ -345,41 +502,70 @@ def test_codex_current_format(tmp_path: Path, repo: Path) -> None:
 
 
 def test_codex_sums_deltas_when_no_total(tmp_path: Path, repo: Path) -> None:
-    write_jsonl(rollout(tmp_path), [
-        envelope("session_meta", 0, id="s1", cwd=str(repo)),
-        token_count(1, None, tc(100, 40, 10, 5)),
-        token_count(2, None, tc(200, 150, 20, 0)),
-        token_count(3, None, {"input_tokens": 10, "cached_input_tokens": 50, "output_tokens": "7"}),  # odd
-    ])
+    write_jsonl(
+        rollout(tmp_path),
+        [
+            envelope("session_meta", 0, id="s1", cwd=str(repo)),
+            token_count(1, None, tc(100, 40, 10, 5)),
+            token_count(2, None, tc(200, 150, 20, 0)),
+            token_count(3, None, {"input_tokens": 10, "cached_input_tokens": 50, "output_tokens": "7"}),  # odd
+        ],
+    )
     cx = analyze_sessions(repo, cfg(tmp_path, providers=["codex"])).providers["codex"]
-    assert cx.tokens.model_dump() == {"input": 60 + 50 + 0, "output": 30, "cache_read": 40 + 150 + 10,
-                                      "cache_write": 0}
+    assert cx.tokens.model_dump() == {"input": 60 + 50 + 0, "output": 30, "cache_read": 40 + 150 + 10, "cache_write": 0}
 
 
 def test_codex_old_format(tmp_path: Path, repo: Path) -> None:
-    write_jsonl(tmp_path / "codex" / "sessions" / "2025" / "05" / "02" / "rollout-2025-05-02-abc.jsonl", [
-        {"id": "c0ffee00-1111-2222-3333-444455556666", "timestamp": "2025-05-02T09:00:00.000Z",
-         "instructions": "be careful", "git": {"commit_hash": "abc", "branch": "main"}},
-        {"record_type": "state"},
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": f"<environment_context>\n<cwd>{repo / 'src'}</cwd>\n"
-                                           "<approval_policy>on-request</approval_policy>\n</environment_context>"}]},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "rename foo to bar"}]},
-        {"type": "reasoning", "id": "rs_1", "summary": []},
-        {"type": "function_call", "name": "shell", "call_id": "call_a",
-         "arguments": orjson.dumps(
-             {"command": ["apply_patch", PATCH.replace("src/app.py", "app.py")]}
-         ).decode()},
-        {"type": "function_call_output", "call_id": "call_a",
-         "output": '{"output":"Done!","metadata":{"exit_code":0,"duration_seconds":0.1}}'},
-        {"type": "function_call", "name": "shell", "call_id": "call_b",
-         "arguments": '{"command":["bash","-lc","npm test -- --watch=false"]}'},
-        {"type": "function_call_output", "call_id": "call_b",
-         "output": '{"output":"boom","metadata":{"exit_code":2,"duration_seconds":3.0}}'},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "renamed"}]},
-        {"record_type": "state"},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "thanks, commit it"}]},
-    ])
+    write_jsonl(
+        tmp_path / "codex" / "sessions" / "2025" / "05" / "02" / "rollout-2025-05-02-abc.jsonl",
+        [
+            {
+                "id": "c0ffee00-1111-2222-3333-444455556666",
+                "timestamp": "2025-05-02T09:00:00.000Z",
+                "instructions": "be careful",
+                "git": {"commit_hash": "abc", "branch": "main"},
+            },
+            {"record_type": "state"},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_text",
+                        "text": f"<environment_context>\n<cwd>{repo / 'src'}</cwd>\n"
+                        "<approval_policy>on-request</approval_policy>\n</environment_context>",
+                    }
+                ],
+            },
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "rename foo to bar"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {
+                "type": "function_call",
+                "name": "shell",
+                "call_id": "call_a",
+                "arguments": orjson.dumps({"command": ["apply_patch", PATCH.replace("src/app.py", "app.py")]}).decode(),
+            },
+            {
+                "type": "function_call_output",
+                "call_id": "call_a",
+                "output": '{"output":"Done!","metadata":{"exit_code":0,"duration_seconds":0.1}}',
+            },
+            {
+                "type": "function_call",
+                "name": "shell",
+                "call_id": "call_b",
+                "arguments": '{"command":["bash","-lc","npm test -- --watch=false"]}',
+            },
+            {
+                "type": "function_call_output",
+                "call_id": "call_b",
+                "output": '{"output":"boom","metadata":{"exit_code":2,"duration_seconds":3.0}}',
+            },
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "renamed"}]},
+            {"record_type": "state"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "thanks, commit it"}]},
+        ],
+    )
     cx = analyze_sessions(repo, cfg(tmp_path, providers=["codex"])).providers["codex"]
     assert cx.sessions == 1
     assert cx.turns == 2 and set(cx.goals) == {"rename foo to bar", "thanks, commit it"}
@@ -396,10 +582,12 @@ def test_codex_archived_duplicates_and_other_workspaces(tmp_path: Path, repo: Pa
     (tmp_path / "repo2").mkdir()
     meta = envelope("session_meta", 0, id="same", cwd=str(repo))
     write_jsonl(rollout(tmp_path, "rollout-a.jsonl"), [meta, token_count(1, tc(10, 0, 1, 0), None)])
-    write_jsonl(tmp_path / "codex" / "archived_sessions" / "rollout-a.jsonl",
-                [meta, token_count(1, tc(10, 0, 1, 0), None)])
-    write_jsonl(rollout(tmp_path, "rollout-b.jsonl"),
-                [envelope("session_meta", 0, id="b", cwd=str(tmp_path / "repo2"))])
+    write_jsonl(
+        tmp_path / "codex" / "archived_sessions" / "rollout-a.jsonl", [meta, token_count(1, tc(10, 0, 1, 0), None)]
+    )
+    write_jsonl(
+        rollout(tmp_path, "rollout-b.jsonl"), [envelope("session_meta", 0, id="b", cwd=str(tmp_path / "repo2"))]
+    )
     write_jsonl(rollout(tmp_path, "notes.jsonl"), [meta])  # not a rollout file name
     cx = analyze_sessions(repo, cfg(tmp_path, providers=["codex"])).providers["codex"]
     assert cx.sessions == 1
@@ -407,17 +595,20 @@ def test_codex_archived_duplicates_and_other_workspaces(tmp_path: Path, repo: Pa
     assert cx.skipped == {"duplicate_session": 1, "other_workspace": 1}
 
 
-@pytest.mark.parametrize(("script", "key"), [
-    ("pytest -q tests", "pytest"),
-    ("cd src && FOO=1 python -m pytest -x", "python -m pytest"),
-    ("git push origin main", "git push"),
-    ("sudo make install", "make install"),
-    ("/usr/bin/cargo build --release", "cargo build"),
-    ("echo 'unterminated", "echo"),
-    ("", "shell"),
-    (None, "shell"),
-    ("cd /x", "shell"),
-])
+@pytest.mark.parametrize(
+    ("script", "key"),
+    [
+        ("pytest -q tests", "pytest"),
+        ("cd src && FOO=1 python -m pytest -x", "python -m pytest"),
+        ("git push origin main", "git push"),
+        ("sudo make install", "make install"),
+        ("/usr/bin/cargo build --release", "cargo build"),
+        ("echo 'unterminated", "echo"),
+        ("", "shell"),
+        (None, "shell"),
+        ("cd /x", "shell"),
+    ],
+)
 def test_command_key(script: str | None, key: str) -> None:
     assert codex.command_key(script) == key
 
@@ -445,11 +636,14 @@ def test_since_days_and_max_sessions(tmp_path: Path, repo: Path) -> None:
         set_age(path, age)
     # a subagent file of the newest session, older than the others: still joins its session
     sub = Claude(str(repo), session="s0", sidechain=True)
-    path = write_jsonl(project(tmp_path) / "s0" / "subagents" / "agent-1.jsonl",
-                       [sub.assistant("m", "r", 1, [tool_use("t", "Grep", pattern="x")], usage(1, 1))])
+    path = write_jsonl(
+        project(tmp_path) / "s0" / "subagents" / "agent-1.jsonl",
+        [sub.assistant("m", "r", 1, [tool_use("t", "Grep", pattern="x")], usage(1, 1))],
+    )
     set_age(path, 5)
-    cc = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"], since_days=14, max_sessions=2)) \
-        .providers["claude-code"]
+    cc = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"], since_days=14, max_sessions=2)).providers[
+        "claude-code"
+    ]
     assert cc.sessions == 2
     assert sorted(cc.goals) == ["task 0", "task 1"]
     assert cc.tools == {"Grep": 1}
@@ -467,56 +661,70 @@ def test_missing_directories_give_empty_insights(tmp_path: Path, repo: Path) -> 
     assert analyze_sessions(repo, cfg(tmp_path, providers=["codex"])).providers.keys() == {"codex"}
 
 
-def test_garbage_lines_are_counted_not_fatal(
-    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_garbage_lines_are_counted_not_fatal(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_common, "MAX_LINE_BYTES", 4096)
     c = Claude(str(repo))
-    good = c.assistant("msg_ok", "req_ok", 1, [tool_use("toolu_ok", "Read", file_path=str(repo / "ok.py"))],
-                       usage(2, 3))
-    write_jsonl(project(tmp_path) / "g.jsonl", [
-        b'{"type": "user", "message": {"content": "trunc',  # malformed JSON
-        b"[1, 2, 3]", b'"a string"', b"42", b"null",  # valid JSON, not objects
-        b"",  b"   ",  # blank lines are nothing
-        b"\xff\xfe not json at all",
-        orjson.dumps(c.prompt("caf\u00e9 ok", 1)).replace("é".encode(), b"\xe9"),  # bad UTF-8, still used
-        orjson.dumps({"type": "brand-new-type", "cwd": str(repo)}),
-        orjson.dumps({"cwd": str(repo), "no": "type"}),
-        orjson.dumps(c.assistant("msg_bad", "req_bad", 1, 5, "not a dict")),  # type: ignore[arg-type]
-        orjson.dumps({**c.prompt("x", 1), "message": "not a dict"}),
-        orjson.dumps({**c.prompt("x", 1), "message": {"content": 5}}),
-        orjson.dumps({**c.prompt("huge " + "y" * 5000, 1)}),  # over the (lowered) line cap
-        orjson.dumps(good),
-        orjson.dumps({"type": "file-history-snapshot", "messageId": "m", "snapshot": {}}),
-        orjson.dumps(c.prompt("still being written", 2)),
-    ], newline_at_end=False)
+    good = c.assistant(
+        "msg_ok", "req_ok", 1, [tool_use("toolu_ok", "Read", file_path=str(repo / "ok.py"))], usage(2, 3)
+    )
+    write_jsonl(
+        project(tmp_path) / "g.jsonl",
+        [
+            b'{"type": "user", "message": {"content": "trunc',  # malformed JSON
+            b"[1, 2, 3]",
+            b'"a string"',
+            b"42",
+            b"null",  # valid JSON, not objects
+            b"",
+            b"   ",  # blank lines are nothing
+            b"\xff\xfe not json at all",
+            orjson.dumps(c.prompt("caf\u00e9 ok", 1)).replace("é".encode(), b"\xe9"),  # bad UTF-8, still used
+            orjson.dumps({"type": "brand-new-type", "cwd": str(repo)}),
+            orjson.dumps({"cwd": str(repo), "no": "type"}),
+            orjson.dumps(c.assistant("msg_bad", "req_bad", 1, 5, "not a dict")),  # type: ignore[arg-type]
+            orjson.dumps({**c.prompt("x", 1), "message": "not a dict"}),
+            orjson.dumps({**c.prompt("x", 1), "message": {"content": 5}}),
+            orjson.dumps({**c.prompt("huge " + "y" * 5000, 1)}),  # over the (lowered) line cap
+            orjson.dumps(good),
+            orjson.dumps({"type": "file-history-snapshot", "messageId": "m", "snapshot": {}}),
+            orjson.dumps(c.prompt("still being written", 2)),
+        ],
+        newline_at_end=False,
+    )
     cc = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"])).providers["claude-code"]
     assert cc.sessions == 1
     assert cc.tokens.input == 2 and cc.tokens.output == 3
     assert cc.files == {"ok.py": 1}
     assert cc.goals == ["caf\ufffd ok"]  # the unterminated last line is left for the next read
     assert cc.skipped == {
-        "malformed_line": 6, "invalid_utf8": 1, "unknown_type": 2, "bad_field": 4,
-        "oversized_line": 1, "incomplete_line": 1,
+        "malformed_line": 6,
+        "invalid_utf8": 1,
+        "unknown_type": 2,
+        "bad_field": 4,
+        "oversized_line": 1,
+        "incomplete_line": 1,
     }
 
 
 def test_codex_garbage(tmp_path: Path, repo: Path) -> None:
-    write_jsonl(rollout(tmp_path), [
-        envelope("session_meta", 0, id="g", cwd=str(repo)),
-        {"timestamp": ts(1), "type": "event_msg", "payload": "not a dict"},
-        {"timestamp": ts(1), "type": "future_kind", "payload": {}},
-        envelope("event_msg", 1, type="token_count", info="nope"),
-        envelope("event_msg", 1, type="token_count", info={"total_token_usage": "nope"}),
-        envelope("event_msg", 1, type="user_message", message=["not", "text"]),
-        envelope("event_msg", 1, type="exec_command_end", exit_code="1", command=None),
-        envelope("response_item", 1, type="function_call", name=None, arguments="{bad json"),
-        envelope("response_item", 1, type="function_call", name="shell", arguments='{"command": 7}'),
-        envelope("response_item", 1, type="message", role="user", content=7),
-        envelope("response_item", 1, type="local_shell_call", action="x"),
-        {"timestamp": 5, "type": "turn_context", "payload": {"cwd": 7}},
-        b"\x00\x01garbage",
-    ])
+    write_jsonl(
+        rollout(tmp_path),
+        [
+            envelope("session_meta", 0, id="g", cwd=str(repo)),
+            {"timestamp": ts(1), "type": "event_msg", "payload": "not a dict"},
+            {"timestamp": ts(1), "type": "future_kind", "payload": {}},
+            envelope("event_msg", 1, type="token_count", info="nope"),
+            envelope("event_msg", 1, type="token_count", info={"total_token_usage": "nope"}),
+            envelope("event_msg", 1, type="user_message", message=["not", "text"]),
+            envelope("event_msg", 1, type="exec_command_end", exit_code="1", command=None),
+            envelope("response_item", 1, type="function_call", name=None, arguments="{bad json"),
+            envelope("response_item", 1, type="function_call", name="shell", arguments='{"command": 7}'),
+            envelope("response_item", 1, type="message", role="user", content=7),
+            envelope("response_item", 1, type="local_shell_call", action="x"),
+            {"timestamp": 5, "type": "turn_context", "payload": {"cwd": 7}},
+            b"\x00\x01garbage",
+        ],
+    )
     cx = analyze_sessions(repo, cfg(tmp_path, providers=["codex"])).providers["codex"]
     assert cx.sessions == 1
     assert cx.tools == {"shell": 2, "unknown": 1}
@@ -544,35 +752,89 @@ def test_read_objects_reports_io_errors(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------ property test
 
-_words = st.sampled_from([
-    "type", "message", "usage", "content", "cwd", "payload", "info", "id", "requestId", "tool_use", "text",
-    "user", "assistant", "event_msg", "response_item", "session_meta", "token_count", "function_call",
-    "total_token_usage", "last_token_usage", "input_tokens", "exit_code", "exec_command_end", "name",
-    "arguments", "command", "call_id", "tool_result", "is_error", "tool_use_id", "user_message", "role",
-    "file_path", "input", "timestamp", "costUSD", "/r", "/r/x", "apply_patch", "shell", "isMeta",
-])
+_words = st.sampled_from(
+    [
+        "type",
+        "message",
+        "usage",
+        "content",
+        "cwd",
+        "payload",
+        "info",
+        "id",
+        "requestId",
+        "tool_use",
+        "text",
+        "user",
+        "assistant",
+        "event_msg",
+        "response_item",
+        "session_meta",
+        "token_count",
+        "function_call",
+        "total_token_usage",
+        "last_token_usage",
+        "input_tokens",
+        "exit_code",
+        "exec_command_end",
+        "name",
+        "arguments",
+        "command",
+        "call_id",
+        "tool_result",
+        "is_error",
+        "tool_use_id",
+        "user_message",
+        "role",
+        "file_path",
+        "input",
+        "timestamp",
+        "costUSD",
+        "/r",
+        "/r/x",
+        "apply_patch",
+        "shell",
+        "isMeta",
+    ]
+)
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | _words
 _json = st.recursive(
-    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_words, inner, max_size=6),
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_words, inner, max_size=6),
     max_leaves=25,
 )
 _R = Claude("/r", session="prop")
 TEMPLATES: list[dict[str, Any]] = [
-    _R.assistant("m", "r", 1, [tool_use("t", "Edit", file_path="/r/a.py"), {"type": "text", "text": "x"}],
-                 usage(1, 2, 3, 4), costUSD=0.1),
+    _R.assistant(
+        "m",
+        "r",
+        1,
+        [tool_use("t", "Edit", file_path="/r/a.py"), {"type": "text", "text": "x"}],
+        usage(1, 2, 3, 4),
+        costUSD=0.1,
+    ),
     _R.tool_result("t", 2, is_error=True),
     _R.prompt([{"type": "text", "text": "do it"}], 3),
     envelope("session_meta", 0, id="p", cwd="/r"),
     token_count(1, tc(10, 5, 2, 1), tc(10, 5, 2, 1)),
-    envelope("response_item", 1, type="function_call", name="shell", call_id="c",
-             arguments='{"command": ["bash", "-lc", "pytest"]}'),
+    envelope(
+        "response_item",
+        1,
+        type="function_call",
+        name="shell",
+        call_id="c",
+        arguments='{"command": ["bash", "-lc", "pytest"]}',
+    ),
     envelope("response_item", 1, type="custom_tool_call", name="apply_patch", call_id="d", input=PATCH),
     envelope("response_item", 1, type="function_call_output", call_id="c", output="Exit code: 1\n"),
     envelope("event_msg", 1, type="exec_command_end", call_id="c", exit_code=2, command=["make"]),
     envelope("event_msg", 1, type="user_message", message="hello"),
     {"id": "old", "timestamp": "2025-01-01T00:00:00Z", "instructions": ""},
-    {"type": "message", "role": "user",
-     "content": [{"type": "input_text", "text": "<environment_context><cwd>/r</cwd></environment_context>"}]},
+    {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "<environment_context><cwd>/r</cwd></environment_context>"}],
+    },
 ]
 
 
@@ -603,7 +865,8 @@ _line = st.one_of(
     st.binary(max_size=200),
     _json.map(lambda v: json.dumps(v).encode()),  # stdlib: also emits huge ints and NaN
     st.dictionaries(_words, _json, max_size=8).map(lambda v: json.dumps(v).encode()),
-    _mutated, _mutated,
+    _mutated,
+    _mutated,
 )
 
 
