@@ -104,32 +104,25 @@ def make_repo(tmp: Path, name: str = "demo") -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def celery_worker(
-    env: dict[str, str], queues: str, log: Path, concurrency: int = 2, extra: list[str] | None = None
+    env: dict[str, str], log: Path, agents: str = "claude-code", concurrency: int = 2
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real prefork worker in its own process group, stopped (and its group killed) at the end."""
+    """A real prefork worker started as a user would (`orchestrate worker`), in its own process group,
+    stopped (and its group killed) at the end."""
     with log.open("wb") as fh:
         proc = subprocess.Popen(  # noqa: S603
             [
                 sys.executable,
                 "-m",
-                "celery",
-                "-A",
-                "tasks",
+                "orchestration.cli",
                 "worker",
-                "-P",
-                "prefork",
+                "--agents",
+                agents,
                 "-c",
                 str(concurrency),
-                "-Q",
-                queues,
-                "-E",
-                "--loglevel",
-                "INFO",
                 "--without-gossip",
                 "--without-mingle",
                 "-n",
                 f"test-{os.getpid()}-{free_port()}@%h",
-                *(extra or []),
             ],
             cwd=ROOT,
             env=env,
@@ -182,3 +175,23 @@ def live_with_marker(marker: str) -> list[int]:
         if marker.encode() in cmdline and state != "Z":
             pids.append(int(proc.name))
     return pids
+
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def orchestrate(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The `orchestrate` CLI as a user runs it; it must never answer with a traceback."""
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "orchestration.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert TRACEBACK not in proc.stdout and TRACEBACK not in proc.stderr, (
+        f"traceback from `orchestrate {' '.join(args)}`:\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc

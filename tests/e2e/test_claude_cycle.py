@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import redis
 
 from tests.fixtures.anthropic_server import ScriptedAnthropic, claude_env, write_file_script
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import NODE_BIN, ROOT, celery_worker, live_with_marker, make_repo, sh
+from tests.helpers import NODE_BIN, celery_worker, live_with_marker, make_repo, orchestrate, sh
 
 pytestmark = pytest.mark.e2e
 CONTENT = "written by the real claude CLI, scripted\n"
@@ -39,18 +37,6 @@ def short_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def orchestrate(args: list[str], env: dict[str, str], timeout: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.timeout(240)
@@ -77,7 +63,7 @@ def test_real_claude_cycle_through_worker(tmp_path: Path, orch_env: dict[str, st
         env = {**orch_env, **claude_env(srv.base_url, tmp_path / "home", tmpdir=short_tmp)}
         env.update({k: orch_env[k] for k in orch_env if k.startswith("ORCH_") or k.startswith("PYTHON")})
         env["PATH"] = f"{bin_dir}:{NODE_BIN}:{orch_env['PATH']}"
-        with celery_worker(env, "orchestrate,agent.claude-code", tmp_path / "worker.log"):
+        with celery_worker(env, tmp_path / "worker.log"):
             proc = orchestrate(["run", str(cfg_path), "--json"], env)
         assert srv.main_requests, "claude never reached the scripted model API"
     log = (tmp_path / "worker.log").read_text()

@@ -42,7 +42,7 @@ def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, 
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     prefix = env["ORCH_KEY_PREFIX"]
     beat_log = tmp_path / "beat.log"
-    with celery_worker(env, "orchestrate,agent.claude-code", tmp_path / "worker.log"), beat_log.open("wb") as fh:
+    with celery_worker(env, tmp_path / "worker.log"), beat_log.open("wb") as fh:
         beat = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "orchestration.cli", "beat", "-s", str(tmp_path / "beat-schedule")],
             cwd=ROOT,

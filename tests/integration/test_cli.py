@@ -8,36 +8,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import ROOT, make_repo, sh
+from tests.helpers import ROOT, make_repo, orchestrate, sh
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: any use of Redis fails at once
-TRACEBACK = "Traceback (most recent call last)"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-def orchestrate(args: list[str], env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert TRACEBACK not in proc.stdout and TRACEBACK not in proc.stderr, (
-        f"traceback from `orchestrate {' '.join(args)}`:\n{proc.stdout}\n{proc.stderr}"
-    )
-    return proc
 
 
 def show(proc: subprocess.CompletedProcess[str]) -> str:

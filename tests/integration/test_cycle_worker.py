@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 import redis
 
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, sh, wait_for
+from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, orchestrate, sh, wait_for
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration
@@ -34,18 +32,6 @@ def write_config(tmp: Path, repo: Path, **budget: int) -> Path:
     return path
 
 
-def orchestrate(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.fixture
 def setup(tmp_path: Path, orch_env: dict[str, str]):  # type: ignore[no-untyped-def]
     repo, bare = make_repo(tmp_path)
@@ -59,7 +45,7 @@ def setup(tmp_path: Path, orch_env: dict[str, str]):  # type: ignore[no-untyped-
 def test_cycle_succeeds_pushes_and_opens_draft_pr(setup) -> None:  # type: ignore[no-untyped-def]
     tmp, repo, bare, env = setup
     cfg = write_config(tmp, repo)
-    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+    with celery_worker(env, tmp / "worker.log"):
         proc = orchestrate(["run", str(cfg), "--json"], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp / "worker.log").read_text()[-4000:]
     report = json.loads(proc.stdout)
@@ -108,7 +94,7 @@ def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: igno
     tmp, repo, _bare, env = setup
     cfg = write_config(tmp, repo)
     env = dict(env, FAKE_CLAUDE_MODE="slow")  # keeps the first cycle busy until it is cancelled
-    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log", concurrency=2):
+    with celery_worker(env, tmp / "worker.log", concurrency=2):
         a = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
         b = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
         r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
@@ -136,7 +122,7 @@ def test_hanging_agent_times_out_within_budget_and_keeps_work(setup) -> None:  #
     tmp, repo, bare, env = setup
     cfg = write_config(tmp, repo, cycle_s=20, idle_timeout_s=300)
     env = dict(env, FAKE_CLAUDE_MODE="hang")
-    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+    with celery_worker(env, tmp / "worker.log"):
         t0 = time.monotonic()
         proc = orchestrate(["run", str(cfg), "--json"], env)
         elapsed = time.monotonic() - t0
@@ -159,7 +145,7 @@ def test_stage_error_ends_cycle_failed_and_releases_lock(setup) -> None:  # type
     data = json.loads(cfg.read_text())
     data["workspace"]["base_branch"] = "no-such-branch"
     cfg.write_text(json.dumps(data))
-    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+    with celery_worker(env, tmp / "worker.log"):
         proc = orchestrate(["run", str(cfg), "--json"], env)
     report = json.loads(proc.stdout)
     assert proc.returncode == 1
@@ -175,7 +161,7 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
     env = dict(env, FAKE_CLAUDE_MODE="slow")
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     prefix = env["ORCH_KEY_PREFIX"]
-    with celery_worker(env, "orchestrate,agent.claude-code", tmp / "worker.log"):
+    with celery_worker(env, tmp / "worker.log"):
         queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
         key = f"{prefix}:cycle:{queued['cycle_id']}"
         stream = f"{prefix}:cycle:{queued['cycle_id']}:events"
