@@ -103,27 +103,17 @@ def make_repo(tmp: Path, name: str = "demo") -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def celery_worker(
-    env: dict[str, str], log: Path, agents: str = "claude-code", concurrency: int = 2
+def orchestrate_process(
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready: bytes | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real prefork worker started as a user would (`orchestrate worker`), in its own process group,
-    stopped (and its group killed) at the end."""
+    """A long-running `orchestrate` command (worker, beat) in its own process group, output to `log`;
+    waits for `ready` in its output, and stops it (and kills its whole group) at the end."""
     with log.open("wb") as fh:
         proc = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "orchestration.cli",
-                "worker",
-                "--agents",
-                agents,
-                "-c",
-                str(concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                f"test-{os.getpid()}-{free_port()}@%h",
-            ],
+            [sys.executable, "-m", "orchestration.cli", *args],
             cwd=ROOT,
             env=env,
             stdout=fh,
@@ -133,14 +123,12 @@ def celery_worker(
         )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if b" ready." in log.read_bytes():
-                break
+        while ready is not None and ready not in log.read_bytes():
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"`orchestrate {args[0]}` exited early:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`orchestrate {args[0]}` not ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
-        else:
-            raise RuntimeError(f"worker not ready:\n{log.read_text()[-3000:]}")
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -151,6 +139,18 @@ def celery_worker(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def celery_worker(
+    env: dict[str, str],
+    log: Path,
+    agents: str = "claude-code",
+    concurrency: int = 2,
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A real prefork worker started as a user would (`orchestrate worker`)."""
+    name = f"test-{os.getpid()}-{free_port()}@%h"
+    args = ["worker", "--agents", agents, "-c", str(concurrency), "--without-gossip", "--without-mingle", "-n", name]
+    return orchestrate_process(args, env, log, ready=b" ready.")
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1):  # type: ignore[no-untyped-def]

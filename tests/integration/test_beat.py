@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.helpers import ROOT, celery_worker, make_repo, wait_for
+from tests.helpers import ROOT, celery_worker, make_repo, orchestrate_process, wait_for
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration
@@ -42,38 +37,21 @@ def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, 
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     prefix = env["ORCH_KEY_PREFIX"]
     beat_log = tmp_path / "beat.log"
-    with celery_worker(env, tmp_path / "worker.log"), beat_log.open("wb") as fh:
-        beat = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "orchestration.cli", "beat", "-s", str(tmp_path / "beat-schedule")],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+    beat_args = ["beat", "-s", str(tmp_path / "beat-schedule")]
+    with celery_worker(env, tmp_path / "worker.log"), orchestrate_process(beat_args, env, beat_log):
+        ids = wait_for(lambda: r.zrange(f"{prefix}:cycles:demo", 0, -1), timeout=75, interval=0.5)
+        assert ids, beat_log.read_text()[-3000:]
+        cycle_id = ids[0].decode()
+        status = wait_for(
+            lambda: (
+                (r.hget(f"{prefix}:cycle:{cycle_id}", "status") or b"").decode()
+                in ("succeeded", "failed", "timed_out", "skipped")
+                and r.hget(f"{prefix}:cycle:{cycle_id}", "status")
+            ),
+            timeout=60,
+            interval=0.5,
         )
-        try:
-            ids = wait_for(lambda: r.zrange(f"{prefix}:cycles:demo", 0, -1), timeout=75, interval=0.5)
-            assert ids, beat_log.read_text()[-3000:]
-            cycle_id = ids[0].decode()
-            status = wait_for(
-                lambda: (
-                    (r.hget(f"{prefix}:cycle:{cycle_id}", "status") or b"").decode()
-                    in ("succeeded", "failed", "timed_out", "skipped")
-                    and r.hget(f"{prefix}:cycle:{cycle_id}", "status")
-                ),
-                timeout=60,
-                interval=0.5,
-            )
-            assert status == b"succeeded", r.hgetall(f"{prefix}:cycle:{cycle_id}")
-            assert r.hget(f"{prefix}:cycle:{cycle_id}", "trigger") == b"schedule"
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(beat.pid, signal.SIGTERM)
-            try:
-                beat.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(beat.pid, signal.SIGKILL)
-                beat.wait()
+        assert status == b"succeeded", r.hgetall(f"{prefix}:cycle:{cycle_id}")
+        assert r.hget(f"{prefix}:cycle:{cycle_id}", "trigger") == b"schedule"
     log = beat_log.read_text()
     assert "broken.json" in log and "bogus" in log  # the invalid config was reported and left out
