@@ -182,3 +182,19 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
     # The agent's work was committed on the cycle branch (WIP) before the cycle was closed.
     log = sh(["git", "log", "-1", "--format=%s", report["branch"]], repo)
     assert log.startswith("WIP:"), log
+
+
+def test_execute_is_routed_to_the_queue_of_the_agent_decide_chose(setup) -> None:  # type: ignore[no-untyped-def]
+    """The canvas first routes execute to the preferred agent's queue (codex); decide picks claude-code
+    (codex has no runner here) and re-routes execute. This worker consumes only agent.claude-code."""
+    tmp, repo, _bare, env = setup
+    cfg = write_config(tmp, repo)
+    data = json.loads(cfg.read_text())
+    data["agents"].update({"allow": ["claude-code", "codex"], "prefer": "codex"})
+    cfg.write_text(json.dumps(data))
+    with celery_worker(env, tmp / "worker.log", agents="claude-code"):
+        proc = orchestrate(["run", str(cfg), "--json"], env, timeout=90)
+    report = json.loads(proc.stdout)
+    assert report["status"] == "succeeded", report
+    assert report["decision"]["agent"] == "claude-code"
+    assert "agent.codex" not in (tmp / "worker.log").read_text()
