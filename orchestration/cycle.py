@@ -247,7 +247,8 @@ def analyze(ctx: CycleContext, svc: Services) -> CycleContext:
     with _stage(svc, ctx, "analyze"):
         if not _gate(svc, ctx, "analyze"):
             return ctx
-        ctx.insights = analyze_sessions(cfg.repo_path(), cfg.sessions)
+        # One process: a stage must not start process pools inside a Celery worker child.
+        ctx.insights = analyze_sessions(cfg.repo_path(), cfg.sessions, cache_dir=svc.state_dir / "cache", workers=1)
         ctx.insights.goals = ctx.insights.goals[:20]
     return ctx
 

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.settings import get_settings
 from tests.helpers import ROOT, redis_server
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Nothing a test runs in-process writes to the real ORCH_STATE_DIR (the session cache, local state)."""
+    monkeypatch.setenv("ORCH_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

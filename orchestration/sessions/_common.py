@@ -135,33 +135,48 @@ class Workspace:
 
 
 def read_objects(
-    path: str, skipped: Counter[str], skip: Callable[[bytes], bool] | None = None
+    path: str,
+    skipped: Counter[str],
+    skip: Callable[[bytes], bool] | None = None,
+    start: int = 0,
+    pos: list[int] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yields (line number, object) for each complete JSON-object line; counts everything else.
+    """Yields (byte offset of the line, object) for each complete JSON-object line; counts everything else.
 
-    The file is read in binary with a per-line size cap. A last line without a trailing newline is
-    still being written by the CLI and is left for the next read. Invalid UTF-8 is decoded with
-    replacement characters (the rest of the line is still useful). Never raises: a read error ends the
-    file and is counted as `unreadable_file`. `skip(raw)` lets a reader drop lines it recognises as
-    irrelevant without paying for the parse.
+    Reading starts at byte `start` (the end of what an earlier read consumed); when the iteration ends,
+    `pos[0]` holds the offset just past the last complete line, where the next read resumes. The file is
+    read in binary with a per-line size cap. A last line without a trailing newline is still being
+    written by the CLI and is left for the next read. Invalid UTF-8 is decoded with replacement
+    characters (the rest of the line is still useful). Never raises: a read error ends the file and is
+    counted as `unreadable_file`. `skip(raw)` lets a reader drop lines it recognises as irrelevant
+    without paying for the parse.
     """
     limit = MAX_LINE_BYTES
+    offset = start
     try:
         with open(path, "rb") as fh:
-            lineno = 0
+            if start:
+                fh.seek(start)
             while True:
                 raw = fh.readline(limit + 1)
                 if not raw:
                     return
-                lineno += 1
+                line_at = offset
                 if not raw.endswith(b"\n"):
                     if len(raw) <= limit:
                         skipped["incomplete_line"] += 1
                         return
+                    size = len(raw)
                     while raw and not raw.endswith(b"\n"):  # discard the rest of an oversized line
                         raw = fh.readline(limit + 1)
+                        size += len(raw)
+                    if not raw:  # an oversized line that is still being written
+                        skipped["incomplete_line"] += 1
+                        return
+                    offset += size
                     skipped["oversized_line"] += 1
                     continue
+                offset += len(raw)
                 raw = raw.strip()
                 if not raw:
                     continue
@@ -182,9 +197,12 @@ def read_objects(
                 if not isinstance(obj, dict):
                     skipped["malformed_line"] += 1
                     continue
-                yield lineno, obj
+                yield line_at, obj
     except OSError:
         skipped["unreadable_file"] += 1
+    finally:
+        if pos is not None:
+            pos[0] = offset
 
 
 def list_jsonl(

@@ -4,23 +4,29 @@ Each provider's reader turns one file into keyed `SessionStats`; this module pic
 enough, most recent first, at most `max_sessions` sessions), keeps the ones whose cwd is inside the repo,
 merges them with first-seen-wins on every key (so a response, tool call or prompt copied into a resumed
 session's file counts once) and folds the result into the `Insights` model.
+
+Reading is incremental (see `cache`): an unchanged file is not opened, a grown one is read from where the
+last run stopped. A large cold read is spread over the machine's cores.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from orchestration.config import Sessions
 from orchestration.models import Insights, ProviderInsights, Tokens, iso, utcnow
-from orchestration.sessions import claude, codex
+from orchestration.sessions import cache, claude, codex
 from orchestration.sessions._common import SessionStats, Usage, Workspace
+from orchestration.settings import get_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,10 +35,17 @@ MAX_GOALS = 20
 MAX_GOAL_CHARS = 300
 
 
+class _Reader(Protocol):
+    st: SessionStats
+
+    def read(self, ws: Workspace, start: int = 0, pos: list[int] | None = None) -> None: ...
+    def result(self) -> SessionStats: ...
+
+
 @dataclass(frozen=True)
 class _Provider:
     find: Callable[[str, Counter[str]], list[tuple[str, float]]]
-    parse: Callable[[str, float, Workspace], SessionStats]
+    reader: Callable[[str, float], _Reader]
     # The session a file belongs to, from its path alone (None: cannot tell before parsing).
     path_key: Callable[[str], str | None]
     # Claude: subagent files join their parent session. Codex: one file per session, a repeat is a copy.
@@ -44,9 +57,124 @@ def _no_key(_path: str) -> str | None:
 
 
 PROVIDERS: dict[str, _Provider] = {
-    "claude-code": _Provider(claude.find_files, claude.parse_file, claude.session_key, True),
-    "codex": _Provider(codex.find_files, codex.parse_file, _no_key, False),
+    "claude-code": _Provider(claude.find_files, claude.Reader, claude.session_key, True),
+    "codex": _Provider(codex.find_files, codex.Reader, _no_key, False),
 }
+# A cold read smaller than this is not worth starting worker processes for.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class _Scan:
+    entry: cache.Entry | None  # None: the file could not be read (not cached)
+    changed: bool = True
+    read_bytes: int = 0
+
+
+_WORKSPACES: dict[str, Workspace] = {}
+
+
+def _workspace(root: str) -> Workspace:
+    """One Workspace (with its path caches) per process and repo."""
+    ws = _WORKSPACES.get(root)
+    if ws is None:
+        ws = _WORKSPACES[root] = Workspace(root)
+    return ws
+
+
+def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: str) -> _Scan:
+    """Brings one file's cache entry up to date, reading only what is new. Never raises for file trouble."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return _Scan(None)
+    same = entry is not None and (entry.dev, entry.ino) == (stat.st_dev, stat.st_ino)
+    if same and entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        return _Scan(entry, changed=False)
+    ws = _workspace(root)
+    new = PROVIDERS[kind].reader
+    start, reader, known_in = 0, None, None
+    if (
+        same
+        and entry is not None
+        and stat.st_size >= entry.offset
+        and cache.marks_of(path, entry.offset) == entry.marks
+    ):
+        start, reader, known_in = entry.offset, entry.reader, entry.in_workspace
+    resumed_blind = reader is None and start > 0  # an outside file: its earlier lines were not kept
+    if reader is None:
+        reader = new(path, mtime)
+        if start:
+            setattr(reader, "first", False)  # noqa: B010 - codex's header test applies to line one only
+    pos = [start]
+    reader.read(ws, start, pos)
+    if resumed_blind and reader.st.in_workspace is True:
+        reader, pos = new(path, mtime), [0]  # it moved into the workspace: read it whole
+        reader.read(ws, 0, pos)
+        start = 0
+    if reader.st.skipped.get("unreadable_file"):
+        return _Scan(None)
+    in_ws = reader.st.in_workspace
+    if resumed_blind and in_ws is None:
+        in_ws = known_in
+    reader.st.mtime = mtime
+    return _Scan(
+        cache.Entry(
+            dev=stat.st_dev,
+            ino=stat.st_ino,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            offset=pos[0],
+            marks=cache.marks_of(path, pos[0]),
+            in_workspace=in_ws,
+            reader=reader if in_ws is True else None,
+        ),
+        read_bytes=pos[0] - start,
+    )
+
+
+def _scan_args(args: tuple[str, str, float, cache.Entry | None, str]) -> _Scan:
+    return _scan(*args)
+
+
+def _scan_all(
+    kind: str, files: list[tuple[str, float]], entries: dict[str, cache.Entry], root: str, workers: int | None
+) -> dict[str, _Scan]:
+    """Scans every file, in worker processes when the cold part is big enough to pay for them."""
+    args = [(kind, path, mtime, entries.get(path), root) for path, mtime in files]
+    todo_bytes = 0
+    for path, _mtime in files:
+        entry = entries.get(path)
+        try:
+            todo_bytes += max(0, os.stat(path).st_size - (entry.offset if entry else 0))
+        except OSError:
+            continue
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if n > 1 and todo_bytes >= PARALLEL_MIN_BYTES and len(files) > 1:
+        try:
+            return _scan_parallel(args, min(n, len(files)))
+        except (OSError, RuntimeError, AssertionError) as exc:  # no processes here (daemon, limits)
+            log.info("analyzing in one process: %s", exc)
+    return {a[1]: _scan(*a) for a in args}
+
+
+def _scan_parallel(args: list[tuple[str, str, float, cache.Entry | None, str]], n: int) -> dict[str, _Scan]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork is cheapest, but only safe while this process has no other threads
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    # Biggest files first, so the last ones to finish are short.
+    order = sorted(args, key=lambda a: -(a[3].offset if a[3] else 0) - _size(a[1]))
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method)) as pool:
+        results = list(pool.map(_scan_args, order, chunksize=4))
+    return {a[1]: r for a, r in zip(order, results, strict=True)}
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -88,8 +216,11 @@ def _from_mtime(mtime: float) -> datetime:
     return datetime.fromtimestamp(mtime, UTC)
 
 
-def _run(provider: _Provider, root: str, ws: Workspace, cutoff: float, max_sessions: int) -> _Acc:
+def _run(
+    kind: str, root: str, ws: Workspace, cutoff: float, max_sessions: int, cache_dir: Path | None, workers: int | None
+) -> _Acc:
     """Reads one provider's recent files, most recent first, keeping workspace sessions up to the limit."""
+    provider = PROVIDERS[kind]
     acc = _Acc()
     recent: list[tuple[str, float]] = []
     for path, mtime in provider.find(root, acc.skipped):
@@ -98,21 +229,28 @@ def _run(provider: _Provider, root: str, ws: Workspace, cutoff: float, max_sessi
         else:
             recent.append((path, mtime))
     recent.sort(key=lambda f: (-f[1], f[0]))
-    for path, mtime in recent:
+    cache_path = cache.cache_file(cache_dir, kind, root, ws.root) if cache_dir is not None else None
+    entries = cache.load(cache_path)
+    scans = _scan_all(kind, recent, entries, ws.root, workers)
+    kept = {path: scan.entry for path, scan in scans.items() if scan.entry is not None}
+    if any(scan.changed for scan in scans.values()) or kept.keys() != entries.keys():
+        cache.save(cache_path, kept)
+    for path, _mtime in recent:
         if len(acc.sessions) >= max_sessions and provider.path_key(path) not in acc.sessions:
             acc.skipped["over_limit"] += 1
             continue
+        entry = scans[path].entry
+        if entry is None:
+            acc.skipped["unreadable_file"] += 1
+            continue
+        if entry.in_workspace is not True or entry.reader is None:
+            acc.skipped["other_workspace" if entry.in_workspace is False else "no_cwd"] += 1
+            continue
         try:
-            st = provider.parse(path, mtime, ws)
+            st = entry.reader.result()
         except Exception:  # a reader bug must not take the whole stage down
             log.exception("session reader failed on %s", path)
             acc.skipped["reader_error"] += 1
-            continue
-        if st.in_workspace is not True:
-            if st.skipped.get("unreadable_file"):
-                acc.skipped["unreadable_file"] += 1
-            else:
-                acc.skipped["other_workspace" if st.in_workspace is False else "no_cwd"] += 1
             continue
         known = st.session_id in acc.sessions
         if known and not provider.files_share_sessions:
@@ -177,12 +315,22 @@ def _summary(accs: list[_Acc]) -> dict[str, object]:
     }
 
 
-def analyze_sessions(repo: str | Path, cfg: Sessions, now: datetime | None = None) -> Insights:
+def analyze_sessions(
+    repo: str | Path,
+    cfg: Sessions,
+    now: datetime | None = None,
+    cache_dir: Path | Literal["default"] | None = "default",
+    workers: int | None = None,
+) -> Insights:
     """Insights from the enabled providers' recent sessions whose cwd lies inside `repo`.
 
+    `cache_dir` holds the incremental-read cache (default: `ORCH_STATE_DIR/cache`; None: no cache).
+    `workers` caps the processes used for a big cold read (default: one per core).
     Never raises for bad session data: missing directories give empty results, every unusable file or
     line is counted in `skipped` (overall and per provider).
     """
+    if cache_dir == "default":
+        cache_dir = get_settings().state_dir / "cache"
     ws = Workspace(repo)
     moment = now or utcnow()
     if moment.tzinfo is None:
@@ -191,10 +339,9 @@ def analyze_sessions(repo: str | Path, cfg: Sessions, now: datetime | None = Non
     dirs = {"claude-code": cfg.claude_dir, "codex": cfg.codex_dir}
     accs: dict[str, _Acc] = {}
     for name in dict.fromkeys(cfg.providers):
-        provider = PROVIDERS.get(name)
-        if provider is None:
+        if name not in PROVIDERS:
             continue
-        root = os.path.expanduser(dirs[name])
-        accs[name] = _run(provider, root, ws, cutoff, cfg.max_sessions)
+        root = os.path.realpath(os.path.expanduser(dirs[name]))
+        accs[name] = _run(name, root, ws, cutoff, cfg.max_sessions, cache_dir, workers)
     providers = {name: ProviderInsights.model_validate(_summary([acc])) for name, acc in accs.items()}
     return Insights.model_validate({**_summary(list(accs.values())), "providers": providers})

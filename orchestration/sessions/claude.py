@@ -97,42 +97,56 @@ def prompt_text(content: Any) -> tuple[str, bool]:
     return "\n".join(t for t in kept if t and not t.startswith(INJECTED_PREFIXES)), False
 
 
-def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
-    """Reads one transcript into keyed SessionStats; never raises (problems land in `skipped`)."""
-    st = SessionStats(path=path, mtime=mtime)
-    tool_names: dict[str, str] = {}
-    cwd: str | None = None
-    last_cwd: str | None = None
-    for lineno, obj in read_objects(path, st.skipped, skip=_skip_fast):
-        kind = obj.get("type")
-        if not isinstance(kind, str) or kind not in KNOWN_TYPES:
-            st.skipped["unknown_type"] += 1
-            continue
-        line_cwd = obj.get("cwd")
-        if isinstance(line_cwd, str) and line_cwd:
-            cwd = line_cwd
-            if line_cwd != last_cwd:
-                last_cwd = line_cwd
+class Reader:
+    """Reads one transcript into keyed SessionStats, resumably: the state survives between reads (it is
+    cached), so a later read continues at the byte where this one stopped. Never raises."""
+
+    def __init__(self, path: str, mtime: float) -> None:
+        self.st = SessionStats(path=path, mtime=mtime)
+        self.cwd: str | None = None
+
+    def read(self, ws: Workspace, start: int = 0, pos: list[int] | None = None) -> None:
+        st = self.st
+        tool_names = st.tool_calls  # the tool_use id -> name map failures are named from
+        cwd = self.cwd
+        for lineno, obj in read_objects(st.path, st.skipped, skip=_skip_fast, start=start, pos=pos):
+            kind = obj.get("type")
+            if not isinstance(kind, str) or kind not in KNOWN_TYPES:
+                st.skipped["unknown_type"] += 1
+                continue
+            line_cwd = obj.get("cwd")
+            if isinstance(line_cwd, str) and line_cwd and line_cwd != cwd:
+                cwd = line_cwd
                 if ws.contains(line_cwd):
                     st.in_workspace = True
                 elif st.in_workspace is None:
                     st.in_workspace = False
-        if not st.session_id:
-            sid = obj.get("sessionId")
-            if isinstance(sid, str) and sid:
-                st.session_id = sid
-        st.seen(obj.get("timestamp"))
-        if kind == "assistant":
-            _assistant(st, obj, lineno, tool_names, ws, cwd)
-        elif kind == "user":
-            _user(st, obj, lineno, tool_names)
-        elif "costUSD" in obj:
-            cost = as_float(obj.get("costUSD"))
-            if cost is not None:
-                st.cost[f"{path}:{lineno}"] = cost
-    if not st.session_id:
-        st.session_id = session_key(path)
-    return st
+            if not st.session_id:
+                sid = obj.get("sessionId")
+                if isinstance(sid, str) and sid:
+                    st.session_id = sid
+            st.seen(obj.get("timestamp"))
+            if kind == "assistant":
+                _assistant(st, obj, lineno, tool_names, ws, cwd)
+            elif kind == "user":
+                _user(st, obj, lineno, tool_names)
+            elif "costUSD" in obj:
+                cost = as_float(obj.get("costUSD"))
+                if cost is not None:
+                    st.cost[f"{st.path}:{lineno}"] = cost
+        self.cwd = cwd
+
+    def result(self) -> SessionStats:
+        if not self.st.session_id:
+            self.st.session_id = session_key(self.st.path)
+        return self.st
+
+
+def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
+    """Reads one whole transcript into keyed SessionStats; never raises (problems land in `skipped`)."""
+    reader = Reader(path, mtime)
+    reader.read(ws)
+    return reader.result()
 
 
 def _assistant(

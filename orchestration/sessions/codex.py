@@ -198,12 +198,14 @@ def _leading_int(text: str) -> int | None:
         return None
 
 
-class _Reader:
-    """Per-file state while reading one rollout."""
+class Reader:
+    """Reads one rollout (either format) into keyed SessionStats, resumably: the state survives between
+    reads (it is cached), so a later read continues at the byte where this one stopped. Never raises."""
 
-    def __init__(self, path: str, mtime: float, ws: Workspace) -> None:
+    def __init__(self, path: str, mtime: float) -> None:
         self.st = SessionStats(path=path, mtime=mtime)
-        self.ws = ws
+        self.ws: Workspace | None = None  # set for the duration of a read only
+        self.first = True
         self.cwd: str | None = None
         self.has_user_events = False
         self.event_prompts: dict[str, tuple[datetime | None, str]] = {}
@@ -215,10 +217,23 @@ class _Reader:
         self.header_ts: Any = None
         self.n = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "ws": None}
+
+    def read(self, ws: Workspace, start: int = 0, pos: list[int] | None = None) -> None:
+        self.ws = ws
+        try:
+            for lineno, obj in read_objects(self.st.path, self.st.skipped, start=start, pos=pos):
+                self.line(lineno, obj, self.first)
+                self.first = False
+        finally:
+            self.ws = None
+
     def note_cwd(self, cwd: Any) -> None:
         if not isinstance(cwd, str) or not cwd:
             return
         self.cwd = cwd
+        assert self.ws is not None
         if self.ws.contains(cwd):
             self.st.in_workspace = True
         elif self.st.in_workspace is None:
@@ -353,6 +368,7 @@ class _Reader:
         self.call_tools[key] = name
 
     def files(self, key: str, paths: list[str]) -> None:
+        assert self.ws is not None
         rel = [r for r in (self.ws.relative(p, self.cwd) for p in paths) if r]
         if rel:
             self.st.files[key] = rel
@@ -393,12 +409,14 @@ class _Reader:
                 script = shell_script(payload.get("command")) or self.scripts.get(key)
                 self.st.failures[key] = command_key(script)
 
-    def finish(self) -> SessionStats:
+    def result(self) -> SessionStats:
+        """The file's stats so far; reading may go on afterwards (nothing here is consumed)."""
         st = self.st
         # The current format writes each prompt twice (response_item and event_msg user_message), the
         # older one only as a response_item: take the events when there are any.
         st.prompts = self.event_prompts if self.has_user_events else self.item_prompts
         usage = self.total if self.total is not None else self.deltas
+        st.usage.pop(f"{st.path}#usage", None)
         if any(usage):
             st.usage[f"{st.path}#usage"] = usage
         if not st.session_id:
@@ -407,10 +425,7 @@ class _Reader:
 
 
 def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:
-    """Reads one rollout (either format) into keyed SessionStats; never raises."""
-    reader = _Reader(path, mtime, ws)
-    first = True
-    for lineno, obj in read_objects(path, reader.st.skipped):
-        reader.line(lineno, obj, first)
-        first = False
-    return reader.finish()
+    """Reads one whole rollout (either format) into keyed SessionStats; never raises."""
+    reader = Reader(path, mtime)
+    reader.read(ws)
+    return reader.result()

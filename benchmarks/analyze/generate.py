@@ -1,0 +1,1233 @@
+"""A deterministic, realistic corpus of Claude Code transcripts and Codex rollouts for the analyze benchmark.
+
+    python -m benchmarks.analyze.generate OUT_DIR --size-mb 520 [--seed N] [--now ISO]
+
+writes
+
+    OUT_DIR/claude/projects/<encoded-cwd>/<session>.jsonl            (+ <session>/subagents/agent-*.jsonl)
+    OUT_DIR/codex/sessions/YYYY/MM/DD/rollout-<ts>-<uuid>.jsonl      (+ a few in archived_sessions/)
+    OUT_DIR/manifest.json                                            (what was written, and the true token totals)
+
+split about 70/30 Claude/Codex by bytes. The lines are shaped like the real ones (Claude Code 2.0/2.1,
+Codex CLI 0.4x-0.5x plus a few files of the older bare-item format), including what makes real corpora
+heavy: tool results that carry whole files (10 KB-2 MB, often twice: in the message and in
+`toolUseResult`), `Write` calls carrying the file they write, `Edit` results carrying the original file,
+pasted screenshots (base64, 1-5 MB), Codex command outputs echoed in `exec_command_end`, encrypted reasoning.
+
+About 30% of the sessions run inside one workspace (`/home/dev/src/acme-api` and its subdirectories), the
+rest across ~40 other projects (one of them the sibling-prefix trap `/home/dev/src/acme-api-client`). All
+timestamps lie in the 10 days before `--now` and every file's mtime is its last timestamp, so an analysis
+with `since_days=14` at that moment includes everything.
+
+The manifest records the true token totals (each Claude API response once; each Codex session's last
+cumulative total, cached input split out of input) for all sessions and for the workspace's sessions, so
+that both tools can be checked against the generator and not only against each other.
+
+Generation streams: nothing bigger than one line is held besides a few MB of text pools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import bisect
+import os
+import random
+import string
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+FIXED_NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+WORKSPACE = "/home/dev/src/acme-api"
+WORKSPACE_SUBDIRS = ("", "", "", "/services/billing", "/services/auth", "/web", "/scripts")
+WORKSPACE_SHARE = 0.30
+CLAUDE_SHARE = 0.70
+SPAN_DAYS = 10
+
+OTHER_PROJECTS = (
+    "acme-api-client",  # a sibling whose path starts with the workspace's: must NOT count as inside it
+    "acme-web",
+    "acme-infra",
+    "billing-worker",
+    "dotfiles",
+    "ml-pipeline",
+    "search-indexer",
+    "mobile-app",
+    "design-system",
+    "data-warehouse",
+    "auth-gateway",
+    "notifications",
+    "payments-sdk",
+    "cli-tools",
+    "docs-site",
+    "terraform-modules",
+    "k8s-charts",
+    "legacy-monolith",
+    "analytics-etl",
+    "feature-flags",
+    "rate-limiter",
+    "image-resizer",
+    "chat-bot",
+    "observability",
+    "blog",
+    "scratch",
+    "interview-prep",
+    "rust-playground",
+    "go-microservice",
+    "react-dashboard",
+    "pdf-renderer",
+    "email-templates",
+    "crm-sync",
+    "inventory",
+    "geo-service",
+    "video-transcoder",
+    "ops-runbooks",
+    "perf-lab",
+    "sandbox",
+)
+SRC_ROOT = "/home/dev/src"
+
+CLAUDE_VERSIONS = ("2.0.37", "2.0.46", "2.0.55", "2.1.3", "2.1.12", "2.1.31")
+CLAUDE_MODELS = ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805")
+SUBAGENT_MODEL = "claude-haiku-4-5-20251001"
+CODEX_VERSIONS = ("0.46.0", "0.50.0", "0.55.0", "0.58.0")
+CODEX_MODELS = ("gpt-5-codex", "gpt-5-codex", "gpt-5")
+BRANCHES = ("main", "main", "main", "feat/retry-queue", "fix/flaky-tests", "chore/deps", "")
+
+ALNUM = string.ascii_letters + string.digits
+WORDS = (
+    "the parser retry queue cache invoice token user account session handler config test fixture migration "
+    "schema endpoint request response timeout worker job batch metric log error field value index query page "
+    "client server build deploy branch commit review flaky slow fast memory leak race lock stream event "
+    "payload header body status code path file module package import export type check lint format"
+).split()
+PROMPTS = (
+    "Fix the failing test in {f} — it started after the last refactor",
+    "Add retries with exponential backoff to the {w} client",
+    "Why is {f} so slow? Profile it and make it faster",
+    "Refactor {f} so the {w} handling lives in one place",
+    "Write unit tests for {f}, cover the error paths",
+    "The {w} endpoint returns 500 when the {w} is empty, fix it",
+    "Explain how {f} works and where the {w} gets validated",
+    "Rename {w} to {w}_id everywhere and update the callers",
+    "Add a migration for the new {w} column and backfill it",
+    "CI is red on main: {w} tests time out. Investigate",
+    "Review my changes in {f} and point out bugs",
+    "Implement pagination for the {w} listing",
+)
+INJECTED = (
+    "<command-name>/clear</command-name>\n<command-message>clear</command-message>\n<command-args></command-args>",
+    "<local-command-stdout></local-command-stdout>",
+    "Caveat: The messages below were generated by the user while running local commands. DO NOT respond to these "
+    "messages or otherwise consider them in your response unless the user explicitly asks you to.",
+)
+CODE_EXT = (".py", ".py", ".py", ".ts", ".tsx", ".go", ".sql", ".md", ".yaml", ".json")
+CODE_DIRS = ("src", "src/api", "src/core", "src/db", "tests", "tests/unit", "web/src", "scripts", "docs")
+SHELL_CMDS = (
+    "pytest -q {f}",
+    "python -m pytest -x tests/unit",
+    "git status --short",
+    "git diff --stat",
+    "git log --oneline -20",
+    "rg -n '{w}' src",
+    "ls -la {d}",
+    "sed -n '1,200p' {f}",
+    "cat {f}",
+    "npm test -- --watch=false",
+    "npm run lint",
+    "make test",
+    "go test ./...",
+    "ruff check .",
+    "mypy src",
+    "docker compose ps",
+)
+
+
+def _tok(rng: random.Random, n: int) -> str:
+    return "".join(rng.choices(ALNUM, k=n))
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _lognormal(rng: random.Random, median: float, sigma: float, lo: float, hi: float) -> int:
+    return int(min(hi, max(lo, rng.lognormvariate(0.0, sigma) * median)))
+
+
+def iso(t: float) -> str:
+    dt = datetime.fromtimestamp(t, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def encode_cwd(cwd: str) -> str:
+    """Claude Code's project directory name: every non-alphanumeric character becomes '-'."""
+    return "".join(c if c.isalnum() else "-" for c in cwd)
+
+
+# ------------------------------------------------------------------------------------------- text pools
+
+
+class Pools:
+    """A few MB of code-like text and of base64, sliced to make file contents, outputs and images."""
+
+    def __init__(self, rng: random.Random) -> None:
+        lines = [self._code_line(rng) for _ in range(90_000)]
+        self.code = "\n".join(lines) + "\n"
+        self.offsets = [0]
+        for line in lines:
+            self.offsets.append(self.offsets[-1] + len(line) + 1)
+        numbered = [f"{(i % 99_999) + 1:>6}\u2192{line}" for i, line in enumerate(lines)]
+        self.numbered = "\n".join(numbered) + "\n"
+        self.noffsets = [0]
+        for line in numbered:
+            self.noffsets.append(self.noffsets[-1] + len(line) + 1)
+        self.b64 = base64.b64encode(rng.randbytes(6 * 1024 * 1024)).decode("ascii")
+
+    @staticmethod
+    def _code_line(rng: random.Random) -> str:
+        w = rng.choice(WORDS)
+        v = rng.choice(WORDS)
+        indent = " " * rng.choice((0, 4, 4, 8, 8, 12, 16))
+        kind = rng.randrange(14)
+        if kind == 0:
+            return f"{indent}def {w}_{v}(self, {v}: str, *, timeout: float = 3.0) -> dict[str, Any]:"
+        if kind == 1:
+            return f'{indent}"""Return the {w} for this {v}; raises {v.title()}Error when it is missing."""'
+        if kind == 2:
+            return f'{indent}logger.info("{w} %s finished in %.2fs", {v}.id, elapsed)'
+        if kind == 3:
+            return f"{indent}if {w} is None or not {v}:"
+        if kind == 4:
+            return f"{indent}return {{\"{w}\": {v}, 'status': \"ok\", \"count\": len({w}s)}}"
+        if kind == 5:
+            return f"{indent}const {w}{v.title()} = await fetch(`/api/{w}/${{id}}`, {{ method: 'POST' }});"
+        if kind == 6:
+            return ""
+        if kind == 7:
+            return f"from app.{w} import {v.title()}{w.title()}, {v}_{w}"
+        if kind == 8:
+            return f"{indent}# TODO({w}): the {v} path is not covered — see issue #{rng.randrange(100, 9999)}"
+        if kind == 9:
+            return f"{indent}\tself.{w} = {v}  # tab-indented legacy code"
+        if kind == 10:
+            return f"{indent}raise {w.title()}Error(f\"cannot {v} {{{w}!r}}: {{exc}}\") from exc"
+        if kind == 11:
+            return f"{indent}assert result[\"{w}\"] == expected_{v}, f\"got {{result}}\""
+        if kind == 12:
+            return f"{indent}for {w} in sorted({v}s, key=lambda x: (x.{w}, x.id)):"
+        return f"{indent}{w}_{v} = {rng.randrange(1000)} * SCALE  # café-safe"
+
+    def _span(self, rng: random.Random, nbytes: int, offsets: list[int], text: str) -> str:
+        total = offsets[-1]
+        nbytes = max(1, min(nbytes, total - 1))
+        start_char = rng.randrange(0, total - nbytes)
+        a = bisect.bisect_left(offsets, start_char)
+        b = bisect.bisect_left(offsets, offsets[a] + nbytes)
+        b = min(max(b, a + 1), len(offsets) - 1)
+        return text[offsets[a] : offsets[b]]
+
+    def code_text(self, rng: random.Random, nbytes: int) -> str:
+        return self._span(rng, nbytes, self.offsets, self.code)
+
+    def numbered_text(self, rng: random.Random, nbytes: int) -> str:
+        return self._span(rng, nbytes, self.noffsets, self.numbered)
+
+    def base64(self, rng: random.Random, nbytes: int) -> str:
+        nbytes = min(nbytes, len(self.b64) - 4) // 4 * 4
+        start = rng.randrange(0, (len(self.b64) - nbytes) // 4) * 4
+        return self.b64[start : start + nbytes]
+
+
+# ------------------------------------------------------------------------------------------- output files
+
+Tokens = dict[str, int]
+
+
+def _zero() -> Tokens:
+    return {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}
+
+
+@dataclass
+class Totals:
+    files: int = 0
+    bytes: int = 0
+    sessions: int = 0
+    tokens: Tokens = field(default_factory=_zero)
+    ws_sessions: int = 0
+    ws_files: int = 0
+    ws_bytes: int = 0
+    ws_tokens: Tokens = field(default_factory=_zero)
+
+    def add_tokens(self, tokens: Tokens, in_ws: bool) -> None:
+        for k, v in tokens.items():
+            self.tokens[k] += v
+            if in_ws:
+                self.ws_tokens[k] += v
+
+
+@dataclass
+class Stats:
+    """Shape of what was written: bytes in lines by size class, line kinds (printed, kept in the manifest)."""
+
+    lines: int = 0
+    big_lines: Counter[str] = field(default_factory=Counter)
+    big_bytes: Counter[str] = field(default_factory=Counter)
+    largest_line: int = 0
+
+    def line(self, n: int) -> None:
+        self.lines += 1
+        self.largest_line = max(self.largest_line, n)
+        for name, floor in (("ge_1mb", 1 << 20), ("ge_64kb", 64 << 10), ("ge_10kb", 10 << 10)):
+            if n >= floor:
+                self.big_lines[name] += 1
+                self.big_bytes[name] += n
+                break
+
+
+class Out:
+    """One JSONL file, written through a 1 MB buffer; its mtime is set to its last timestamp on close."""
+
+    def __init__(self, path: Path, stats: Stats) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.stats = stats
+        self.fh: BinaryIO = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+        self.bytes = 0
+        self.last_t = 0.0
+
+    def write(self, obj: dict[str, Any], t: float | None = None) -> int:
+        data = orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+        return self.raw(data, t)
+
+    def raw(self, data: bytes, t: float | None = None) -> int:
+        self.fh.write(data)
+        self.bytes += len(data)
+        self.stats.line(len(data))
+        if t is not None:
+            self.last_t = max(self.last_t, t)
+        return len(data)
+
+    def close(self) -> int:
+        self.fh.close()
+        if self.last_t:
+            os.utime(self.path, (self.last_t, self.last_t))
+        return self.bytes
+
+
+@dataclass
+class Project:
+    cwd: str
+    files: list[str]
+    in_ws: bool
+
+
+def _projects(rng: random.Random) -> tuple[list[Project], list[Project]]:
+    def files_for() -> list[str]:
+        out = []
+        for _ in range(rng.randrange(30, 90)):
+            out.append(f"{rng.choice(CODE_DIRS)}/{rng.choice(WORDS)}_{rng.choice(WORDS)}{rng.choice(CODE_EXT)}")
+        return sorted(set(out))
+
+    ws = [Project(WORKSPACE + sub, files_for(), True) for sub in dict.fromkeys(WORKSPACE_SUBDIRS)]
+    others = [Project(f"{SRC_ROOT}/{name}", files_for(), False) for name in OTHER_PROJECTS]
+    return ws, others
+
+
+class Clock:
+    """Session time: starts somewhere in the span, advances per line, never passes `now`."""
+
+    def __init__(self, rng: random.Random, now: float) -> None:
+        self.rng = rng
+        self.now = now - 1.0
+        self.t = now - rng.uniform(0.4, SPAN_DAYS - 0.05) * 86400
+
+    def tick(self, lo: float = 0.05, hi: float = 4.0) -> float:
+        self.t = min(self.now, self.t + self.rng.uniform(lo, hi))
+        return self.t
+
+
+# ------------------------------------------------------------------------------------------- claude code
+
+
+class ClaudeSession:
+    """Writes one Claude Code session (and its subagent transcripts) up to a byte budget."""
+
+    def __init__(
+        self,
+        g: Generator,
+        project: Project,
+        budget: int,
+        session_id: str | None = None,
+        out: Out | None = None,
+        agent_id: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        rng = g.rng
+        self.g = g
+        self.rng = rng
+        self.project = project
+        self.cwd = project.cwd
+        self.budget = budget
+        self.session_id = session_id or _uuid(rng)
+        self.agent_id = agent_id
+        self.sidechain = agent_id is not None
+        self.version = rng.choice(CLAUDE_VERSIONS)
+        self.model = SUBAGENT_MODEL if self.sidechain else rng.choice(CLAUDE_MODELS)
+        self.branch = rng.choice(BRANCHES)
+        self.clock = clock or Clock(rng, g.now)
+        self.parent: str | None = None
+        self.context = rng.randrange(9_000, 20_000)
+        self.tokens = _zero()
+        self.tracked: dict[str, dict[str, Any]] = {}
+        self.files_written = 0
+        self.bytes_written = 0
+        proj_dir = g.claude_dir / "projects" / encode_cwd(project.cwd)
+        if out is None:
+            self.out = Out(proj_dir / f"{self.session_id}.jsonl", g.stats)
+        else:
+            self.out = out
+        self.proj_dir = proj_dir
+
+    # -- line builders
+
+    def _base(self, kind: str, t: float) -> dict[str, Any]:
+        u = _uuid(self.rng)
+        base: dict[str, Any] = {
+            "parentUuid": self.parent,
+            "isSidechain": self.sidechain,
+            "userType": "external",
+            "cwd": self.cwd,
+            "sessionId": self.session_id,
+            "version": self.version,
+            "gitBranch": self.branch,
+        }
+        if self.agent_id:
+            base["agentId"] = self.agent_id
+        base["type"] = kind
+        base["uuid"] = u
+        base["timestamp"] = iso(t)
+        self.parent = u
+        return base
+
+    def _path(self) -> str:
+        rng = self.rng
+        if rng.random() < 0.03:
+            return rng.choice(("/etc/hosts", "/home/dev/.bashrc", "/tmp/out.log", f"{SRC_ROOT}/dotfiles/.zshrc"))
+        root = WORKSPACE if self.project.in_ws else self.project.cwd
+        return f"{root}/{rng.choice(self.project.files)}"
+
+    def write(self, obj: dict[str, Any], t: float | None) -> None:
+        self.out.write(obj, t)
+
+    def user(self, content: str | list[Any], **extra: Any) -> dict[str, Any]:
+        t = self.clock.tick(2, 90) if isinstance(content, str) else self.clock.tick(0.05, 3)
+        line = self._base("user", t)
+        line["message"] = {"role": "user", "content": content}
+        line.update(extra)
+        # the real key order puts type/message before uuid/timestamp; harmless to leave as built
+        self.write(line, t)
+        return line
+
+    def assistant_response(self, blocks: list[dict[str, Any]], stop: str) -> None:
+        """One API response: one line per content block, same message.id + requestId + usage."""
+        rng = self.rng
+        mid = "msg_01" + _tok(rng, 22)
+        rid = "req_011C" + _tok(rng, 18)
+        write5m = rng.choice((0, 0, rng.randrange(50, 4000), rng.randrange(2000, 30000)))
+        usage = {
+            "input_tokens": rng.randrange(1, 40),
+            "cache_creation_input_tokens": write5m,
+            "cache_read_input_tokens": self.context,
+            "cache_creation": {"ephemeral_5m_input_tokens": write5m, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": rng.randrange(1, 60) if stop == "tool_use" else rng.randrange(40, 2500),
+            "service_tier": "standard",
+        }
+        self.context = min(180_000, self.context + write5m + rng.randrange(100, 3000))
+        self.tokens["input"] += usage["input_tokens"]
+        self.tokens["output"] += usage["output_tokens"]
+        self.tokens["cache_read"] += usage["cache_read_input_tokens"]
+        self.tokens["cache_write"] += usage["cache_creation_input_tokens"]
+        t0 = self.clock.tick(1, 25)
+        for i, block in enumerate(blocks):
+            t = t0 + i * 0.4
+            line = self._base("assistant", t)
+            del line["type"], line["uuid"], line["timestamp"]
+            line["message"] = {
+                "model": self.model,
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "content": [block],
+                "stop_reason": stop if i == len(blocks) - 1 else None,
+                "stop_sequence": None,
+                "usage": usage,
+            }
+            line["requestId"] = rid
+            line["type"] = "assistant"
+            line["uuid"] = self.parent
+            line["timestamp"] = iso(t)
+            self.write(line, t)
+
+    def snapshot(self, update: bool) -> None:
+        mid = _uuid(self.rng)
+        t = self.clock.t
+        backups = dict(self.tracked)
+        line = {
+            "type": "file-history-snapshot",
+            "messageId": mid,
+            "snapshot": {"messageId": mid, "trackedFileBackups": backups, "timestamp": iso(t)},
+            "isSnapshotUpdate": update,
+        }
+        self.write(line, t)
+
+    def _track(self, path: str) -> None:
+        n = len(self.tracked) + 1
+        self.tracked[path] = {
+            "backupFileName": f"{_tok(self.rng, 16).lower()}@v{n}",
+            "version": n,
+            "backupTime": iso(self.clock.t),
+        }
+
+    # -- tools
+
+    def tool_round(self) -> None:
+        rng = self.rng
+        blocks: list[dict[str, Any]] = []
+        if rng.random() < 0.4:
+            blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": " ".join(rng.choices(WORDS, k=rng.randrange(20, 300))),
+                    "signature": self.g.pools.base64(rng, rng.randrange(200, 1200)),
+                }
+            )
+        if rng.random() < 0.6:
+            blocks.append({"type": "text", "text": " ".join(rng.choices(WORDS, k=rng.randrange(5, 60)))})
+        calls = [self.tool_call() for _ in range(1 if rng.random() < 0.8 else rng.randrange(2, 4))]
+        blocks.extend(block for block, _ in calls)
+        self.assistant_response(blocks, "tool_use")
+        assistant_uuid = self.parent
+        for block, result in calls:
+            result(block, assistant_uuid)
+
+    def tool_call(self) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        tid = "toolu_01" + _tok(rng, 22)
+        r = rng.random()
+        if r < 0.30:
+            return self._read(tid)
+        if r < 0.53:
+            return self._bash(tid)
+        if r < 0.68:
+            return self._edit(tid)
+        if r < 0.73:
+            return self._write(tid)
+        if r < 0.83:
+            return self._grep(tid)
+        if r < 0.88:
+            return self._glob(tid)
+        if r < 0.96 or self.sidechain:
+            return self._todo(tid)
+        return self._task(tid)
+
+    def _result(
+        self,
+        block: dict[str, Any],
+        assistant_uuid: str | None,
+        content: str | list[Any],
+        tool_use_result: Any,
+        error: bool = False,
+    ) -> None:
+        res: dict[str, Any] = {"tool_use_id": block["id"], "type": "tool_result", "content": content}
+        if error:
+            res["is_error"] = True
+        extra: dict[str, Any] = {"toolUseResult": tool_use_result}
+        if self.version >= "2.1":
+            extra["sourceToolAssistantUUID"] = assistant_uuid
+        self.user([res], **extra)
+
+    def _error(self, block: dict[str, Any], assistant_uuid: str | None, text: str) -> None:
+        self._result(block, assistant_uuid, f"<tool_use_error>{text}</tool_use_error>", f"Error: {text}", True)
+
+    def _read(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        path = self._path()
+        image = path.endswith(".png") or rng.random() < 0.008
+        if image:
+            path = path.rsplit(".", 1)[0] + ".png"
+        block = {"type": "tool_use", "id": tid, "name": "Read", "input": {"file_path": path}}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            if rng.random() < 0.05:
+                self._error(block, au, "File does not exist.")
+                return
+            if image:
+                data = self.g.pools.base64(rng, rng.randrange(1 << 20, 5 << 20))
+                src = {"type": "base64", "media_type": "image/png", "data": data}
+                tur = {
+                    "type": "image",
+                    "file": {"base64": data, "type": "image/png", "originalSize": len(data) * 3 // 4},
+                }
+                self._result(block, au, [{"type": "image", "source": src}], tur)
+                return
+            size = _lognormal(rng, 14_000, 1.3, 10_000 if rng.random() < 0.5 else 600, 2 << 20)
+            numbered = self.g.pools.numbered_text(rng, size)
+            plain = self.g.pools.code_text(rng, size)
+            n = plain.count("\n")
+            tur = {
+                "type": "text",
+                "file": {"filePath": path, "content": plain, "numLines": n, "startLine": 1, "totalLines": n},
+            }
+            self._result(block, au, numbered, tur)
+
+        return block, result
+
+    def _bash(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        cmd = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
+        inp = {"command": cmd, "description": f"Run {cmd.split()[0]}"}
+        block = {"type": "tool_use", "id": tid, "name": "Bash", "input": inp}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            out = self.g.pools.code_text(rng, _lognormal(rng, 1500, 1.6, 20, 600_000))
+            if rng.random() < 0.12:
+                text = f"Exit code 1\n{out[-4000:]}"
+                self._result(block, au, text, f"Error: {text[:2000]}", True)
+                return
+            interrupted = rng.random() < 0.01
+            tur = {"stdout": out, "stderr": "", "interrupted": interrupted, "isImage": False}
+            self._result(block, au, out, tur)
+
+        return block, result
+
+    def _edit(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        path = self._path()
+        old = self.g.pools.code_text(rng, rng.randrange(40, 1500))
+        new = self.g.pools.code_text(rng, rng.randrange(40, 2000))
+        inp = {"file_path": path, "old_string": old, "new_string": new}
+        block = {"type": "tool_use", "id": tid, "name": "Edit", "input": inp}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            if rng.random() < 0.07:
+                self._error(block, au, "String to replace not found in file.")
+                return
+            original = self.g.pools.code_text(rng, _lognormal(rng, 12_000, 1.2, 1_000, 1 << 20))
+            snippet = self.g.pools.numbered_text(rng, rng.randrange(300, 2500))
+            text = f"The file {path} has been updated. Here's the result of running `cat -n` on a snippet:\n{snippet}"
+            hunk = {
+                "oldStart": rng.randrange(1, 400),
+                "oldLines": old.count("\n") + 1,
+                "newStart": 1,
+                "newLines": new.count("\n") + 1,
+                "lines": ["-" + x for x in old.splitlines()] + ["+" + x for x in new.splitlines()],
+            }
+            tur = {
+                "filePath": path,
+                "oldString": old,
+                "newString": new,
+                "originalFile": original,
+                "structuredPatch": [hunk],
+                "userModified": False,
+                "replaceAll": False,
+            }
+            self._track(path)
+            self._result(block, au, text, tur)
+            self.snapshot(update=True)
+
+        return block, result
+
+    def _write(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        path = self._path()
+        content = self.g.pools.code_text(rng, _lognormal(rng, 6_000, 1.2, 200, 400_000))
+        block = {"type": "tool_use", "id": tid, "name": "Write", "input": {"file_path": path, "content": content}}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            tur = {"type": "create", "filePath": path, "content": content, "structuredPatch": []}
+            self._track(path)
+            self._result(block, au, f"File created successfully at: {path}", tur)
+            self.snapshot(update=True)
+
+        return block, result
+
+    def _grep(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        pattern = rng.choice(WORDS)
+        mode = rng.choice(("files_with_matches", "content"))
+        inp = {"pattern": pattern, "path": self.cwd, "output_mode": mode}
+        block = {"type": "tool_use", "id": tid, "name": "Grep", "input": inp}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            files = rng.sample(self.project.files, min(len(self.project.files), rng.randrange(0, 25)))
+            if mode == "content":
+                body = self.g.pools.code_text(rng, _lognormal(rng, 2000, 1.2, 50, 200_000))
+                tur: dict[str, Any] = {"mode": mode, "numFiles": len(files), "filenames": [], "content": body}
+                tur["numLines"] = body.count("\n")
+                self._result(block, au, body, tur)
+            else:
+                body = f"Found {len(files)} files\n" + "\n".join(f"{self.cwd}/{f}" for f in files)
+                tur = {"mode": mode, "numFiles": len(files), "filenames": files}
+                self._result(block, au, body, tur)
+
+        return block, result
+
+    def _glob(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        block = {"type": "tool_use", "id": tid, "name": "Glob", "input": {"pattern": f"**/*{rng.choice(CODE_EXT)}"}}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            files = [f"{self.cwd}/{f}" for f in rng.sample(self.project.files, min(12, len(self.project.files)))]
+            tur = {"filenames": files, "durationMs": rng.randrange(3, 400), "numFiles": len(files), "truncated": False}
+            self._result(block, au, "\n".join(files), tur)
+
+        return block, result
+
+    def _todo(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        todos = [
+            {
+                "content": f"{rng.choice(WORDS).title()} the {rng.choice(WORDS)} {rng.choice(WORDS)}",
+                "status": rng.choice(("pending", "in_progress", "completed")),
+                "activeForm": f"Working on the {rng.choice(WORDS)}",
+            }
+            for _ in range(rng.randrange(2, 8))
+        ]
+        block = {"type": "tool_use", "id": tid, "name": "TodoWrite", "input": {"todos": todos}}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            text = "Todos have been modified successfully. Ensure that you continue to use the todo list."
+            self._result(block, au, text, {"oldTodos": todos[:-1], "newTodos": todos})
+
+        return block, result
+
+    def _task(self, tid: str) -> tuple[dict[str, Any], Any]:
+        rng = self.rng
+        prompt = f"Search the codebase for every use of {rng.choice(WORDS)} and report the call sites."
+        inp = {"description": "Find call sites", "prompt": prompt, "subagent_type": "general-purpose"}
+        block = {"type": "tool_use", "id": tid, "name": "Task", "input": inp}
+
+        def result(block: dict[str, Any], au: str | None) -> None:
+            agent_id = _tok(rng, 8).lower()
+            budget = min(4 << 20, max(20_000, int(self.budget * rng.uniform(0.03, 0.12))))
+            path = self.proj_dir / self.session_id / "subagents" / f"agent-{agent_id}.jsonl"
+            sub_out = Out(path, self.g.stats)
+            clock = Clock(rng, self.g.now)
+            clock.t = self.clock.t
+            sub = ClaudeSession(self.g, self.project, budget, self.session_id, sub_out, agent_id, clock)
+            sub.run_subagent(prompt)
+            self.clock.t = max(self.clock.t, clock.t)
+            self.files_written += 1
+            self.bytes_written += sub_out.close()
+            for k, v in sub.tokens.items():
+                self.tokens[k] += v
+            text = " ".join(rng.choices(WORDS, k=rng.randrange(30, 200)))
+            tur = {
+                "status": "completed",
+                "prompt": prompt,
+                "agentId": agent_id,
+                "content": [{"type": "text", "text": text}],
+                "totalDurationMs": rng.randrange(5_000, 300_000),
+                "totalTokens": sum(sub.tokens.values()),
+                "totalToolUseCount": rng.randrange(1, 40),
+            }
+            self._result(block, au, [{"type": "text", "text": text}], tur)
+
+        return block, result
+
+    # -- whole sessions
+
+    def used(self) -> int:
+        return self.out.bytes
+
+    def prompt(self) -> None:
+        rng = self.rng
+        g = self.g
+        if self.version >= "2.1" and rng.random() < 0.3:
+            t = self.clock.tick(1, 30)
+            text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+            for op in ("enqueue", "dequeue"):
+                q = {"type": "queue-operation", "operation": op, "timestamp": iso(t), "sessionId": self.session_id}
+                if op == "enqueue":
+                    q["content"] = text
+                self.write(q, t)
+        self.snapshot(update=False)
+        r = rng.random()
+        if r < 0.06:
+            self.user(rng.choice(INJECTED), isMeta=True)
+        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        if rng.random() < 0.03:  # a pasted screenshot
+            data = g.pools.base64(rng, rng.randrange(1 << 20, 5 << 20))
+            image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+            self.user([{"type": "text", "text": text}, image])
+        else:
+            self.user(text)
+        if rng.random() < 0.15:
+            t = self.clock.tick(0.01, 0.2)
+            line = self._base("attachment", t)
+            line["attachment"] = {
+                "type": "todo",
+                "content": [{"content": "Run the tests", "status": "pending", "activeForm": "Running the tests"}],
+                "itemCount": 1,
+                "context": "main",
+            }
+            self.write(line, t)
+
+    def finish_turn(self) -> None:
+        rng = self.rng
+        if rng.random() < 0.04:
+            self.user([{"type": "text", "text": "[Request interrupted by user for tool use]"}])
+            return
+        text = " ".join(rng.choices(WORDS, k=rng.randrange(20, 250)))
+        self.assistant_response([{"type": "text", "text": text}], "end_turn")
+        if rng.random() < 0.1:
+            t = self.clock.tick(0.01, 0.5)
+            line = self._base("system", t)
+            line.update(
+                {
+                    "subtype": "local_command" if rng.random() < 0.5 else "informational",
+                    "content": "<local-command-stdout>Compacted</local-command-stdout>",
+                    "level": "info",
+                    "isMeta": False,
+                }
+            )
+            self.write(line, t)
+
+    def run(self) -> tuple[int, int]:
+        """Writes the whole session; returns (files, bytes) including subagents."""
+        rng = self.rng
+        if rng.random() < 0.12:
+            for _ in range(rng.randrange(1, 4)):
+                summary = " ".join(rng.choices(WORDS, k=6)).capitalize()
+                self.write({"type": "summary", "summary": summary, "leafUuid": _uuid(rng)}, None)
+        moved = False
+        while self.used() + self.bytes_written < self.budget:
+            self.prompt()
+            for _ in range(rng.randrange(1, 14)):
+                self.tool_round()
+                if self.used() + self.bytes_written >= self.budget:
+                    break
+            self.finish_turn()
+            if self.project.in_ws and not moved and rng.random() < 0.05:  # `cd services/auth` mid-session
+                self.cwd = WORKSPACE + "/services/auth"
+                moved = True
+        if rng.random() < 0.02:  # still being written: a last line without its newline
+            self.out.raw(b'{"parentUuid":"' + (self.parent or "").encode() + b'","isSidechain":false,"type":"user","mess')
+        self.files_written += 1
+        self.bytes_written += self.out.close()
+        return self.files_written, self.bytes_written
+
+    def run_subagent(self, prompt: str) -> None:
+        rng = self.rng
+        self.user(prompt)
+        while self.used() < self.budget:
+            self.tool_round()
+            if rng.random() < 0.15:
+                self.finish_turn()
+        self.finish_turn()
+
+
+# ------------------------------------------------------------------------------------------- codex
+
+
+class CodexSession:
+    """Writes one Codex rollout up to a byte budget."""
+
+    def __init__(self, g: Generator, project: Project, budget: int, archived: bool, old_format: bool) -> None:
+        rng = g.rng
+        self.g = g
+        self.rng = rng
+        self.project = project
+        self.budget = budget
+        self.old = old_format
+        self.session_id = _uuid(rng)
+        self.clock = Clock(rng, g.now)
+        start = datetime.fromtimestamp(self.clock.t, UTC)
+        name = f"rollout-{start.strftime('%Y-%m-%dT%H-%M-%S')}-{self.session_id}.jsonl"
+        if archived:
+            path = g.codex_dir / "archived_sessions" / name
+        else:
+            path = g.codex_dir / "sessions" / start.strftime("%Y/%m/%d") / name
+        self.out = Out(path, g.stats)
+        self.version = rng.choice(CODEX_VERSIONS)
+        self.model = rng.choice(CODEX_MODELS)
+        self.total = {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0, "reasoning_output_tokens": 0}
+        self.context = rng.randrange(6_000, 14_000)
+        self.n_calls = 0
+
+    def line(self, kind: str, payload: dict[str, Any], t: float) -> None:
+        if self.old:
+            self.out.write(payload, t)
+        else:
+            self.out.write({"timestamp": iso(t), "type": kind, "payload": payload}, t)
+
+    def call_id(self) -> str:
+        return "call_" + _tok(self.rng, 24)
+
+    def header(self) -> None:
+        rng = self.rng
+        t = self.clock.t
+        instructions = self.g.pools.code_text(rng, rng.randrange(4_000, 24_000)) if rng.random() < 0.6 else None
+        cwd = self.project.cwd
+        if self.old:
+            self.out.write({"id": self.session_id, "timestamp": iso(t), "instructions": instructions}, t)
+        else:
+            payload: dict[str, Any] = {
+                "id": self.session_id,
+                "timestamp": iso(t),
+                "cwd": cwd,
+                "originator": "codex_cli_rs",
+                "cli_version": self.version,
+                "instructions": instructions,
+                "source": "cli",
+                "model_provider": "openai",
+                "git": {
+                    "commit_hash": _tok(rng, 40).lower(),
+                    "branch": rng.choice(BRANCHES) or "main",
+                    "repository_url": f"git@github.com:acme/{cwd.rsplit('/', 1)[-1]}.git",
+                },
+            }
+            self.line("session_meta", payload, t)
+        env = (
+            f"<environment_context>\n  <cwd>{cwd}</cwd>\n  <approval_policy>on-request</approval_policy>\n"
+            "  <sandbox_mode>workspace-write</sandbox_mode>\n  <network_access>restricted</network_access>\n"
+            "  <shell>bash</shell>\n</environment_context>"
+        )
+        self.message("user", env, "input_text")
+        if rng.random() < 0.5:
+            agents = self.g.pools.code_text(rng, rng.randrange(500, 6000))
+            self.message("user", f"<user_instructions>\n\n{agents}\n\n</user_instructions>", "input_text")
+
+    def message(self, role: str, text: str, kind: str) -> None:
+        t = self.clock.tick(0.01, 1)
+        self.line("response_item", {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}, t)
+
+    def event(self, payload: dict[str, Any]) -> None:
+        if not self.old:
+            self.line("event_msg", payload, self.clock.tick(0.01, 0.3))
+
+    def token_count(self, out_tokens: int) -> None:
+        rng = self.rng
+        inp = self.context
+        cached = int(inp * rng.uniform(0.7, 0.97)) if self.total["input_tokens"] else 0
+        reasoning = rng.randrange(0, max(1, out_tokens))
+        last = {
+            "input_tokens": inp,
+            "cached_input_tokens": cached,
+            "output_tokens": out_tokens,
+            "reasoning_output_tokens": reasoning,
+            "total_tokens": inp + out_tokens,
+        }
+        for k in self.total:
+            self.total[k] += last[k]
+        self.context = min(250_000, self.context + rng.randrange(300, 6000))
+        if self.old:
+            return
+        total = dict(self.total)
+        total["total_tokens"] = total["input_tokens"] + total["output_tokens"]
+        limits = {
+            "primary": {"used_percent": round(rng.uniform(0, 90), 1), "window_minutes": 299, "resets_in_seconds": 9000},
+            "secondary": {"used_percent": round(rng.uniform(0, 60), 1), "window_minutes": 10079},
+        }
+        info = {"total_token_usage": total, "last_token_usage": last, "model_context_window": 272_000}
+        self.event({"type": "token_count", "info": info, "rate_limits": limits})
+
+    def turn(self) -> None:
+        rng = self.rng
+        cwd = self.project.cwd
+        if not self.old:
+            ctx = {
+                "cwd": cwd,
+                "approval_policy": "on-request",
+                "sandbox_policy": {"mode": "workspace-write", "network_access": False},
+                "model": self.model,
+                "effort": rng.choice(("low", "medium", "high")),
+                "summary": "auto",
+            }
+            self.line("turn_context", ctx, self.clock.tick(5, 120))
+        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        self.message("user", text, "input_text")
+        self.event({"type": "user_message", "message": text, "images": []})
+        if not self.old:
+            self.event({"type": "token_count", "info": None, "rate_limits": None})
+        for _ in range(rng.randrange(1, 16)):
+            self.round()
+            if self.out.bytes >= self.budget:
+                break
+        answer = " ".join(rng.choices(WORDS, k=rng.randrange(20, 300)))
+        self.message("assistant", answer, "output_text")
+        self.event({"type": "agent_message", "message": answer})
+        self.token_count(rng.randrange(100, 3000))
+
+    def round(self) -> None:
+        rng = self.rng
+        summary = "**" + " ".join(rng.choices(WORDS, k=3)).capitalize() + "**"
+        reasoning = {
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": summary}],
+            "content": None,
+            "encrypted_content": "gAAAAAB" + self.g.pools.base64(rng, rng.randrange(1_500, 24_000)),
+        }
+        self.line("response_item", reasoning, self.clock.tick(1, 20))
+        self.event({"type": "agent_reasoning", "text": summary})
+        if rng.random() < 0.75:
+            self.shell()
+        else:
+            self.patch()
+        self.token_count(rng.randrange(20, 1500))
+
+    def shell(self) -> None:
+        rng = self.rng
+        cid = self.call_id()
+        script = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
+        if rng.random() < 0.05:  # a patch piped through the shell
+            script = f"apply_patch <<'EOF'\n{self._patch_text()}\nEOF"
+        new_style = self.version >= "0.55"
+        if new_style:
+            name, args = "shell_command", {"command": script, "workdir": self.project.cwd, "timeout_ms": 120_000}
+        else:
+            name = "shell"
+            args = {"command": ["bash", "-lc", script], "workdir": self.project.cwd, "timeout_ms": 120_000}
+        call = {"type": "function_call", "name": name, "arguments": orjson.dumps(args).decode(), "call_id": cid}
+        self.line("response_item", call, self.clock.tick(0.5, 5))
+        output = self.g.pools.code_text(rng, _lognormal(rng, 2_500, 1.7, 20, 1 << 20))
+        code = 1 if rng.random() < 0.11 else 0
+        dur = round(rng.uniform(0.01, 40), 3)
+        if new_style:
+            out_text = f"Exit code: {code}\nWall time: {dur} seconds\nOutput:\n{output}"
+        else:
+            out_text = orjson.dumps({"output": output, "metadata": {"exit_code": code, "duration_seconds": dur}}).decode()
+        self.line("response_item", {"type": "function_call_output", "call_id": cid, "output": out_text}, self.clock.t)
+        if new_style and rng.random() < 0.8:
+            self.event(
+                {
+                    "type": "exec_command_end",
+                    "call_id": cid,
+                    "command": ["bash", "-lc", script],
+                    "cwd": self.project.cwd,
+                    "stdout": output,
+                    "stderr": "",
+                    "aggregated_output": output,
+                    "exit_code": code,
+                    "duration": {"secs": int(dur), "nanos": 0},
+                    "formatted_output": output[:8000],
+                }
+            )
+
+    def _patch_text(self) -> str:
+        rng = self.rng
+        parts = ["*** Begin Patch"]
+        for _ in range(rng.randrange(1, 4)):
+            f = rng.choice(self.project.files)
+            if rng.random() < 0.2:
+                body = self.g.pools.code_text(rng, _lognormal(rng, 3_000, 1.2, 100, 200_000))
+                parts.append(f"*** Add File: {f}")
+                parts.extend("+" + x for x in body.splitlines())
+            else:
+                parts.append(f"*** Update File: {f}")
+                parts.append(f"@@ def {rng.choice(WORDS)}")
+                old = self.g.pools.code_text(rng, rng.randrange(40, 1200)).splitlines()
+                new = self.g.pools.code_text(rng, rng.randrange(40, 1600)).splitlines()
+                parts.extend("-" + x for x in old)
+                parts.extend("+" + x for x in new)
+        parts.append("*** End Patch")
+        return "\n".join(parts)
+
+    def patch(self) -> None:
+        rng = self.rng
+        cid = self.call_id()
+        patch = self._patch_text()
+        if self.old:
+            args = orjson.dumps({"command": ["apply_patch", patch]}).decode()
+            call = {"type": "function_call", "name": "shell", "arguments": args, "call_id": cid}
+            self.line("response_item", call, self.clock.tick(0.5, 5))
+            out = orjson.dumps({"output": "Done!", "metadata": {"exit_code": 0, "duration_seconds": 0.0}}).decode()
+            self.line("response_item", {"type": "function_call_output", "call_id": cid, "output": out}, self.clock.t)
+            return
+        item = {"type": "custom_tool_call", "status": "completed", "call_id": cid, "name": "apply_patch", "input": patch}
+        self.line("response_item", item, self.clock.tick(0.5, 5))
+        ok = rng.random() > 0.06
+        files = [ln.split(": ", 1)[1] for ln in patch.splitlines() if ln.startswith(("*** Update", "*** Add"))]
+        text = "Success. Updated the following files:\n" + "\n".join(f"M {f}" for f in files) if ok else "Failed"
+        meta = {"exit_code": 0 if ok else 1, "duration_seconds": 0.0}
+        out = orjson.dumps({"output": text, "metadata": meta}).decode()
+        self.line("response_item", {"type": "custom_tool_call_output", "call_id": cid, "output": out}, self.clock.t)
+        self.event({"type": "patch_apply_end", "call_id": cid, "stdout": text, "stderr": "", "success": ok})
+
+    def run(self) -> int:
+        self.header()
+        while self.out.bytes < self.budget:
+            self.turn()
+            if self.old and self.rng.random() < 0.5:
+                self.out.write({"record_type": "state"}, self.clock.t)
+        return self.out.close()
+
+    def tokens(self) -> Tokens:
+        if self.old:
+            return _zero()  # the old format recorded no usage
+        inp, cached = self.total["input_tokens"], self.total["cached_input_tokens"]
+        return {"input": inp - cached, "output": self.total["output_tokens"], "cache_read": cached, "cache_write": 0}
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+
+class Generator:
+    def __init__(self, out_dir: Path, size_mb: float, seed: int, now: datetime) -> None:
+        self.out_dir = out_dir
+        self.claude_dir = out_dir / "claude"
+        self.codex_dir = out_dir / "codex"
+        self.target = int(size_mb * 1024 * 1024)
+        self.seed = seed
+        self.now_dt = now
+        self.now = now.timestamp()
+        self.rng = random.Random(seed)
+        self.pools = Pools(self.rng)
+        self.stats = Stats()
+        self.ws_projects, self.other_projects = _projects(self.rng)
+        weights = [1.0 / (i + 1) ** 0.8 for i in range(len(self.other_projects))]
+        self.other_weights = weights
+        self.claude = Totals()
+        self.codex = Totals()
+        self.sessions: list[dict[str, Any]] = []
+
+    def pick_project(self) -> Project:
+        rng = self.rng
+        if rng.random() < WORKSPACE_SHARE:
+            return rng.choice(self.ws_projects)
+        return rng.choices(self.other_projects, weights=self.other_weights)[0]
+
+    def run(self) -> dict[str, Any]:
+        rng = self.rng
+        claude_target = int(self.target * CLAUDE_SHARE)
+        codex_target = self.target - claude_target
+        while self.claude.bytes < claude_target:
+            left = claude_target - self.claude.bytes
+            budget = min(_lognormal(rng, 900_000, 1.3, 8_000, 48 << 20), max(left, 8_000))
+            project = self.pick_project()
+            s = ClaudeSession(self, project, budget)
+            files, nbytes = s.run()
+            self._count(self.claude, "claude-code", s.session_id, project, files, nbytes, s.tokens, s.out.path)
+        while self.codex.bytes < codex_target:
+            left = codex_target - self.codex.bytes
+            budget = min(_lognormal(rng, 500_000, 1.2, 8_000, 30 << 20), max(left, 8_000))
+            project = self.pick_project()
+            c = CodexSession(self, project, budget, archived=rng.random() < 0.05, old_format=rng.random() < 0.04)
+            nbytes = c.run()
+            self._count(self.codex, "codex", c.session_id, project, 1, nbytes, c.tokens(), c.out.path)
+        return self.manifest()
+
+    def _count(
+        self,
+        tot: Totals,
+        provider: str,
+        sid: str,
+        project: Project,
+        files: int,
+        nbytes: int,
+        tokens: Tokens,
+        path: Path,
+    ) -> None:
+        tot.files += files
+        tot.bytes += nbytes
+        tot.sessions += 1
+        tot.add_tokens(tokens, project.in_ws)
+        if project.in_ws:
+            tot.ws_sessions += 1
+            tot.ws_files += files
+            tot.ws_bytes += nbytes
+        rel = str(path.relative_to(self.out_dir))
+        self.sessions.append(
+            {"provider": provider, "id": sid, "path": rel, "cwd": project.cwd, "in_workspace": project.in_ws}
+            | {"files": files, "bytes": nbytes, "tokens": tokens}
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        def totals(t: Totals) -> dict[str, Any]:
+            return {
+                "files": t.files,
+                "bytes": t.bytes,
+                "sessions": t.sessions,
+                "tokens": t.tokens,
+                "workspace": {"files": t.ws_files, "bytes": t.ws_bytes, "sessions": t.ws_sessions, "tokens": t.ws_tokens},
+            }
+
+        st = self.stats
+        return {
+            "seed": self.seed,
+            "size_mb": self.target / (1024 * 1024),
+            "now": self.now_dt.isoformat().replace("+00:00", "Z"),
+            "workspace": WORKSPACE,
+            "bytes": self.claude.bytes + self.codex.bytes,
+            "providers": {"claude-code": totals(self.claude), "codex": totals(self.codex)},
+            "lines": st.lines,
+            "largest_line": st.largest_line,
+            "big_lines": dict(st.big_lines),
+            "big_line_bytes": dict(st.big_bytes),
+            "sessions": self.sessions,
+        }
+
+
+def generate(out_dir: str | Path, size_mb: float = 520, seed: int = 1, now: datetime = FIXED_NOW) -> dict[str, Any]:
+    """Writes the corpus and its manifest (also returned). `out_dir` must not hold an older corpus."""
+    out = Path(out_dir)
+    for sub in ("claude", "codex"):
+        if (out / sub).exists():
+            raise FileExistsError(f"{out / sub} exists: generate into an empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Generator(out, size_mb, seed, now).run()
+    (out / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return manifest
+
+
+def describe(m: dict[str, Any]) -> str:
+    mb = 1024 * 1024
+    parts = []
+    for name, p in m["providers"].items():
+        ws = p["workspace"]
+        parts.append(
+            f"  {name:<12} {p['files']:>6} files {p['bytes'] / mb:>8.1f} MB {p['sessions']:>5} sessions"
+            f"  (workspace: {ws['sessions']} sessions, {ws['bytes'] / mb:.1f} MB)"
+        )
+    big = m["big_line_bytes"]
+    parts.append(
+        f"  {m['lines']} lines; largest {m['largest_line'] / mb:.1f} MB; bytes in lines >=1 MB:"
+        f" {big.get('ge_1mb', 0) / mb:.0f} MB, 64 KB-1 MB: {big.get('ge_64kb', 0) / mb:.0f} MB,"
+        f" 10-64 KB: {big.get('ge_10kb', 0) / mb:.0f} MB"
+    )
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.analyze.generate", description=__doc__.split("\n")[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--size-mb", type=float, default=520.0, help="total corpus size (default 520)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--now", default=FIXED_NOW.isoformat(), help="the moment the corpus ends (ISO 8601)")
+    args = ap.parse_args(argv)
+    now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    t0 = time.perf_counter()
+    try:
+        m = generate(args.out_dir, args.size_mb, args.seed, now)
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    dt = time.perf_counter() - t0
+    print(f"wrote {m['bytes'] / 1024 / 1024:.1f} MB to {args.out_dir} in {dt:.1f} s (seed {args.seed}, now {m['now']})")
+    print(describe(m))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
