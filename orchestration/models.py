@@ -69,6 +69,17 @@ class Tokens(Model):
         self.cache_write += other.cache_write
 
 
+class Unfinished(Model):
+    """A recent session that ended on a failure or an interruption: work someone may want finished."""
+
+    provider: str
+    session_id: str
+    at: str | None = None
+    reason: Literal["error", "interrupted"]
+    failure: str | None = None  # the tool or command that failed last
+    last_prompt: str = ""
+
+
 class ProviderInsights(Model):
     sessions: int = 0
     turns: int = 0
@@ -82,6 +93,10 @@ class ProviderInsights(Model):
     goals: list[str] = Field(default_factory=list)
     first_at: str | None = None
     last_at: str | None = None
+    interruptions: int = 0
+    abandoned: int = 0  # sessions that ended on a failed tool call or command
+    repeated_failures: dict[str, int] = Field(default_factory=dict)  # failed twice or more
+    unfinished: list[Unfinished] = Field(default_factory=list)  # most recent first
 
 
 class Insights(ProviderInsights):

@@ -4,7 +4,9 @@ Rules, highest score first (documented in the README):
   100  a task from the human backlog (`orchestrate enqueue`), first in line;
    80  each of the config's `goals`, in the order written (70-80);
    60+ a tool or command that failed repeatedly in recent sessions (more failures, higher; below 70);
-   50  the most recent real request the user made to an agent here (unfinished work);
+   55  a recent session that ended on a failing tool or command (abandoned mid-error), newest first;
+   52  a recent request the person interrupted and did not take up again;
+   50  the most recent real request the user made to an agent here;
    40+ a file agents read or edited again and again recently, inside `focus`: strengthen its tests;
    10  standing chores (test coverage, warnings) so a cycle never idles for lack of ideas.
 A candidate whose `op_hash` succeeded within `avoid_repeat_days`, or failed twice there, is passed over.
@@ -66,6 +68,27 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
                     f"Fix repeated failures of {name}",
                     60 + min(count, 9),
                     f"`{name}` failed {count} times in recent agent sessions",
+                )
+            )
+    for i, u in enumerate(ins.unfinished[:3]):
+        if not u.last_prompt:
+            continue
+        if u.reason == "error":
+            out.append(
+                Candidate(
+                    f"A recent agent session stopped while `{u.failure}` was failing. Finish its work: {u.last_prompt}",
+                    _title(f"Finish: {u.last_prompt}"),
+                    55 - i * 0.1,
+                    f"a session on {(u.at or '')[:10]} ended on a failing `{u.failure}`",
+                )
+            )
+        else:
+            out.append(
+                Candidate(
+                    f"Take up this request, which was interrupted before it was done: {u.last_prompt}",
+                    _title(f"Finish: {u.last_prompt}"),
+                    52 - i * 0.1,
+                    f"a session on {(u.at or '')[:10]} was interrupted and not taken up again",
                 )
             )
     if ins.goals:

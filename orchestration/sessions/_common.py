@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,6 +49,11 @@ class SessionStats:
     ts_min: str | None = None
     ts_max: str | None = None
     skipped: Counter[str] = field(default_factory=Counter)
+    # Trouble: interruptions by the user (keyed like everything else), and how the file ends so far:
+    # on a failed tool call or command (its name), and/or on an interruption with no prompt after it.
+    interruptions: dict[str, str] = field(default_factory=dict)
+    ends_on_error: str | None = None
+    ends_interrupted: bool = False
 
     def seen(self, value: Any) -> None:
         """Tracks the time span from raw ISO strings: comparing UTC ISO strings is ordering them, and
@@ -279,3 +285,78 @@ def parse_ts(value: Any) -> datetime | None:
 
 def dict_or_none(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
+
+
+SHELLS = frozenset({"bash", "sh", "zsh", "dash", "fish"})
+# Commands whose first word alone says little: keep the subcommand too (`git push`, `npm test`).
+SUBCOMMAND_TOOLS = frozenset(
+    {
+        "git",
+        "npm",
+        "pnpm",
+        "yarn",
+        "npx",
+        "bun",
+        "bunx",
+        "cargo",
+        "go",
+        "uv",
+        "poetry",
+        "pip",
+        "pip3",
+        "docker",
+        "kubectl",
+        "gh",
+        "dotnet",
+        "make",
+        "just",
+        "deno",
+        "mix",
+        "bundle",
+        "rake",
+    }
+)
+_WRAPPERS = frozenset({"sudo", "env", "time", "nice", "command", "exec"})
+
+
+def shell_script(command: Any) -> str | None:
+    """The script a shell call runs: `["bash", "-lc", S]` → S, other argv joined, strings as-is."""
+    if isinstance(command, str):
+        return command
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        return None
+    if (
+        len(command) >= 3
+        and os.path.basename(command[0]) in SHELLS
+        and command[1].startswith("-")
+        and "c" in command[1]
+    ):
+        return str(command[2])
+    return " ".join(command)
+
+
+def command_key(script: str | None) -> str:
+    """A short name for a failing command: its first word(s), skipping `cd … &&`, env assignments, sudo."""
+    if not script:
+        return "shell"
+    first_line = script.strip().split("\n", 1)[0]
+    segments = [s.strip() for s in first_line.replace("||", "&&").replace(";", "&&").split("&&")]
+    for segment in segments:
+        if not segment or segment.startswith(("cd ", "export ", "source ", "set ", ". ")) or segment == "cd":
+            continue
+        try:
+            words = shlex.split(segment, posix=True)
+        except ValueError:
+            words = segment.split()
+        while words and ("=" in words[0].split("/", 1)[0] or words[0] in _WRAPPERS):
+            words.pop(0)
+        if not words:
+            continue
+        head = os.path.basename(words[0]) or words[0]
+        rest = [w for w in words[1:] if not w.startswith("-")]
+        if head.startswith("python") and len(words) > 2 and words[1] == "-m":
+            return f"{head} -m {words[2]}"[:80]
+        if head in SUBCOMMAND_TOOLS and rest:
+            return f"{head} {rest[0]}"[:80]
+        return head[:80]
+    return "shell"

@@ -191,6 +191,9 @@ class _Acc:
     first_at: datetime | None = None
     last_at: datetime | None = None
     skipped: Counter[str] = field(default_factory=Counter)
+    interruptions: dict[str, str] = field(default_factory=dict)
+    # (end time, session, reason, failure, last prompt) of files that end badly
+    endings: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
 
     def add(self, st: SessionStats) -> None:
         self.sessions.add(st.session_id)
@@ -200,6 +203,13 @@ class _Acc:
         _merge(self.failures, st.failures)
         _merge(self.usage, st.usage)
         _merge(self.cost, st.cost)
+        _merge(self.interruptions, st.interruptions)
+        if (st.ends_on_error or st.ends_interrupted) and f"{os.sep}subagents{os.sep}" not in st.path:
+            floor = datetime.min.replace(tzinfo=UTC)
+            prompt = max(st.prompts.values(), key=lambda p: p[0] or floor, default=(None, ""))[1]
+            reason = "interrupted" if st.ends_interrupted else "error"
+            end = st.ts_max or iso(_from_mtime(st.mtime)) or ""
+            self.endings.append((end, st.session_id, reason, st.ends_on_error, prompt[:MAX_GOAL_CHARS]))
         first = st.first_at or _from_mtime(st.mtime)
         last = st.last_at or _from_mtime(st.mtime)
         self.first_at = first if self.first_at is None else min(self.first_at, first)
@@ -285,7 +295,35 @@ def _goals(prompts: Iterable[tuple[datetime | None, str]]) -> list[str]:
     return out
 
 
-def _summary(accs: list[_Acc]) -> dict[str, object]:
+MAX_UNFINISHED = 5
+
+
+def _unfinished(named: list[tuple[str, _Acc]]) -> list[dict[str, object]]:
+    rows = [(e, name) for name, acc in named for e in acc.endings]
+    rows.sort(key=lambda r: r[0][0], reverse=True)
+    out: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for (end, session, reason, failure, prompt), name in rows:
+        if session in seen:
+            continue
+        seen.add(session)
+        out.append(
+            {
+                "provider": name,
+                "session_id": session,
+                "at": end or None,
+                "reason": reason,
+                "failure": failure,
+                "last_prompt": prompt,
+            }
+        )
+        if len(out) >= MAX_UNFINISHED:
+            break
+    return out
+
+
+def _summary(named: list[tuple[str, _Acc]]) -> dict[str, object]:
+    accs = [acc for _, acc in named]
     """The ProviderInsights fields for one or several accumulators (overall = all providers)."""
     totals = [0, 0, 0, 0]
     for acc in accs:
@@ -299,6 +337,7 @@ def _summary(accs: list[_Acc]) -> dict[str, object]:
     skipped: Counter[str] = Counter()
     for acc in accs:
         skipped.update(acc.skipped)
+    failures = _counts(n for a in accs for n in a.failures.values())
     return {
         "sessions": sum(len(a.sessions) for a in accs),
         "turns": sum(len(a.prompts) for a in accs),
@@ -308,10 +347,14 @@ def _summary(accs: list[_Acc]) -> dict[str, object]:
         "skipped": _counts(skipped.elements()) if skipped else {},
         "files": _counts(p for a in accs for paths in a.files.values() for p in paths),
         "tools": _counts(n for a in accs for n in a.tool_calls.values()),
-        "failures": _counts(n for a in accs for n in a.failures.values()),
+        "failures": failures,
         "goals": _goals(p for a in accs for p in a.prompts.values()),
         "first_at": iso(min(firsts)) if firsts else None,
         "last_at": iso(max(lasts)) if lasts else None,
+        "interruptions": sum(len(a.interruptions) for a in accs),
+        "abandoned": len({(e[1]) for a in accs for e in a.endings if e[2] == "error"}),
+        "repeated_failures": {k: n for k, n in failures.items() if n >= 2},
+        "unfinished": _unfinished(named),
     }
 
 
@@ -343,5 +386,5 @@ def analyze_sessions(
             continue
         root = os.path.realpath(os.path.expanduser(dirs[name]))
         accs[name] = _run(name, root, ws, cutoff, cfg.max_sessions, cache_dir, workers)
-    providers = {name: ProviderInsights.model_validate(_summary([acc])) for name, acc in accs.items()}
-    return Insights.model_validate({**_summary(list(accs.values())), "providers": providers})
+    providers = {name: ProviderInsights.model_validate(_summary([(name, acc)])) for name, acc in accs.items()}
+    return Insights.model_validate({**_summary(list(accs.items())), "providers": providers})

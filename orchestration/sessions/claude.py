@@ -20,6 +20,7 @@ from orchestration.sessions._common import (
     Workspace,
     as_float,
     as_int,
+    command_key,
     list_jsonl,
     parse_ts,
     read_objects,
@@ -59,6 +60,7 @@ INJECTED_PREFIXES = (
     "<user-prompt-submit-hook>",
     "This session is being continued from a previous conversation",
 )
+INTERRUPTED = "[Request interrupted by user"
 # Big, irrelevant line types recognised without parsing (Claude Code writes `type` first).
 _SKIP_PREFIXES = (b'{"type":"file-history-snapshot"',)
 
@@ -104,10 +106,12 @@ class Reader:
     def __init__(self, path: str, mtime: float) -> None:
         self.st = SessionStats(path=path, mtime=mtime)
         self.cwd: str | None = None
+        # tool_use id -> the name its failure is reported under (Bash calls: their command)
+        self.failure_names: dict[str, str] = {}
 
     def read(self, ws: Workspace, start: int = 0, pos: list[int] | None = None) -> None:
         st = self.st
-        tool_names = st.tool_calls  # the tool_use id -> name map failures are named from
+        tool_names = self.failure_names
         cwd = self.cwd
         for lineno, obj in read_objects(st.path, st.skipped, skip=_skip_fast, start=start, pos=pos):
             kind = obj.get("type")
@@ -183,6 +187,8 @@ def _assistant(
             st.skipped["bad_field"] += 1
         return
     for i, block in enumerate(content):
+        if isinstance(block, dict) and block.get("type") == "text" and block.get("text"):
+            st.ends_on_error = None  # the agent answered after whatever failed
         if not isinstance(block, dict) or block.get("type") != "tool_use":
             continue
         name = block.get("name")
@@ -191,6 +197,11 @@ def _assistant(
         tkey = bid if isinstance(bid, str) and bid else f"{st.path}:{lineno}:{i}"
         st.tool_calls[tkey] = name
         tool_names[tkey] = name
+        if name == "Bash":
+            inp = block.get("input")
+            command = inp.get("command") if isinstance(inp, dict) else None
+            # Failures of Bash are named by their command (`pytest`, `git push`), as Codex's are.
+            tool_names[tkey] = command_key(command if isinstance(command, str) else None)
         if name in FILE_TOOLS:
             inp = block.get("input")
             if isinstance(inp, dict):
@@ -213,24 +224,46 @@ def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[s
         for i, block in enumerate(content):
             if not isinstance(block, dict):
                 continue
-            if block.get("type") == "tool_result" and block.get("is_error") is True:
+            if block.get("type") != "tool_result":
+                continue
+            if block.get("is_error") is True:
                 tuid = block.get("tool_use_id")
-                if isinstance(tuid, str) and tuid:
-                    st.failures[tuid] = tool_names.get(tuid, "unknown")
-                else:
-                    st.failures[f"{st.path}:{lineno}:{i}"] = "unknown"
+                name = tool_names.get(tuid, "unknown") if isinstance(tuid, str) else "unknown"
+                st.failures[tuid if isinstance(tuid, str) and tuid else f"{st.path}:{lineno}:{i}"] = name
+                st.ends_on_error = name
+            else:
+                st.ends_on_error = None
     elif not isinstance(content, str):
         st.skipped["bad_field"] += 1
         return
     # Subagent prompts come from Claude, meta lines and compaction summaries from Claude Code itself.
     if obj.get("isMeta") is True or obj.get("isSidechain") is True or obj.get("isCompactSummary") is True:
         return
+    uid = obj.get("uuid")
+    key = uid if isinstance(uid, str) and uid else f"{st.path}:{lineno}"
+    if _interrupted(content):
+        stamp = obj.get("timestamp")
+        st.interruptions[key] = stamp if isinstance(stamp, str) else ""
+        st.ends_interrupted = True
+        return
     text, has_tool_result = prompt_text(content)
     if has_tool_result or not text:
         return
-    uid = obj.get("uuid")
-    key = uid if isinstance(uid, str) and uid else f"{st.path}:{lineno}"
     st.prompts[key] = (parse_ts(obj.get("timestamp")), text)
+    st.ends_interrupted = False
+    st.ends_on_error = None
+
+
+def _interrupted(content: Any) -> bool:
+    """Claude Code's marker line when the person pressed Esc: "[Request interrupted by user…]"."""
+    if isinstance(content, str):
+        return content.startswith(INTERRUPTED)
+    if isinstance(content, list):
+        return any(
+            isinstance(b, dict) and isinstance(b.get("text"), str) and b["text"].startswith(INTERRUPTED)
+            for b in content
+        )
+    return False
 
 
 def _skip_fast(raw: bytes) -> bool:

@@ -16,7 +16,6 @@ is its LAST total; only when no event carries a total are the `last_token_usage`
 from __future__ import annotations
 
 import os
-import shlex
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -28,9 +27,11 @@ from orchestration.sessions._common import (
     Usage,
     Workspace,
     as_int,
+    command_key,
     list_jsonl,
     parse_ts,
     read_objects,
+    shell_script,
 )
 
 TOP_TYPES = frozenset({"session_meta", "turn_context", "response_item", "event_msg", "compacted"})
@@ -48,7 +49,6 @@ ITEM_TYPES = frozenset(
     }
 )
 SHELL_TOOLS = frozenset({"shell", "exec_command", "shell_command", "container.exec", "local_shell"})
-SHELLS = frozenset({"bash", "sh", "zsh", "dash", "fish"})
 # Context Codex injects as "user" messages; not something the person asked for.
 INJECTED_PREFIXES = (
     "<environment_context>",
@@ -61,84 +61,12 @@ INJECTED_PREFIXES = (
     "<developer_instructions>",
 )
 PATCH_PREFIXES = ("*** Update File: ", "*** Add File: ", "*** Delete File: ", "*** Move to: ")
-# Commands whose first word alone says little: keep the subcommand too (`git push`, `npm test`).
-SUBCOMMAND_TOOLS = frozenset(
-    {
-        "git",
-        "npm",
-        "pnpm",
-        "yarn",
-        "npx",
-        "bun",
-        "bunx",
-        "cargo",
-        "go",
-        "uv",
-        "poetry",
-        "pip",
-        "pip3",
-        "docker",
-        "kubectl",
-        "gh",
-        "dotnet",
-        "make",
-        "just",
-        "deno",
-        "mix",
-        "bundle",
-        "rake",
-    }
-)
-_WRAPPERS = frozenset({"sudo", "env", "time", "nice", "command", "exec"})
 
 
 def find_files(codex_dir: str, skipped: Counter[str]) -> list[tuple[str, float]]:
     """Rollout files in `sessions/` (any depth) and `archived_sessions/`, with their mtimes."""
     live = list_jsonl(os.path.join(codex_dir, "sessions"), skipped, accept=lambda _d, name: name.startswith("rollout-"))
     return live + list_jsonl(os.path.join(codex_dir, "archived_sessions"), skipped)
-
-
-def shell_script(command: Any) -> str | None:
-    """The script a shell call runs: `["bash", "-lc", S]` → S, other argv joined, strings as-is."""
-    if isinstance(command, str):
-        return command
-    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-        return None
-    if (
-        len(command) >= 3
-        and os.path.basename(command[0]) in SHELLS
-        and command[1].startswith("-")
-        and "c" in command[1]
-    ):
-        return str(command[2])
-    return " ".join(command)
-
-
-def command_key(script: str | None) -> str:
-    """A short name for a failing command: its first word(s), skipping `cd … &&`, env assignments, sudo."""
-    if not script:
-        return "shell"
-    first_line = script.strip().split("\n", 1)[0]
-    segments = [s.strip() for s in first_line.replace("||", "&&").replace(";", "&&").split("&&")]
-    for segment in segments:
-        if not segment or segment.startswith(("cd ", "export ", "source ", "set ", ". ")) or segment == "cd":
-            continue
-        try:
-            words = shlex.split(segment, posix=True)
-        except ValueError:
-            words = segment.split()
-        while words and ("=" in words[0].split("/", 1)[0] or words[0] in _WRAPPERS):
-            words.pop(0)
-        if not words:
-            continue
-        head = os.path.basename(words[0]) or words[0]
-        rest = [w for w in words[1:] if not w.startswith("-")]
-        if head.startswith("python") and len(words) > 2 and words[1] == "-m":
-            return f"{head} -m {words[2]}"[:80]
-        if head in SUBCOMMAND_TOOLS and rest:
-            return f"{head} {rest[0]}"[:80]
-        return head[:80]
-    return "shell"
 
 
 def patch_files(text: str) -> list[str]:
@@ -304,7 +232,13 @@ class Reader:
             if code is not None and code != 0:
                 key = self.call_key(item.get("call_id"), lineno)
                 tool = self.call_tools.get(key, "unknown")
-                self.st.failures[key] = command_key(self.scripts.get(key)) if tool == "shell" else tool
+                name = command_key(self.scripts.get(key)) if tool == "shell" else tool
+                self.st.failures[key] = name
+                self.st.ends_on_error = name
+            elif code == 0:
+                self.st.ends_on_error = None
+        elif kind == "message" and item.get("role") == "assistant":
+            self.st.ends_on_error = None
 
     def user_item(self, content: Any, lineno: int, ts: Any) -> None:
         if isinstance(content, str):
@@ -381,7 +315,14 @@ class Reader:
                 text = message.strip()
                 if text and not text.startswith(INJECTED_PREFIXES):
                     self.event_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), text)
+                    self.st.ends_interrupted = False
+                    self.st.ends_on_error = None
             self.has_user_events = True  # the current format, even when this text was injected
+        elif kind == "turn_aborted":
+            self.st.interruptions[f"{self.st.path}:{lineno}"] = ts if isinstance(ts, str) else ""
+            self.st.ends_interrupted = True
+        elif kind in ("agent_message", "task_complete"):
+            self.st.ends_on_error = None
         elif kind == "token_count":
             info = payload.get("info")
             if info is None:
@@ -408,6 +349,9 @@ class Reader:
                 key = self.call_key(payload.get("call_id"), lineno)
                 script = shell_script(payload.get("command")) or self.scripts.get(key)
                 self.st.failures[key] = command_key(script)
+                self.st.ends_on_error = self.st.failures[key]
+            elif code == 0:
+                self.st.ends_on_error = None
 
     def result(self) -> SessionStats:
         """The file's stats so far; reading may go on afterwards (nothing here is consumed)."""

@@ -309,7 +309,7 @@ def test_claude_real_prompts_only_and_tool_details(tmp_path: Path, repo: Path) -
     assert cc.tools == {"Bash": 1, "Edit": 1, "NotebookEdit": 1, "Read": 1, "Write": 1}
     assert cc.tool_calls == 5
     assert cc.files == {"/etc/hosts": 1, "nb.ipynb": 1, "src/a.py": 1, "src/b.py": 1}
-    assert cc.failures == {"Bash": 1, "Edit": 1, "unknown": 1}
+    assert cc.failures == {"pytest": 1, "Edit": 1, "unknown": 1}  # Bash failures are named by their command
     assert cc.cost_usd == pytest.approx(0.75)
     assert ins.cost_usd == pytest.approx(0.75)
     assert cc.skipped == {}
