@@ -14,6 +14,7 @@ import orjson
 import redis
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -376,24 +377,25 @@ def analyze(
     cfg = _load(config)
     if since_days is not None:
         cfg.sessions.since_days = since_days
-    with err.status("reading session histories…"):
-        ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(provider: str, done: int, total: int) -> None:
+            if provider not in tasks:
+                tasks[provider] = bar.add_task(f"{provider} sessions", total=total)
+            bar.update(tasks[provider], completed=done)
+
+        ins = analyze_sessions(cfg.repo_path(), cfg.sessions, progress=tick)
     if as_json:
         sys.stdout.write(orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    t = Table(title=f"sessions in {cfg.workspace.repo}")
-    for col in (
-        "provider",
-        "sessions",
-        "turns",
-        "tool calls",
-        "input",
-        "output",
-        "cache read",
-        "cache write",
-        "skipped",
-    ):
-        t.add_column(col, justify="right" if col != "provider" else "left")
+    t = Table(title=f"sessions in {cfg.workspace.repo}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    t.add_column("provider", no_wrap=True)
+    for col in ("sessions", "turns", "tools", "input", "output", "cache rd", "cache wr", "skip"):
+        t.add_column(col, justify="right", no_wrap=True)
     rows = [*ins.providers.items(), ("all", ins)]
     for name, p in rows:
         t.add_row(
@@ -408,14 +410,16 @@ def analyze(
             str(sum(p.skipped.values())),
         )
     out.print(t)
-    if ins.files:
-        out.print(
-            "top files: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.files.items(), key=lambda kv: -kv[1])[:8])
-        )
-    if ins.tools:
-        out.print(
-            "top tools: " + ", ".join(f"{f} ({n})" for f, n in sorted(ins.tools.items(), key=lambda kv: -kv[1])[:8])
-        )
+    top = {"top files": ins.files, "top tools": ins.tools, "failures": ins.failures}
+    for label, counts in top.items():
+        if counts:
+            out.print(f"{label}: " + ", ".join(f"{k} ({n})" for k, n in list(counts.items())[:8]))
+    out.print(f"trouble: {ins.interruptions} interruptions, {ins.abandoned} sessions ended on an error")
+    for u in ins.unfinished:
+        why = f"failing {u.failure}" if u.reason == "error" else "interrupted"
+        out.print(f"  unfinished ({u.provider}, {(u.at or '')[:16]}, {why}): {u.last_prompt[:100]}")
+    if ins.goals:
+        out.print("recent requests: " + " | ".join(g[:60] for g in ins.goals[:5]))
 
 
 @app.command()

@@ -137,8 +137,16 @@ def _scan_args(args: tuple[str, str, float, cache.Entry | None, str]) -> _Scan:
     return _scan(*args)
 
 
+Progress = Callable[[str, int, int], None]  # (provider, files done, files in all)
+
+
 def _scan_all(
-    kind: str, files: list[tuple[str, float]], entries: dict[str, cache.Entry], root: str, workers: int | None
+    kind: str,
+    files: list[tuple[str, float]],
+    entries: dict[str, cache.Entry],
+    root: str,
+    workers: int | None,
+    progress: Progress | None = None,
 ) -> dict[str, _Scan]:
     """Scans every file, in worker processes when the cold part is big enough to pay for them."""
     args = [(kind, path, mtime, entries.get(path), root) for path, mtime in files]
@@ -150,24 +158,34 @@ def _scan_all(
         except OSError:
             continue
     n = workers if workers is not None else (os.cpu_count() or 1)
+    tick = progress or (lambda _kind, _done, _total: None)
     if n > 1 and todo_bytes >= PARALLEL_MIN_BYTES and len(files) > 1:
         try:
-            return _scan_parallel(args, min(n, len(files)))
+            return _scan_parallel(args, min(n, len(files)), lambda done: tick(kind, done, len(args)))
         except (OSError, RuntimeError, AssertionError) as exc:  # no processes here (daemon, limits)
             log.info("analyzing in one process: %s", exc)
-    return {a[1]: _scan(*a) for a in args}
+    out: dict[str, _Scan] = {}
+    for i, a in enumerate(args, 1):
+        out[a[1]] = _scan(*a)
+        tick(kind, i, len(args))
+    return out
 
 
-def _scan_parallel(args: list[tuple[str, str, float, cache.Entry | None, str]], n: int) -> dict[str, _Scan]:
+def _scan_parallel(
+    args: list[tuple[str, str, float, cache.Entry | None, str]], n: int, tick: Callable[[int], None]
+) -> dict[str, _Scan]:
     from concurrent.futures import ProcessPoolExecutor
 
     # fork is cheapest, but only safe while this process has no other threads
     method = "fork" if threading.active_count() == 1 else "spawn"
     # Biggest files first, so the last ones to finish are short.
     order = sorted(args, key=lambda a: -(a[3].offset if a[3] else 0) - _size(a[1]))
+    out: dict[str, _Scan] = {}
     with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method)) as pool:
-        results = list(pool.map(_scan_args, order, chunksize=4))
-    return {a[1]: r for a, r in zip(order, results, strict=True)}
+        for i, (a, r) in enumerate(zip(order, pool.map(_scan_args, order, chunksize=4), strict=True), 1):
+            out[a[1]] = r
+            tick(i)
+    return out
 
 
 def _size(path: str) -> int:
@@ -227,7 +245,14 @@ def _from_mtime(mtime: float) -> datetime:
 
 
 def _run(
-    kind: str, root: str, ws: Workspace, cutoff: float, max_sessions: int, cache_dir: Path | None, workers: int | None
+    kind: str,
+    root: str,
+    ws: Workspace,
+    cutoff: float,
+    max_sessions: int,
+    cache_dir: Path | None,
+    workers: int | None,
+    progress: Progress | None,
 ) -> _Acc:
     """Reads one provider's recent files, most recent first, keeping workspace sessions up to the limit."""
     provider = PROVIDERS[kind]
@@ -241,7 +266,7 @@ def _run(
     recent.sort(key=lambda f: (-f[1], f[0]))
     cache_path = cache.cache_file(cache_dir, kind, root, ws.root) if cache_dir is not None else None
     entries = cache.load(cache_path)
-    scans = _scan_all(kind, recent, entries, ws.root, workers)
+    scans = _scan_all(kind, recent, entries, ws.root, workers, progress)
     kept = {path: scan.entry for path, scan in scans.items() if scan.entry is not None}
     if any(scan.changed for scan in scans.values()) or kept.keys() != entries.keys():
         cache.save(cache_path, kept)
@@ -364,11 +389,13 @@ def analyze_sessions(
     now: datetime | None = None,
     cache_dir: Path | Literal["default"] | None = "default",
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> Insights:
     """Insights from the enabled providers' recent sessions whose cwd lies inside `repo`.
 
     `cache_dir` holds the incremental-read cache (default: `ORCH_STATE_DIR/cache`; None: no cache).
-    `workers` caps the processes used for a big cold read (default: one per core).
+    `workers` caps the processes used for a big cold read (default: one per core); `progress` is told
+    (provider, files done, files in all) as files are read.
     Never raises for bad session data: missing directories give empty results, every unusable file or
     line is counted in `skipped` (overall and per provider).
     """
@@ -385,6 +412,6 @@ def analyze_sessions(
         if name not in PROVIDERS:
             continue
         root = os.path.realpath(os.path.expanduser(dirs[name]))
-        accs[name] = _run(name, root, ws, cutoff, cfg.max_sessions, cache_dir, workers)
+        accs[name] = _run(name, root, ws, cutoff, cfg.max_sessions, cache_dir, workers, progress)
     providers = {name: ProviderInsights.model_validate(_summary([(name, acc)])) for name, acc in accs.items()}
     return Insights.model_validate({**_summary(list(accs.items())), "providers": providers})
