@@ -22,6 +22,10 @@ import orjson
 # lines of several MB; nothing we need lives in a line this big). Module-level so tests can lower it.
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
+# Prompts are kept only as long as a goal is shown (the analyzer cuts goals to 300 characters): a pasted
+# log in a prompt must not grow memory or the cache.
+MAX_PROMPT_CHARS = 1000
+
 # (input, output, cache_read, cache_write): a plain tuple because one is built per API response line.
 Usage = tuple[int, int, int, int]
 

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from orchestration.sessions._common import (
+    MAX_PROMPT_CHARS,
     SessionStats,
     Workspace,
     as_float,
@@ -249,7 +250,7 @@ def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[s
     text, has_tool_result = prompt_text(content)
     if has_tool_result or not text:
         return
-    st.prompts[key] = (parse_ts(obj.get("timestamp")), text)
+    st.prompts[key] = (parse_ts(obj.get("timestamp")), text[:MAX_PROMPT_CHARS])
     st.ends_interrupted = False
     st.ends_on_error = None
 

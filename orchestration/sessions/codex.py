@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from orchestration.sessions._common import (
+    MAX_PROMPT_CHARS,
     SessionStats,
     Usage,
     Workspace,
@@ -262,7 +263,7 @@ class Reader:
             elif text and not text.startswith(INJECTED_PREFIXES):
                 kept.append(text)
         if kept:
-            self.item_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), "\n".join(kept))
+            self.item_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), "\n".join(kept)[:MAX_PROMPT_CHARS])
 
     def function_call(self, item: dict[str, Any], lineno: int) -> None:
         name = item.get("name")
@@ -314,7 +315,7 @@ class Reader:
             if isinstance(message, str):
                 text = message.strip()
                 if text and not text.startswith(INJECTED_PREFIXES):
-                    self.event_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), text)
+                    self.event_prompts[f"{self.st.path}:{lineno}"] = (parse_ts(ts), text[:MAX_PROMPT_CHARS])
                     self.st.ends_interrupted = False
                     self.st.ends_on_error = None
             self.has_user_events = True  # the current format, even when this text was injected
