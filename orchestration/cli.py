@@ -425,7 +425,7 @@ def analyze(
 @app.command()
 def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Analyze and decide the next task without running it."""
-    from orchestration.decide import candidates, choose
+    from orchestration.decide.orchestrator import make_decision
     from orchestration.sessions import analyze_sessions
 
     cfg = _load(config)
@@ -434,37 +434,40 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
     except Fatal:
         err.print("Redis is not reachable: using local state for backlog and task history", style="yellow")
         svc = _local_services()
-    ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
-    agent = cycle.choose_agent(cfg)
-    if agent is None:
-        _die("no allowed agent can run here")
-    backlog = svc.state.list_backlog(cfg.id)
-    history = svc.state.task_history(cfg.id, time.time() - cfg.decision.avoid_repeat_days * 86400)
-    decision, runners_up = choose(candidates(ins, cfg, backlog[0] if backlog else None), cfg, history, agent)
-    if decision is None:
-        if as_json:
-            print_report({"decision": None, "reason": "no_task"}, True)
-        else:
-            out.print("no task left: every candidate was done recently")
-        raise typer.Exit(EXIT_FAILED)
-    if as_json:
-        print_report(
-            {
-                "decision": decision.model_dump(mode="json"),
-                "runners_up": [{"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in runners_up],
-            },
-            True,
+    with err.status("analyzing sessions and deciding…"):
+        ins = analyze_sessions(cfg.repo_path(), cfg.sessions)
+        outcome = make_decision(
+            insights=ins,
+            cfg=cfg,
+            history=svc.state.task_history(cfg.id, time.time() - cfg.decision.avoid_repeat_days * 86400),
+            backlog=svc.state.list_backlog(cfg.id),
+            available=cycle.agent_on_path(cfg),
+            repo=None if cfg.workspace.is_url else cfg.repo_path(),
         )
-        return
+    decision = outcome.decision
+    runners_up = [{"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in outcome.runners_up]
+    if as_json:
+        data = decision.model_dump(mode="json") if decision else None
+        print_report({"decision": data, "reason": outcome.reason, "runners_up": runners_up}, True)
+        raise typer.Exit(EXIT_OK if decision else EXIT_FAILED)
+    if decision is None:
+        out.print(
+            "no task left: every candidate was done recently"
+            if outcome.reason == "no_task"
+            else "no allowed agent can run here (not installed, or no runner for it)"
+        )
+        raise typer.Exit(EXIT_FAILED)
     out.print(
         Text.assemble(
             (decision.title, "bold"), f"  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})"
         )
     )
     out.print(f"why: {decision.rationale}")
+    if decision.fallback_reason:
+        out.print(f"llm not used: {decision.fallback_reason}", style="yellow")
     out.print(decision.task)
     if runners_up:
-        out.print("runners-up: " + "; ".join(f"{c.title} ({c.score:.0f})" for c in runners_up))
+        out.print("runners-up: " + "; ".join(f"{c['title']} ({c['score']:.0f})" for c in runners_up))
 
 
 @app.command()

@@ -23,14 +23,13 @@ from orchestration.agents import worktree as wt
 from orchestration.agents.process import group_alive, kill_group
 from orchestration.agents.runner import resolve_command, run_agent
 from orchestration.config import WorkspaceConfig, parse_config
-from orchestration.decide import candidates, choose
+from orchestration.decide.orchestrator import make_decision
 from orchestration.git import GitError
 from orchestration.hub import Hub
 from orchestration.models import (
     AgentResult,
     CycleContext,
     CycleReport,
-    Insights,
     PRResult,
     Reason,
     Status,
@@ -47,7 +46,6 @@ WRAP_UP_MAX_S = 120.0
 WRAP_UP_SHARE = 0.1
 # How long past its budget a cycle may run: the agent's kill grace plus the wrap-up stages.
 GRACE_S = 30
-RUNNABLE_AGENTS = ("claude-code",)
 
 
 @dataclass
@@ -258,20 +256,22 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
     with _stage(svc, ctx, "decide"):
         if not _gate(svc, ctx, "decide"):
             return ctx
-        agent = choose_agent(cfg, available)
-        if agent is None:
-            return _end(svc, ctx, "decide", Status.SKIPPED, Reason.NO_AGENT_AVAILABLE)
-        backlog = svc.state.list_backlog(ctx.workspace)
         since = _now() - cfg.decision.avoid_repeat_days * 86400
-        history = svc.state.task_history(ctx.workspace, since)
-        cands = candidates(ctx.insights or Insights(), cfg, backlog[0] if backlog else None)
-        decision, runners_up = choose(cands, cfg, history, agent)
+        outcome = make_decision(
+            insights=ctx.insights,
+            cfg=cfg,
+            history=svc.state.task_history(ctx.workspace, since),
+            backlog=svc.state.list_backlog(ctx.workspace),
+            available=available,
+            repo=None if cfg.workspace.is_url else cfg.repo_path(),
+            deadline=ctx.deadline,
+        )
+        decision = outcome.decision
         if decision is None:
-            return _end(svc, ctx, "decide", Status.SKIPPED, Reason.NO_TASK)
-        if backlog and cands and decision.op_hash == cands[0].op_hash and cands[0].backlog and not ctx.dry_run:
+            reason = Reason.NO_AGENT_AVAILABLE if outcome.reason == "no_agent_available" else Reason.NO_TASK
+            return _end(svc, ctx, "decide", Status.SKIPPED, reason)
+        if outcome.took_backlog and not ctx.dry_run:
             svc.state.pop_backlog(ctx.workspace)  # taken once, and only when a cycle really takes it
-        if cfg.decision.backend == "llm":
-            decision.fallback_reason = "llm backend not available in this version; heuristic used"
         ctx.decision = decision
         emit(
             svc,
@@ -286,21 +286,13 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
                 "op_hash": decision.op_hash,
                 "rationale": decision.rationale,
                 "fallback_reason": decision.fallback_reason,
-                "runners_up": [{"title": c.title, "score": c.score} for c in runners_up],
+                "estimated_s": decision.estimated_s,
+                "runners_up": [{"title": c.title, "score": c.score} for c in outcome.runners_up],
             },
         )
         if ctx.dry_run:
             ctx.status, ctx.reason = Status.SUCCEEDED, None
     return ctx
-
-
-def choose_agent(cfg: WorkspaceConfig, available: Callable[[str], bool] | None = None) -> str | None:
-    """The preferred agent when it can run, else the first allowed one that can."""
-    order = [cfg.agents.prefer, *[a for a in cfg.agents.allow if a != cfg.agents.prefer]]
-    for agent in order:
-        if agent in RUNNABLE_AGENTS and (available is None or available(agent)):
-            return agent
-    return None
 
 
 def agent_on_path(cfg: WorkspaceConfig) -> Callable[[str], bool]:

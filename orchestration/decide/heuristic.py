@@ -40,6 +40,29 @@ class Candidate:
         return op_hash(self.objective)
 
 
+# Files whose "tests" make no sense: docs, data, config, lock files, images.
+NOT_CODE = (
+    ".md",
+    ".rst",
+    ".txt",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".ini",
+    ".cfg",
+    ".lock",
+    ".csv",
+    ".svg",
+    ".png",
+    ".jpg",
+    ".gif",
+    ".pdf",
+    ".env",
+    ".gitignore",
+)
+
+
 def op_hash(objective: str) -> str:
     norm = re.sub(r"[^a-z0-9]+", " ", objective.lower()).strip()
     return hashlib.sha256(norm.encode()).hexdigest()[:16]
@@ -91,7 +114,8 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
                     f"a session on {(u.at or '')[:10]} was interrupted and not taken up again",
                 )
             )
-    if ins.goals:
+    unfinished_prompts = {u.last_prompt.strip() for u in ins.unfinished[:3]}
+    if ins.goals and ins.goals[0].strip() not in unfinished_prompts:
         last = ins.goals[0]
         out.append(
             Candidate(
@@ -101,7 +125,11 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
                 "the most recent request a person made to an agent here",
             )
         )
-    hot = [(p, n) for p, n in sorted(ins.files.items(), key=lambda kv: -kv[1]) if _in_focus(p, cfg)]
+    hot = [
+        (p, n)
+        for p, n in sorted(ins.files.items(), key=lambda kv: -kv[1])
+        if _in_focus(p, cfg) and not p.lower().endswith(NOT_CODE) and p != "."
+    ]
     for path, count in hot[:3]:
         out.append(
             Candidate(

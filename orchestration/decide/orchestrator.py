@@ -1,0 +1,163 @@
+"""One decision per cycle: backlog first, then the LLM (when configured) over the heuristic's candidates,
+with the heuristic as the fallback on any LLM failure; never a task done recently; the agent picked by
+the config and by how each agent has fared here before."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration.config import WorkspaceConfig
+from orchestration.decide import llm
+from orchestration.decide.heuristic import Candidate, blocked_hashes, candidates, choose, op_hash
+from orchestration.decide.repo_state import repo_state
+from orchestration.models import Decision, Insights
+
+# Agents this version has a runner for.
+RUNNABLE_AGENTS = ("claude-code",)
+# Another agent replaces the preferred one only with this much better a record, over enough runs.
+SWITCH_MARGIN = 0.25
+SWITCH_MIN_RUNS = 3
+
+
+@dataclass
+class Outcome:
+    decision: Decision | None
+    runners_up: list[Candidate] = field(default_factory=list)
+    took_backlog: bool = False
+    reason: str | None = None  # why there is no decision: no_agent_available, no_task
+
+
+def rank_agents(
+    cfg: WorkspaceConfig, available: Callable[[str], bool] | None, history: list[dict[str, Any]]
+) -> list[str]:
+    """Allowed agents that can run, best first: `prefer`, unless another did clearly better here."""
+    order: list[str] = [cfg.agents.prefer, *[a for a in cfg.agents.allow if a != cfg.agents.prefer]]
+    agents = [a for a in order if a in RUNNABLE_AGENTS and (available is None or available(a))]
+    if len(agents) < 2:
+        return agents
+    record: dict[str, tuple[int, int]] = {}
+    for entry in history:
+        agent = entry.get("agent")
+        if isinstance(agent, str):
+            ok, n = record.get(agent, (0, 0))
+            record[agent] = (ok + (entry.get("status") == "succeeded"), n + 1)
+
+    def score(agent: str) -> float:
+        ok, n = record.get(agent, (0, 0))
+        return (ok + 1) / (n + 2)  # Laplace: an agent with no record scores 0.5
+
+    first = agents[0]
+    best = max(agents[1:], key=score)
+    if record.get(best, (0, 0))[1] >= SWITCH_MIN_RUNS and score(best) >= score(first) + SWITCH_MARGIN:
+        return [best, *[a for a in agents if a != best]]
+    return agents
+
+
+def make_decision(
+    *,
+    insights: Insights | None,
+    cfg: WorkspaceConfig,
+    history: list[dict[str, Any]],
+    backlog: list[str],
+    available: Callable[[str], bool] | None = None,
+    repo: Path | None = None,
+    deadline: float | None = None,
+    now: float | None = None,
+) -> Outcome:
+    agents = rank_agents(cfg, available, history)
+    if not agents:
+        return Outcome(None, reason="no_agent_available")
+    cands = candidates(insights or Insights(), cfg, backlog[0] if backlog else None)
+    heuristic, runners_up = choose(cands, cfg, history, agents[0], now)
+    if heuristic is None:
+        return Outcome(None, reason="no_task")
+    took_backlog = bool(backlog) and cands[0].backlog and heuristic.op_hash == cands[0].op_hash
+    if took_backlog or cfg.decision.backend == "heuristic":
+        return Outcome(heuristic, runners_up, took_backlog)
+    blocked = blocked_hashes(history, cfg.decision.avoid_repeat_days, now)
+    open_cands = [c for c in cands if c.op_hash not in blocked][:8]
+    context = _context(insights, cfg, history, open_cands, agents, repo)
+    try:
+        choice, _attempt = llm.ask(cfg.decision.llm, context, deadline)
+        decision = _from_choice(choice, open_cands, agents, cfg, blocked)
+    except llm.LLMFailure as exc:
+        heuristic.fallback_reason = str(exc)
+        return Outcome(heuristic, runners_up)
+    others = [c for c in open_cands if c.op_hash != decision.op_hash][:3]
+    return Outcome(decision, others)
+
+
+def _from_choice(
+    choice: llm.LLMChoice, cands: list[Candidate], agents: list[str], cfg: WorkspaceConfig, blocked: set[str]
+) -> Decision:
+    if choice.confidence < cfg.decision.min_confidence:
+        raise llm.LLMFailure(
+            f"llm confidence {choice.confidence:.2f} is below min_confidence {cfg.decision.min_confidence:.2f}"
+        )
+    picked = cands[choice.candidate] if choice.candidate is not None and 0 <= choice.candidate < len(cands) else None
+    # A candidate keeps its hash however the LLM words it; a new task is keyed on its title.
+    hash_ = picked.op_hash if picked else op_hash(choice.title)
+    if hash_ in blocked:
+        raise llm.LLMFailure("llm chose a task that was done recently")
+    budget = int(cfg.budget.cycle_s * 0.8)
+    return Decision(
+        task=_with_rules(choice.task, cfg),
+        title=choice.title.strip()[:72],
+        agent=choice.agent if choice.agent in agents else agents[0],
+        rationale=choice.rationale.strip(),
+        confidence=round(choice.confidence, 2),
+        source="llm",
+        op_hash=hash_,
+        priority=int(picked.score) if picked else 0,
+        estimated_s=max(60, min(budget, choice.estimated_minutes * 60)),
+    )
+
+
+def _with_rules(task: str, cfg: WorkspaceConfig) -> str:
+    """The house rules go with every brief, whoever wrote it."""
+    denied = [*cfg.focus.exclude, *cfg.permissions.deny_write]
+    rules = ["", "Rules:", "- Run the project's tests; they must pass. Commit your work when done."]
+    if denied:
+        rules.append("- Do not modify: " + ", ".join(denied) + ".")
+    if cfg.focus.include:
+        rules.append("- Work inside: " + ", ".join(cfg.focus.include) + ".")
+    return task.strip() + "\n" + "\n".join(rules)
+
+
+def _context(
+    insights: Insights | None,
+    cfg: WorkspaceConfig,
+    history: list[dict[str, Any]],
+    cands: list[Candidate],
+    agents: list[str],
+    repo: Path | None,
+) -> dict[str, Any]:
+    ins = insights or Insights()
+    return {
+        "repository": repo_state(repo).model_dump(exclude_none=True) if repo is not None and repo.exists() else {},
+        "insights": {
+            "sessions": ins.sessions,
+            "turns": ins.turns,
+            "recent_requests": ins.goals[:8],
+            "top_files": dict(list(ins.files.items())[:12]),
+            "failures": dict(list(ins.failures.items())[:8]),
+            "unfinished": [u.model_dump(exclude_none=True) for u in ins.unfinished],
+            "interruptions": ins.interruptions,
+        },
+        "goals": cfg.goals,
+        "focus": cfg.focus.model_dump(),
+        "recent_tasks": [
+            {k: e.get(k) for k in ("title", "status", "agent")}
+            for e in sorted(history, key=lambda e: -float(e.get("at", 0) or 0))[:15]
+        ],
+        "candidates": [
+            {"index": i, "title": c.title, "task": c.objective, "why": c.rationale} for i, c in enumerate(cands)
+        ],
+        "agents": agents,
+        "budget_minutes": max(1, int(cfg.budget.cycle_s * 0.8 // 60)),
+        "now": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }

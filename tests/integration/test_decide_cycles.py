@@ -1,0 +1,90 @@
+"""Decisions across whole cycles (run in-process, `run --local` style): never the same task twice, the
+backlog first and once, and `no_task` when the candidates run out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from orchestration import cycle
+from orchestration.config import parse_config
+from orchestration.hub import LocalHub
+from orchestration.state import LocalState
+from tests.helpers import ROOT, make_repo
+from tests.unit.test_sessions import Claude, tool_use, usage
+
+FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
+pytestmark = pytest.mark.integration
+
+
+def history_dir(tmp: Path, repo: Path) -> Path:
+    """A fixed session history: one repeated failure, two hot files, one unfinished request."""
+    c = Claude(str(repo))
+    lines = [c.prompt("speed up the importer", 1)]
+    for i in range(3):
+        lines += [
+            c.assistant(f"m{i}", f"r{i}", 2 + i, [tool_use(f"t{i}", "Bash", command="pytest -q")], usage(1, 1)),
+            c.tool_result(f"t{i}", 2 + i, is_error=True),
+        ]
+    for i, f in enumerate(["app.py", "app.py", "README.md"]):
+        lines.append(
+            c.assistant(f"e{i}", f"q{i}", 9, [tool_use(f"x{i}", "Edit", file_path=str(repo / f))], usage(1, 1))
+        )
+    path = tmp / "claude" / "projects" / "p" / f"{c.session}.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    return tmp / "claude"
+
+
+@pytest.fixture
+def local(tmp_path: Path):  # type: ignore[no-untyped-def]
+    repo, _bare = make_repo(tmp_path)
+    cfg = parse_config(
+        {
+            "id": "demo",
+            "workspace": {"repo": str(repo)},
+            "goals": ["Add type hints to app.py", "Document the add function"],
+            "sessions": {
+                "claude_dir": str(history_dir(tmp_path, repo)),
+                "codex_dir": str(tmp_path / "none"),
+                "since_days": 3650,
+            },
+            "decision": {"backend": "heuristic"},
+            "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+            "pr": {"enabled": False},
+        }
+    )
+    svc = cycle.Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
+    return cfg, svc
+
+
+@pytest.mark.timeout(240)
+def test_ten_cycles_ten_different_tasks_then_no_task(local) -> None:  # type: ignore[no-untyped-def]
+    cfg, svc = local
+    reports = [cycle.run_local(cycle.enqueue(svc, cfg), svc) for _ in range(10)]
+    done = [r for r in reports if r.status.value == "succeeded"]
+    hashes = [r.decision.op_hash for r in done if r.decision]
+    assert len(hashes) == len(set(hashes)), [r.decision.title for r in done if r.decision]
+    # The candidates of this history: 2 goals, 1 repeated failure, the unfinished request (also the most
+    # recent one, so no separate follow-up), 1 hot code file (README.md gets no tests task), 2 chores = 7.
+    assert len(done) == 7
+    assert all(r.status.value == "skipped" and r.reason == "no_task" for r in reports[len(done) :])
+    assert [r.status.value for r in reports] == ["succeeded"] * len(done) + ["skipped"] * (10 - len(done))
+
+
+@pytest.mark.timeout(120)
+def test_backlog_task_first_and_only_once(local) -> None:  # type: ignore[no-untyped-def]
+    cfg, svc = local
+    svc.state.push_backlog("demo", "Rename add() to add_numbers() everywhere")
+    first = cycle.run_local(cycle.enqueue(svc, cfg), svc)
+    second = cycle.run_local(cycle.enqueue(svc, cfg), svc)
+    assert first.decision and first.decision.title == "Rename add() to add_numbers() everywhere"
+    assert second.decision and second.decision.title == "Add type hints to app.py"
+    assert svc.state.list_backlog("demo") == []
+    # A dry run shows the backlog task without taking it.
+    svc.state.push_backlog("demo", "Bump the version")
+    dry = cycle.run_local(cycle.enqueue(svc, cfg, dry_run=True), svc)
+    assert dry.decision and dry.decision.title == "Bump the version"
+    assert svc.state.list_backlog("demo") == ["Bump the version"]
