@@ -86,8 +86,17 @@ def build_beat_schedule(config_dir: str | Path) -> tuple[dict[str, dict[str, Any
     return schedule, bad
 
 
+JANITOR_EVERY_S = 60.0
+
+
 def install() -> dict[str, dict[str, Any]]:
     schedule, errors = build_beat_schedule(get_settings().config_dir)
+    # Cycles whose worker died never reach their error callback: the janitor ends them.
+    schedule["orchestrate:janitor"] = {
+        "task": "orchestrate.janitor",
+        "schedule": JANITOR_EVERY_S,
+        "options": {"queue": "orchestrate", "expires": JANITOR_EVERY_S - 5},
+    }
     for err in errors:
         print(f"orchestrate beat: skipping invalid config: {err}", file=sys.stderr)
     app.conf.beat_schedule = schedule

@@ -520,6 +520,31 @@ def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> l
     return found
 
 
+@app.command()
+def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would be removed")] = False) -> None:
+    """Clean up: end cycles whose worker died, and remove worktrees that hold nothing unsaved."""
+    from orchestration.janitor import gc_worktrees, reap
+
+    try:
+        svc, _ = _redis_services()
+    except Fatal:
+        err.print("Redis is not reachable: cleaning local-mode state only", style="yellow")
+        svc = _local_services()
+    if not dry_run:
+        for r in reap(svc):
+            out.print(f"ended cycle {r.cycle_id} ({r.reason})")
+    rows = gc_worktrees(svc, dry_run=dry_run)
+    if not rows:
+        out.print(f"no worktrees under {svc.state_dir / 'worktrees'}")
+        return
+    t = Table(title="worktrees", box=box.SIMPLE_HEAD)
+    for col in ("cycle", "status", "action", "why"):
+        t.add_column(col)
+    for w in rows:
+        t.add_row(w.cycle_id, w.status, w.action, w.detail)
+    out.print(t)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,

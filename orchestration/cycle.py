@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestration import git
 from orchestration.agents import worktree as wt
-from orchestration.agents.process import group_alive, kill_group
+from orchestration.agents.process import group_alive, kill_group, process_identity
 from orchestration.agents.runner import resolve_command, run_agent
 from orchestration.config import WorkspaceConfig, parse_config
 from orchestration.decide.orchestrator import make_decision
@@ -317,7 +317,11 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
         _save(svc, ctx, branch=ctx.branch, worktree=ctx.worktree, base_ref=base, repo=str(repo))
 
         def started(pid: int) -> None:
-            svc.state.put_cycle(ctx.cycle_id, {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname()})
+            # What the janitor needs if this process dies: the agent's group, and who was watching it.
+            svc.state.put_cycle(
+                ctx.cycle_id,
+                {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname(), "runner": process_identity()},
+            )
 
         assert ctx.deadline is not None
         result = run_agent(
@@ -447,7 +451,9 @@ def _close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepo
     if ctx.lock_token:
         svc.state.release_lock(ctx.workspace, ctx.lock_token)
     if ctx.worktree and Path(ctx.worktree).exists():
-        _remove_worktree_if_safe(Path(ctx.worktree), svc)
+        # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
+        cfg = _config(ctx)
+        wt.remove_if_safe(Path(ctx.worktree), cfg.workspace.remote, cfg.permissions.push)
     svc.state.put_cycle(
         ctx.cycle_id,
         {
@@ -471,18 +477,6 @@ def _announce(svc: Services, ctx: CycleContext, report: CycleReport) -> None:
         "cycle.finished",
         {"status": ctx.status.value, "reason": ctx.reason, "report": report.public()},
     )
-
-
-def _remove_worktree_if_safe(path: Path, svc: Services) -> None:
-    """Only a clean worktree goes: its commits live on in the branch ref of the repository."""
-    try:
-        if git.out(["status", "--porcelain"], path):
-            return
-        common = Path(git.out(["rev-parse", "--git-common-dir"], path))
-        repo = (path / common).resolve().parent if not common.is_absolute() else common.parent
-        wt.remove(repo, path)
-    except GitError:
-        return
 
 
 def fail_cycle(

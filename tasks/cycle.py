@@ -140,6 +140,31 @@ def _on_revoked(request: Any = None, terminated: bool = False, expired: bool = F
         log.exception("cycle %s: cleanup after revoke failed", cycle_id)
 
 
+@app.task(name="orchestrate.janitor")
+def janitor() -> list[str]:
+    """Periodic (beat) and at worker start: ends cycles whose worker died, reaping their agents."""
+    from orchestration.janitor import reap
+
+    return [f"{r.cycle_id}:{r.reason}" for r in reap(services())]
+
+
+@signals.worker_ready.connect
+def _janitor_on_start(**_: Any) -> None:
+    """A restarted worker first cleans up after the one that died (in the background: start-up goes on)."""
+    import threading
+
+    def run() -> None:
+        try:
+            from orchestration.janitor import reap
+
+            for r in reap(services()):
+                log.warning("janitor: cycle %s ended (%s)", r.cycle_id, r.reason)
+        except Exception:
+            log.exception("janitor at worker start failed")
+
+    threading.Thread(target=run, name="orchestrate-janitor", daemon=True).start()
+
+
 # -- canvas ---------------------------------------------------------------------------------------
 
 

@@ -62,6 +62,26 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:
     return True
 
 
+def process_identity(pid: int | None = None) -> str:
+    """`pid:starttime` — tells a live process from a later one that reused its pid."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat[stat.rfind(")") + 2 :].split()[19]
+    except (OSError, IndexError):
+        return f"{pid}:?"
+    return f"{pid}:{start}"
+
+
+def identity_alive(identity: str) -> bool:
+    pid_text, _, _start = identity.partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    return process_identity(pid) == identity and not identity.endswith(":?")
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

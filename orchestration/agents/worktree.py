@@ -71,3 +71,39 @@ def create(repo: Path, state_dir: Path, cycle_id: str, branch: str, base: str) -
 def remove(repo: Path, path: Path) -> None:
     git.git(["worktree", "remove", "--force", str(path)], repo, check=False)
     git.git(["worktree", "prune"], repo, check=False)
+
+
+def repo_of(path: Path) -> Path:
+    """The repository a worktree belongs to."""
+    common = Path(git.out(["rev-parse", "--git-common-dir"], path))
+    return (path / common).resolve().parent if not common.is_absolute() else common.parent
+
+
+def removal_blocker(path: Path, remote: str, push_expected: bool) -> str | None:
+    """Why this worktree must stay (uncommitted or unpushed work), or None when removing it loses nothing."""
+    try:
+        if git.out(["status", "--porcelain"], path):
+            return "uncommitted changes"
+        branch = git.out(["rev-parse", "--abbrev-ref", "HEAD"], path)
+        if not push_expected or branch == "HEAD":
+            return None
+        if git.git(["remote", "get-url", remote], path, check=False).returncode != 0:
+            return None  # no remote to push to: the branch in the repository holds the work
+        remote_ref = f"refs/remotes/{remote}/{branch}"
+        if git.git(["rev-parse", "--verify", "--quiet", remote_ref], path, check=False).returncode != 0:
+            return "branch not pushed"
+        ahead = git.out(["rev-list", "--count", f"{remote_ref}..HEAD"], path)
+        return f"{ahead} commit(s) not pushed" if ahead not in ("", "0") else None
+    except GitError as exc:
+        return f"git: {exc.stderr[-120:]}"
+
+
+def remove_if_safe(path: Path, remote: str, push_expected: bool) -> str | None:
+    """Removes the worktree when nothing would be lost; returns what kept it otherwise."""
+    blocker = removal_blocker(path, remote, push_expected)
+    if blocker is None:
+        try:
+            remove(repo_of(path), path)
+        except GitError as exc:
+            return f"git: {exc.stderr[-120:]}"
+    return blocker

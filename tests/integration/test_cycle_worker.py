@@ -198,3 +198,31 @@ def test_execute_is_routed_to_the_queue_of_the_agent_decide_chose(setup) -> None
     assert report["status"] == "succeeded", report
     assert report["decision"]["agent"] == "claude-code"
     assert "agent.codex" not in (tmp / "worker.log").read_text()
+
+
+def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL of the worker's whole process group: no error callback runs. The agent (in its own session)
+    survives the worker; the next worker's janitor kills it, saves its work and ends the cycle."""
+    tmp, repo, _bare, env = setup
+    cfg = write_config(tmp, repo)
+    env = dict(env, FAKE_CLAUDE_MODE="slow")
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    prefix = env["ORCH_KEY_PREFIX"]
+    with celery_worker(env, tmp / "worker.log") as worker:
+        queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
+        key = f"{prefix}:cycle:{queued['cycle_id']}"
+        stream = f"{prefix}:cycle:{queued['cycle_id']}:events"
+        assert wait_for(lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream)), 60)
+        agent_pid = int(r.hget(key, "agent_pid"))
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    assert live_with_marker(str(FAKE_CLAUDE)) != []  # the orphan is still running: only the janitor stops it
+    assert r.hget(key, "finished_at") is None
+    with celery_worker(env, tmp / "worker2.log"):
+        status = wait_for(lambda: r.hget(key, "finished_at") and r.hget(key, "status"), timeout=30)
+    assert status == b"failed" and r.hget(key, "reason") == b"worker_lost", r.hgetall(key)
+    assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=10)
+    assert not Path(f"/proc/{agent_pid}").exists() or "Z" in Path(f"/proc/{agent_pid}/stat").read_text()
+    assert r.get(f"{prefix}:lock:demo") is None
+    report = json.loads(r.hget(key, "report"))
+    assert sh(["git", "log", "-1", "--format=%s", report["branch"]], repo).startswith("WIP:")
