@@ -93,30 +93,26 @@ def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: s
         return _Scan(entry, changed=False)
     ws = _workspace(root)
     new = PROVIDERS[kind].reader
-    start, reader, known_in = 0, None, None
-    if (
+    unchanged_head = (
         same
         and entry is not None
         and stat.st_size >= entry.offset
         and cache.marks_of(path, entry.offset) == entry.marks
-    ):
-        start, reader, known_in = entry.offset, entry.reader, entry.in_workspace
-    resumed_blind = reader is None and start > 0  # an outside file: its earlier lines were not kept
+    )
+    if unchanged_head and entry is not None and entry.in_workspace is False:
+        # Another workspace's session (its first cwd decided that): growth changes nothing.
+        entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
+        return _Scan(entry)
+    start, reader = 0, None
+    if unchanged_head and entry is not None and entry.reader is not None:
+        start, reader = entry.offset, entry.reader
     if reader is None:
         reader = new(path, mtime)
-        if start:
-            setattr(reader, "first", False)  # noqa: B010 - codex's header test applies to line one only
     pos = [start]
     reader.read(ws, start, pos)
-    if resumed_blind and reader.st.in_workspace is True:
-        reader, pos = new(path, mtime), [0]  # it moved into the workspace: read it whole
-        reader.read(ws, 0, pos)
-        start = 0
     if reader.st.skipped.get("unreadable_file"):
         return _Scan(None)
     in_ws = reader.st.in_workspace
-    if resumed_blind and in_ws is None:
-        in_ws = known_in
     reader.st.mtime = mtime
     return _Scan(
         cache.Entry(
@@ -127,7 +123,7 @@ def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: s
             offset=pos[0],
             marks=cache.marks_of(path, pos[0]),
             in_workspace=in_ws,
-            reader=reader if in_ws is True else None,
+            reader=None if in_ws is False else reader,  # kept while the file may still count
         ),
         read_bytes=pos[0] - start,
     )
@@ -154,9 +150,14 @@ def _scan_all(
     for path, _mtime in files:
         entry = entries.get(path)
         try:
-            todo_bytes += max(0, os.stat(path).st_size - (entry.offset if entry else 0))
+            st = os.stat(path)
         except OSError:
             continue
+        if entry is not None and (
+            entry.in_workspace is False or (entry.size, entry.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        ):
+            continue  # nothing (or nothing worth a process) to read
+        todo_bytes += max(0, st.st_size - (entry.offset if entry else 0))
     n = workers if workers is not None else (os.cpu_count() or 1)
     tick = progress or (lambda _kind, _done, _total: None)
     if n > 1 and todo_bytes >= PARALLEL_MIN_BYTES and len(files) > 1:

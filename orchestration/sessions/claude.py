@@ -122,10 +122,11 @@ class Reader:
             line_cwd = obj.get("cwd")
             if isinstance(line_cwd, str) and line_cwd and line_cwd != cwd:
                 cwd = line_cwd
-                if ws.contains(line_cwd):
-                    st.in_workspace = True
-                elif st.in_workspace is None:
-                    st.in_workspace = False
+                if st.in_workspace is None:
+                    # The session's working directory is where it started: the first cwd decides.
+                    st.in_workspace = ws.contains(line_cwd)
+                    if not st.in_workspace:
+                        break  # another workspace's session: nothing more to read here
             if not st.session_id:
                 sid = obj.get("sessionId")
                 if isinstance(sid, str) and sid:

@@ -155,6 +155,8 @@ class Reader:
             for lineno, obj in read_objects(self.st.path, self.st.skipped, start=start, pos=pos):
                 self.line(lineno, obj, self.first)
                 self.first = False
+                if self.st.in_workspace is False:
+                    break  # another workspace's session: nothing more to read here
         finally:
             self.ws = None
 
@@ -163,10 +165,8 @@ class Reader:
             return
         self.cwd = cwd
         assert self.ws is not None
-        if self.ws.contains(cwd):
-            self.st.in_workspace = True
-        elif self.st.in_workspace is None:
-            self.st.in_workspace = False
+        if self.st.in_workspace is None:  # the session's working directory is where it started
+            self.st.in_workspace = self.ws.contains(cwd)
 
     def call_key(self, call_id: Any, lineno: int) -> str:
         """Keys are per file: nothing is copied between rollouts, and call ids need not be global."""

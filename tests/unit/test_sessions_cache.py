@@ -133,20 +133,20 @@ def test_truncated_or_rewritten_file_is_read_again(tmp_path: Path, repo: Path, r
     assert truncated.turns == 1
 
 
-def test_replaced_file_and_file_that_moves_into_the_workspace(tmp_path: Path, repo: Path) -> None:
+def test_replaced_file_and_a_session_that_started_elsewhere(tmp_path: Path, repo: Path) -> None:
     elsewhere = Claude(str(tmp_path / "other"), session="11111111-2222-3333-4444-555555555555")
     path = tmp_path / "claude" / "projects" / "p" / f"{elsewhere.session}.jsonl"
     path.parent.mkdir(parents=True)
     append(path, conversation(elsewhere, 1))
     assert analyze(tmp_path, repo, tmp_path / "cache").sessions == 0
-    # The same session continues inside the workspace: the whole file now counts, its early lines too.
+    # The session later works inside the repo: it still belongs where it started (its first cwd).
     inside = Claude(str(repo), session=elsewhere.session)
     inside.n = elsewhere.n  # line uuids go on being unique
     append(path, conversation(inside, 2))
-    moved = analyze(tmp_path, repo, tmp_path / "cache")
-    assert moved.sessions == 1 and moved.turns == 2
-    same(moved, analyze(tmp_path, repo, None))
-    # Replaced by a new file (new inode) with other content.
+    grown = analyze(tmp_path, repo, tmp_path / "cache")
+    assert grown.sessions == 0
+    same(grown, analyze(tmp_path, repo, None))
+    # Replaced by a new file (new inode) that starts inside the repo.
     path.unlink()
     path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in conversation(inside, 7)))
     replaced = analyze(tmp_path, repo, tmp_path / "cache")
