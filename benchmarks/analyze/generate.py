@@ -103,12 +103,14 @@ CODEX_MODELS = ("gpt-5-codex", "gpt-5-codex", "gpt-5")
 BRANCHES = ("main", "main", "main", "feat/retry-queue", "fix/flaky-tests", "chore/deps", "")
 
 ALNUM = string.ascii_letters + string.digits
-WORDS = (
-    "the parser retry queue cache invoice token user account session handler config test fixture migration "
-    "schema endpoint request response timeout worker job batch metric log error field value index query page "
-    "client server build deploy branch commit review flaky slow fast memory leak race lock stream event "
-    "payload header body status code path file module package import export type check lint format"
-).split()
+_WORDS_TEXT = (
+    "the parser retry queue cache invoice token user account session handler config test fixture "
+    "migration schema endpoint request response timeout worker job batch metric log error field value "
+    "index query page client server build deploy branch commit review flaky slow fast memory leak race "
+    "lock stream event payload header body status code path file module package import export type check "
+    "lint format"
+)
+WORDS = _WORDS_TEXT.split()
 PROMPTS = (
     "Fix the failing test in {f} — it started after the last refactor",
     "Add retries with exponential backoff to the {w} client",
@@ -207,7 +209,7 @@ class Pools:
         if kind == 3:
             return f"{indent}if {w} is None or not {v}:"
         if kind == 4:
-            return f"{indent}return {{\"{w}\": {v}, 'status': \"ok\", \"count\": len({w}s)}}"
+            return f'{indent}return {{"{w}": {v}, \'status\': "ok", "count": len({w}s)}}'
         if kind == 5:
             return f"{indent}const {w}{v.title()} = await fetch(`/api/{w}/${{id}}`, {{ method: 'POST' }});"
         if kind == 6:
@@ -219,9 +221,9 @@ class Pools:
         if kind == 9:
             return f"{indent}\tself.{w} = {v}  # tab-indented legacy code"
         if kind == 10:
-            return f"{indent}raise {w.title()}Error(f\"cannot {v} {{{w}!r}}: {{exc}}\") from exc"
+            return f'{indent}raise {w.title()}Error(f"cannot {v} {{{w}!r}}: {{exc}}") from exc'
         if kind == 11:
-            return f"{indent}assert result[\"{w}\"] == expected_{v}, f\"got {{result}}\""
+            return f'{indent}assert result["{w}"] == expected_{v}, f"got {{result}}"'
         if kind == 12:
             return f"{indent}for {w} in sorted({v}s, key=lambda x: (x.{w}, x.id)):"
         return f"{indent}{w}_{v} = {rng.randrange(1000)} * SCALE  # café-safe"
@@ -276,9 +278,10 @@ class Totals:
 
 @dataclass
 class Stats:
-    """Shape of what was written: bytes in lines by size class, line kinds (printed, kept in the manifest)."""
+    """Shape of what was written: lines, bytes in lines by size class, the largest line (kept in the manifest)."""
 
     lines: int = 0
+    broken: Counter[str] = field(default_factory=Counter)  # lines written broken on purpose
     big_lines: Counter[str] = field(default_factory=Counter)
     big_bytes: Counter[str] = field(default_factory=Counter)
     largest_line: int = 0
@@ -383,10 +386,12 @@ class ClaudeSession:
         self.version = rng.choice(CLAUDE_VERSIONS)
         self.model = SUBAGENT_MODEL if self.sidechain else rng.choice(CLAUDE_MODELS)
         self.branch = rng.choice(BRANCHES)
+        self.hooks = self.version >= "2.1" and rng.random() < 0.4
         self.clock = clock or Clock(rng, g.now)
         self.parent: str | None = None
         self.context = rng.randrange(9_000, 20_000)
         self.tokens = _zero()
+        self.counts: Counter[str] = Counter()  # turns (real prompts), tool_calls, failures: the truth
         self.tracked: dict[str, dict[str, Any]] = {}
         self.files_written = 0
         self.bytes_written = 0
@@ -399,9 +404,10 @@ class ClaudeSession:
 
     # -- line builders
 
-    def _base(self, kind: str, t: float) -> dict[str, Any]:
+    def _line(self, kind: str, t: float, body: dict[str, Any], message_first: bool = False) -> dict[str, Any]:
+        """A transcript line in Claude Code's key order (assistant lines put message + requestId before type)."""
         u = _uuid(self.rng)
-        base: dict[str, Any] = {
+        line: dict[str, Any] = {
             "parentUuid": self.parent,
             "isSidechain": self.sidechain,
             "userType": "external",
@@ -411,12 +417,17 @@ class ClaudeSession:
             "gitBranch": self.branch,
         }
         if self.agent_id:
-            base["agentId"] = self.agent_id
-        base["type"] = kind
-        base["uuid"] = u
-        base["timestamp"] = iso(t)
+            line["agentId"] = self.agent_id
+        if message_first:
+            line.update(body)
+            line["type"] = kind
+        else:
+            line["type"] = kind
+            line.update(body)
+        line["uuid"] = u
+        line["timestamp"] = iso(t)
         self.parent = u
-        return base
+        return line
 
     def _path(self) -> str:
         rng = self.rng
@@ -430,10 +441,8 @@ class ClaudeSession:
 
     def user(self, content: str | list[Any], **extra: Any) -> dict[str, Any]:
         t = self.clock.tick(2, 90) if isinstance(content, str) else self.clock.tick(0.05, 3)
-        line = self._base("user", t)
-        line["message"] = {"role": "user", "content": content}
+        line = self._line("user", t, {"message": {"role": "user", "content": content}})
         line.update(extra)
-        # the real key order puts type/message before uuid/timestamp; harmless to leave as built
         self.write(line, t)
         return line
 
@@ -443,25 +452,25 @@ class ClaudeSession:
         mid = "msg_01" + _tok(rng, 22)
         rid = "req_011C" + _tok(rng, 18)
         write5m = rng.choice((0, 0, rng.randrange(50, 4000), rng.randrange(2000, 30000)))
-        usage = {
-            "input_tokens": rng.randrange(1, 40),
+        inp, read = rng.randrange(1, 40), self.context
+        out = rng.randrange(1, 60) if stop == "tool_use" else rng.randrange(40, 2500)
+        usage: dict[str, Any] = {
+            "input_tokens": inp,
             "cache_creation_input_tokens": write5m,
-            "cache_read_input_tokens": self.context,
+            "cache_read_input_tokens": read,
             "cache_creation": {"ephemeral_5m_input_tokens": write5m, "ephemeral_1h_input_tokens": 0},
-            "output_tokens": rng.randrange(1, 60) if stop == "tool_use" else rng.randrange(40, 2500),
+            "output_tokens": out,
             "service_tier": "standard",
         }
         self.context = min(180_000, self.context + write5m + rng.randrange(100, 3000))
-        self.tokens["input"] += usage["input_tokens"]
-        self.tokens["output"] += usage["output_tokens"]
-        self.tokens["cache_read"] += usage["cache_read_input_tokens"]
-        self.tokens["cache_write"] += usage["cache_creation_input_tokens"]
+        self.tokens["input"] += inp
+        self.tokens["output"] += out
+        self.tokens["cache_read"] += read
+        self.tokens["cache_write"] += write5m
         t0 = self.clock.tick(1, 25)
         for i, block in enumerate(blocks):
             t = t0 + i * 0.4
-            line = self._base("assistant", t)
-            del line["type"], line["uuid"], line["timestamp"]
-            line["message"] = {
+            message = {
                 "model": self.model,
                 "id": mid,
                 "type": "message",
@@ -471,11 +480,7 @@ class ClaudeSession:
                 "stop_sequence": None,
                 "usage": usage,
             }
-            line["requestId"] = rid
-            line["type"] = "assistant"
-            line["uuid"] = self.parent
-            line["timestamp"] = iso(t)
-            self.write(line, t)
+            self.write(self._line("assistant", t, {"message": message, "requestId": rid}, message_first=True), t)
 
     def snapshot(self, update: bool) -> None:
         mid = _uuid(self.rng)
@@ -517,11 +522,23 @@ class ClaudeSession:
         self.assistant_response(blocks, "tool_use")
         assistant_uuid = self.parent
         for block, result in calls:
+            if self.hooks:
+                self.progress(block, "PreToolUse")
             result(block, assistant_uuid)
+            if self.hooks:
+                self.progress(block, "PostToolUse")
+
+    def progress(self, block: dict[str, Any], event: str) -> None:
+        t = self.clock.tick(0.01, 0.2)
+        data = {"type": "hook_progress", "hookEvent": event, "hookName": f"{event}:{block['name']}"}
+        data["command"] = "$CLAUDE_PROJECT_DIR/.claude/hooks/guard.sh"
+        body = {"data": data, "parentToolUseID": block["id"], "toolUseID": block["id"]}
+        self.write(self._line("progress", t, body), t)
 
     def tool_call(self) -> tuple[dict[str, Any], Any]:
         rng = self.rng
         tid = "toolu_01" + _tok(rng, 22)
+        self.counts["tool_calls"] += 1
         r = rng.random()
         if r < 0.30:
             return self._read(tid)
@@ -550,6 +567,7 @@ class ClaudeSession:
         res: dict[str, Any] = {"tool_use_id": block["id"], "type": "tool_result", "content": content}
         if error:
             res["is_error"] = True
+            self.counts["failures"] += 1
         extra: dict[str, Any] = {"toolUseResult": tool_use_result}
         if self.version >= "2.1":
             extra["sourceToolAssistantUUID"] = assistant_uuid
@@ -561,7 +579,7 @@ class ClaudeSession:
     def _read(self, tid: str) -> tuple[dict[str, Any], Any]:
         rng = self.rng
         path = self._path()
-        image = path.endswith(".png") or rng.random() < 0.008
+        image = path.endswith(".png") or rng.random() < 0.003
         if image:
             path = path.rsplit(".", 1)[0] + ".png"
         block = {"type": "tool_use", "id": tid, "name": "Read", "input": {"file_path": path}}
@@ -579,7 +597,7 @@ class ClaudeSession:
                 }
                 self._result(block, au, [{"type": "image", "source": src}], tur)
                 return
-            size = _lognormal(rng, 14_000, 1.3, 10_000 if rng.random() < 0.5 else 600, 2 << 20)
+            size = _lognormal(rng, 6_000, 1.4, 400, 2 << 20)
             numbered = self.g.pools.numbered_text(rng, size)
             plain = self.g.pools.code_text(rng, size)
             n = plain.count("\n")
@@ -621,7 +639,7 @@ class ClaudeSession:
             if rng.random() < 0.07:
                 self._error(block, au, "String to replace not found in file.")
                 return
-            original = self.g.pools.code_text(rng, _lognormal(rng, 12_000, 1.2, 1_000, 1 << 20))
+            original = self.g.pools.code_text(rng, _lognormal(rng, 9_000, 1.2, 1_000, 1 << 20))
             snippet = self.g.pools.numbered_text(rng, rng.randrange(300, 2500))
             text = f"The file {path} has been updated. Here's the result of running `cat -n` on a snippet:\n{snippet}"
             hunk = {
@@ -730,6 +748,8 @@ class ClaudeSession:
             self.bytes_written += sub_out.close()
             for k, v in sub.tokens.items():
                 self.tokens[k] += v
+            self.counts["tool_calls"] += sub.counts["tool_calls"]
+            self.counts["failures"] += sub.counts["failures"]
             text = " ".join(rng.choices(WORDS, k=rng.randrange(30, 200)))
             tur = {
                 "status": "completed",
@@ -765,22 +785,22 @@ class ClaudeSession:
         if r < 0.06:
             self.user(rng.choice(INJECTED), isMeta=True)
         text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
-        if rng.random() < 0.03:  # a pasted screenshot
+        if rng.random() < 0.01:  # a pasted screenshot
             data = g.pools.base64(rng, rng.randrange(1 << 20, 5 << 20))
             image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
             self.user([{"type": "text", "text": text}, image])
         else:
             self.user(text)
+        self.counts["turns"] += 1
         if rng.random() < 0.15:
             t = self.clock.tick(0.01, 0.2)
-            line = self._base("attachment", t)
-            line["attachment"] = {
+            attachment = {
                 "type": "todo",
                 "content": [{"content": "Run the tests", "status": "pending", "activeForm": "Running the tests"}],
                 "itemCount": 1,
                 "context": "main",
             }
-            self.write(line, t)
+            self.write(self._line("attachment", t, {"attachment": attachment}), t)
 
     def finish_turn(self) -> None:
         rng = self.rng
@@ -791,16 +811,13 @@ class ClaudeSession:
         self.assistant_response([{"type": "text", "text": text}], "end_turn")
         if rng.random() < 0.1:
             t = self.clock.tick(0.01, 0.5)
-            line = self._base("system", t)
-            line.update(
-                {
-                    "subtype": "local_command" if rng.random() < 0.5 else "informational",
-                    "content": "<local-command-stdout>Compacted</local-command-stdout>",
-                    "level": "info",
-                    "isMeta": False,
-                }
-            )
-            self.write(line, t)
+            body = {
+                "subtype": "local_command" if rng.random() < 0.5 else "informational",
+                "content": "<local-command-stdout>Compacted</local-command-stdout>",
+                "level": "info",
+                "isMeta": False,
+            }
+            self.write(self._line("system", t, body), t)
 
     def run(self) -> tuple[int, int]:
         """Writes the whole session; returns (files, bytes) including subagents."""
@@ -817,11 +834,17 @@ class ClaudeSession:
                 if self.used() + self.bytes_written >= self.budget:
                     break
             self.finish_turn()
+            if rng.random() < 0.01:  # a line cut short by a crash, then the session went on
+                self.out.raw(b'{"parentUuid":null,"isSidechain":false,"type":"assistant","message":{"id":"msg_01\n')
+                self.g.stats.broken["malformed_line"] += 1
             if self.project.in_ws and not moved and rng.random() < 0.05:  # `cd services/auth` mid-session
                 self.cwd = WORKSPACE + "/services/auth"
                 moved = True
-        if rng.random() < 0.02:  # still being written: a last line without its newline
-            self.out.raw(b'{"parentUuid":"' + (self.parent or "").encode() + b'","isSidechain":false,"type":"user","mess')
+        if rng.random() < 0.04:  # still being written: a last line without its newline
+            self.out.raw(
+                b'{"parentUuid":"' + (self.parent or "").encode() + b'","isSidechain":false,"type":"user","mess'
+            )
+            self.g.stats.broken["incomplete_line"] += 1
         self.files_written += 1
         self.bytes_written += self.out.close()
         return self.files_written, self.bytes_written
@@ -862,7 +885,7 @@ class CodexSession:
         self.model = rng.choice(CODEX_MODELS)
         self.total = {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0, "reasoning_output_tokens": 0}
         self.context = rng.randrange(6_000, 14_000)
-        self.n_calls = 0
+        self.counts: Counter[str] = Counter()
 
     def line(self, kind: str, payload: dict[str, Any], t: float) -> None:
         if self.old:
@@ -955,6 +978,7 @@ class CodexSession:
             }
             self.line("turn_context", ctx, self.clock.tick(5, 120))
         text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        self.counts["turns"] += 1
         self.message("user", text, "input_text")
         self.event({"type": "user_message", "message": text, "images": []})
         if not self.old:
@@ -975,7 +999,7 @@ class CodexSession:
             "type": "reasoning",
             "summary": [{"type": "summary_text", "text": summary}],
             "content": None,
-            "encrypted_content": "gAAAAAB" + self.g.pools.base64(rng, rng.randrange(1_500, 24_000)),
+            "encrypted_content": "gAAAAAB" + self.g.pools.base64(rng, rng.randrange(800, 9_000)),
         }
         self.line("response_item", reasoning, self.clock.tick(1, 20))
         self.event({"type": "agent_reasoning", "text": summary})
@@ -999,13 +1023,17 @@ class CodexSession:
             args = {"command": ["bash", "-lc", script], "workdir": self.project.cwd, "timeout_ms": 120_000}
         call = {"type": "function_call", "name": name, "arguments": orjson.dumps(args).decode(), "call_id": cid}
         self.line("response_item", call, self.clock.tick(0.5, 5))
-        output = self.g.pools.code_text(rng, _lognormal(rng, 2_500, 1.7, 20, 1 << 20))
+        output = self.g.pools.code_text(rng, _lognormal(rng, 1_800, 1.6, 20, 1 << 20))
         code = 1 if rng.random() < 0.11 else 0
+        self.counts["tool_calls"] += 1
+        self.counts["failures"] += code != 0
         dur = round(rng.uniform(0.01, 40), 3)
         if new_style:
             out_text = f"Exit code: {code}\nWall time: {dur} seconds\nOutput:\n{output}"
         else:
-            out_text = orjson.dumps({"output": output, "metadata": {"exit_code": code, "duration_seconds": dur}}).decode()
+            out_text = orjson.dumps(
+                {"output": output, "metadata": {"exit_code": code, "duration_seconds": dur}}
+            ).decode()
         self.line("response_item", {"type": "function_call_output", "call_id": cid, "output": out_text}, self.clock.t)
         if new_style and rng.random() < 0.8:
             self.event(
@@ -1046,6 +1074,7 @@ class CodexSession:
         rng = self.rng
         cid = self.call_id()
         patch = self._patch_text()
+        self.counts["tool_calls"] += 1
         if self.old:
             args = orjson.dumps({"command": ["apply_patch", patch]}).decode()
             call = {"type": "function_call", "name": "shell", "arguments": args, "call_id": cid}
@@ -1053,9 +1082,16 @@ class CodexSession:
             out = orjson.dumps({"output": "Done!", "metadata": {"exit_code": 0, "duration_seconds": 0.0}}).decode()
             self.line("response_item", {"type": "function_call_output", "call_id": cid, "output": out}, self.clock.t)
             return
-        item = {"type": "custom_tool_call", "status": "completed", "call_id": cid, "name": "apply_patch", "input": patch}
+        item = {
+            "type": "custom_tool_call",
+            "status": "completed",
+            "call_id": cid,
+            "name": "apply_patch",
+            "input": patch,
+        }
         self.line("response_item", item, self.clock.tick(0.5, 5))
         ok = rng.random() > 0.06
+        self.counts["failures"] += not ok
         files = [ln.split(": ", 1)[1] for ln in patch.splitlines() if ln.startswith(("*** Update", "*** Add"))]
         text = "Success. Updated the following files:\n" + "\n".join(f"M {f}" for f in files) if ok else "Failed"
         meta = {"exit_code": 0 if ok else 1, "duration_seconds": 0.0}
@@ -1116,14 +1152,16 @@ class Generator:
             project = self.pick_project()
             s = ClaudeSession(self, project, budget)
             files, nbytes = s.run()
-            self._count(self.claude, "claude-code", s.session_id, project, files, nbytes, s.tokens, s.out.path)
+            self._count(
+                self.claude, "claude-code", s.session_id, project, files, nbytes, s.tokens, s.out.path, s.counts
+            )
         while self.codex.bytes < codex_target:
             left = codex_target - self.codex.bytes
             budget = min(_lognormal(rng, 500_000, 1.2, 8_000, 30 << 20), max(left, 8_000))
             project = self.pick_project()
             c = CodexSession(self, project, budget, archived=rng.random() < 0.05, old_format=rng.random() < 0.04)
             nbytes = c.run()
-            self._count(self.codex, "codex", c.session_id, project, 1, nbytes, c.tokens(), c.out.path)
+            self._count(self.codex, "codex", c.session_id, project, 1, nbytes, c.tokens(), c.out.path, c.counts)
         return self.manifest()
 
     def _count(
@@ -1136,6 +1174,7 @@ class Generator:
         nbytes: int,
         tokens: Tokens,
         path: Path,
+        counts: Counter[str],
     ) -> None:
         tot.files += files
         tot.bytes += nbytes
@@ -1149,6 +1188,7 @@ class Generator:
         self.sessions.append(
             {"provider": provider, "id": sid, "path": rel, "cwd": project.cwd, "in_workspace": project.in_ws}
             | {"files": files, "bytes": nbytes, "tokens": tokens}
+            | {k: counts[k] for k in ("turns", "tool_calls", "failures")}
         )
 
     def manifest(self) -> dict[str, Any]:
@@ -1158,7 +1198,12 @@ class Generator:
                 "bytes": t.bytes,
                 "sessions": t.sessions,
                 "tokens": t.tokens,
-                "workspace": {"files": t.ws_files, "bytes": t.ws_bytes, "sessions": t.ws_sessions, "tokens": t.ws_tokens},
+                "workspace": {
+                    "files": t.ws_files,
+                    "bytes": t.ws_bytes,
+                    "sessions": t.ws_sessions,
+                    "tokens": t.ws_tokens,
+                },
             }
 
         st = self.stats
@@ -1171,6 +1216,7 @@ class Generator:
             "providers": {"claude-code": totals(self.claude), "codex": totals(self.codex)},
             "lines": st.lines,
             "largest_line": st.largest_line,
+            "broken_lines": dict(st.broken),
             "big_lines": dict(st.big_lines),
             "big_line_bytes": dict(st.big_bytes),
             "sessions": self.sessions,
