@@ -23,7 +23,7 @@ from orchestration.agents import worktree as wt
 from orchestration.agents.process import group_alive, kill_group, process_identity
 from orchestration.agents.runner import resolve_command, run_agent
 from orchestration.config import WorkspaceConfig, parse_config
-from orchestration.decide.orchestrator import make_decision
+from orchestration.decide.orchestrator import RUNNABLE_AGENTS, make_decision
 from orchestration.git import GitError
 from orchestration.hub import Hub
 from orchestration.models import (
@@ -324,17 +324,30 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             )
 
         assert ctx.deadline is not None
-        result = run_agent(
-            agent=decision.agent,
-            cfg=cfg,
-            worktree=path,
-            prompt=decision.task,
-            deadline=ctx.deadline - wrap_up_s(cfg),
-            emit=lambda kind, data: emit(svc, ctx, "execute", kind, data),
-            should_cancel=lambda: svc.state.is_cancelled(ctx.cycle_id),
-            on_started=started,
-            log_dir=svc.state_dir / "logs" / ctx.cycle_id,
-        )
+        agent_deadline = ctx.deadline - wrap_up_s(cfg)
+
+        def run(agent: str) -> AgentResult:
+            return run_agent(
+                agent=agent,
+                cfg=cfg,
+                worktree=path,
+                prompt=decision.task,
+                deadline=agent_deadline,
+                emit=lambda kind, data: emit(svc, ctx, "execute", kind, data),
+                should_cancel=lambda: svc.state.is_cancelled(ctx.cycle_id),
+                on_started=started,
+                log_dir=svc.state_dir / "logs" / ctx.cycle_id,
+            )
+
+        result = run(decision.agent)
+        other = next((a for a in cfg.agents.allow if a != decision.agent and a in RUNNABLE_AGENTS), None)
+        if result.status == "failed" and result.events == 0 and other is not None:
+            # It never got going (missing binary, auth error, crash at start): the other agent gets one try.
+            why = f"{decision.agent} failed before its first event ({result.stop_reason}): {result.summary[:200]}"
+            emit(svc, ctx, "execute", "agent.message", {"text": f"{why}; trying {other}", "level": "warning"})
+            result = run(other)
+            result.fallback_from = decision.agent
+            result.fallback_reason = why
         svc.state.put_cycle(ctx.cycle_id, {"agent_pid": None, "agent_pgid": None})
         result.commit = save_work(path, decision.title, ctx.cycle_id, result.status)
         result.files_changed = _files(path, base) or result.files_changed

@@ -97,6 +97,7 @@ class ProviderInsights(Model):
     abandoned: int = 0  # sessions that ended on a failed tool call or command
     repeated_failures: dict[str, int] = Field(default_factory=dict)  # failed twice or more
     unfinished: list[Unfinished] = Field(default_factory=list)  # most recent first
+    by_session: dict[str, Tokens] = Field(default_factory=dict)  # tokens per session with any usage
 
 
 class Insights(ProviderInsights):
@@ -135,6 +136,9 @@ class AgentResult(Model):
     summary: str = ""
     stop_reason: str | None = None
     commit: str | None = None
+    events: int = 0  # events parsed from the agent's stream
+    fallback_from: str | None = None  # the agent that failed to start, when this run is the fallback
+    fallback_reason: str | None = None
 
 
 class PRResult(Model):
@@ -195,8 +199,11 @@ class CycleReport(Model):
             if self.decision and self.decision.fallback_reason:
                 data["decision"]["fallback_reason"] = self.decision.fallback_reason
         if data.get("agent"):
-            for k in ("stop_reason", "commit"):
+            for k in ("stop_reason", "commit", "events"):
                 data["agent"].pop(k, None)
+            if not data["agent"].get("fallback_from"):
+                data["agent"].pop("fallback_from", None)
+                data["agent"].pop("fallback_reason", None)
         return data
 
 

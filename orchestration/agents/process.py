@@ -112,6 +112,7 @@ def supervise(
     should_cancel: Callable[[], bool],
     on_started: Callable[[int], None] | None = None,
     on_tick: Callable[[], None] | None = None,
+    poll: Callable[[], str | None] | None = None,
     tick_s: float = 15.0,
     cancel_poll_s: float = 1.0,
     after_final_grace_s: float = AFTER_FINAL_GRACE_S,
@@ -181,6 +182,9 @@ def supervise(
             if on_tick is not None and now_m >= next_tick:
                 next_tick = now_m + tick_s
                 on_tick()
+            if poll is not None and poll() == Verdict.STOP_COST:  # usage read from elsewhere (rate-limited)
+                stop_reason = "cost_limit"
+                break
             if proc.poll() is not None:
                 # The agent exited; a child it left may still hold stdout open, so drain briefly, then stop.
                 exited_at = exited_at or now_m

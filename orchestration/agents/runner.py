@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestration.agents import claude
+from orchestration.agents import claude, codex
 from orchestration.agents.base import Emit, RunTally, clip
 from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, supervise
 from orchestration.config import WorkspaceConfig, expand_env
@@ -81,14 +81,24 @@ def run_agent(
             {"agent": agent, "status": "failed", "stop_reason": "agent_not_found", "error": msg},
         )
         return AgentResult(status="failed", stop_reason="agent_not_found", summary=msg)
-    if agent != "claude-code":
-        msg = f"agent {agent!r} has no runner yet"
-        safe_emit("agent.finished", {"agent": agent, "status": "failed", "stop_reason": "no_runner", "error": msg})
-        return AgentResult(status="failed", stop_reason="no_runner", summary=msg)
-
     tally = RunTally()
-    parser = claude.ClaudeStream(safe_emit, tally, worktree, cfg.budget.max_cost_usd, cfg.budget.prices)
-    argv = claude.build_argv(command, cfg, prompt)
+    parser: claude.ClaudeStream | codex.CodexStream
+    poll = None
+    if agent == "codex":
+        parser = codex.CodexStream(
+            safe_emit,
+            tally,
+            worktree,
+            cfg.budget.max_cost_usd,
+            cfg.budget.prices,
+            codex.codex_home(env),
+            cfg.agents.codex.model,
+        )
+        argv = codex.build_argv(command, cfg, prompt, worktree)
+        poll = parser.poll
+    else:
+        parser = claude.ClaudeStream(safe_emit, tally, worktree, cfg.budget.max_cost_usd, cfg.budget.prices)
+        argv = claude.build_argv(command, cfg, prompt)
     started = time.monotonic()
 
     def tick() -> None:
@@ -114,6 +124,7 @@ def run_agent(
         should_cancel=should_cancel,
         on_started=on_started,
         on_tick=tick,
+        poll=poll,
         stderr_path=stderr_path,
         after_final_grace_s=after_final_grace_s,
     )
@@ -167,4 +178,5 @@ def to_result(outcome: ProcessOutcome, tally: RunTally, cost: float) -> AgentRes
         files_changed=sorted(tally.files),
         summary=clip(summary, 1000),
         stop_reason=stop,
+        events=tally.events,
     )

@@ -17,7 +17,7 @@ from orchestration.decide.repo_state import repo_state
 from orchestration.models import Decision, Insights
 
 # Agents this version has a runner for.
-RUNNABLE_AGENTS = ("claude-code",)
+RUNNABLE_AGENTS = ("claude-code", "codex")
 # Another agent replaces the preferred one only with this much better a record, over enough runs.
 SWITCH_MARGIN = 0.25
 SWITCH_MIN_RUNS = 3

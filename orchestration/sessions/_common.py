@@ -56,6 +56,7 @@ class SessionStats:
     # Trouble: interruptions by the user (keyed like everything else), and how the file ends so far:
     # on a failed tool call or command (its name), and/or on an interruption with no prompt after it.
     interruptions: dict[str, str] = field(default_factory=dict)
+    sidechain_usage: set[str] = field(default_factory=set)  # usage keys whose counted line is a sidechain
     ends_on_error: str | None = None
     ends_interrupted: bool = False
 
@@ -285,6 +286,14 @@ def parse_ts(value: Any) -> datetime | None:
         return dt.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
+
+
+def usage_wins(new: Usage, new_side: bool, old: Usage, old_side: bool) -> bool:
+    """ccusage's rule for two lines of one API response: a main-chain line beats a sidechain one, else
+    the larger total; on a tie the line seen first stays."""
+    if new_side != old_side:
+        return not new_side
+    return sum(new) > sum(old)
 
 
 def dict_or_none(value: Any) -> dict[str, Any] | None:

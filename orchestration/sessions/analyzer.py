@@ -25,7 +25,7 @@ from typing import Literal, Protocol, TypeVar
 from orchestration.config import Sessions
 from orchestration.models import Insights, ProviderInsights, Tokens, iso, utcnow
 from orchestration.sessions import cache, claude, codex
-from orchestration.sessions._common import SessionStats, Usage, Workspace
+from orchestration.sessions._common import SessionStats, Usage, Workspace, usage_wins
 from orchestration.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,8 @@ class _Acc:
     last_at: datetime | None = None
     skipped: Counter[str] = field(default_factory=Counter)
     interruptions: dict[str, str] = field(default_factory=dict)
+    # usage key -> (file, session, sidechain) of the line counted for it
+    usage_owner: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     # (end time, session, reason, failure, last prompt) of files that end badly
     endings: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
 
@@ -220,7 +222,7 @@ class _Acc:
         _merge(self.tool_calls, st.tool_calls)
         _merge(self.files, st.files)
         _merge(self.failures, st.failures)
-        _merge(self.usage, st.usage)
+        self._merge_usage(st)
         _merge(self.cost, st.cost)
         _merge(self.interruptions, st.interruptions)
         if (st.ends_on_error or st.ends_interrupted) and f"{os.sep}subagents{os.sep}" not in st.path:
@@ -233,6 +235,20 @@ class _Acc:
         last = st.last_at or _from_mtime(st.mtime)
         self.first_at = first if self.first_at is None else min(self.first_at, first)
         self.last_at = last if self.last_at is None else max(self.last_at, last)
+
+    def _merge_usage(self, st: SessionStats) -> None:
+        """One API response counted once across files, as ccusage does: a main-chain line beats a
+        sidechain one, then the larger total, then the file first in path order; its session gets it."""
+        for key, usage in st.usage.items():
+            side = key in st.sidechain_usage
+            old = self.usage.get(key)
+            if old is not None:
+                old_path, _, old_side = self.usage_owner[key]
+                tie = not usage_wins(usage, side, old, old_side) and not usage_wins(old, old_side, usage, side)
+                if not (usage_wins(usage, side, old, old_side) or (tie and st.path < old_path)):
+                    continue
+            self.usage[key] = usage
+            self.usage_owner[key] = (st.path, st.session_id, side)
 
 
 def _merge(mine: dict[str, T], theirs: dict[str, T]) -> None:
@@ -357,6 +373,13 @@ def _summary(named: list[tuple[str, _Acc]]) -> dict[str, object]:
             for i, n in enumerate(usage):
                 totals[i] += n
     tokens = Tokens(input=totals[0], output=totals[1], cache_read=totals[2], cache_write=totals[3])
+    by_session: dict[str, list[int]] = {}
+    for acc in accs:
+        for key, usage in acc.usage.items():
+            owner = acc.usage_owner.get(key)
+            row = by_session.setdefault(owner[1] if owner else "?", [0, 0, 0, 0])
+            for i, n in enumerate(usage):
+                row[i] += n
     costs = [c for acc in accs for c in acc.cost.values()]
     firsts = [a.first_at for a in accs if a.first_at is not None]
     lasts = [a.last_at for a in accs if a.last_at is not None]
@@ -369,6 +392,11 @@ def _summary(named: list[tuple[str, _Acc]]) -> dict[str, object]:
         "turns": sum(len(a.prompts) for a in accs),
         "tool_calls": sum(len(a.tool_calls) for a in accs),
         "tokens": tokens,
+        "by_session": {
+            sid: Tokens(input=r[0], output=r[1], cache_read=r[2], cache_write=r[3])
+            for sid, r in sorted(by_session.items())
+            if any(r)
+        },
         "cost_usd": round(sum(costs), 6) if costs else None,
         "skipped": _counts(skipped.elements()) if skipped else {},
         "files": _counts(p for a in accs for paths in a.files.values() for p in paths),

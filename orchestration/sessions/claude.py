@@ -18,6 +18,7 @@ from typing import Any
 from orchestration.sessions._common import (
     MAX_PROMPT_CHARS,
     SessionStats,
+    Usage,
     Workspace,
     as_float,
     as_int,
@@ -25,6 +26,7 @@ from orchestration.sessions._common import (
     list_jsonl,
     parse_ts,
     read_objects,
+    usage_wins,
 )
 
 # Line types written by Claude Code that we recognise; anything else is a newer format → `unknown_type`.
@@ -127,10 +129,6 @@ class Reader:
                     st.in_workspace = ws.contains(line_cwd)
                     if not st.in_workspace:
                         break  # another workspace's session: nothing more to read here
-            if not st.session_id:
-                sid = obj.get("sessionId")
-                if isinstance(sid, str) and sid:
-                    st.session_id = sid
             st.seen(obj.get("timestamp"))
             if kind == "assistant":
                 _assistant(st, obj, lineno, tool_names, ws, cwd)
@@ -143,8 +141,8 @@ class Reader:
         self.cwd = cwd
 
     def result(self) -> SessionStats:
-        if not self.st.session_id:
-            self.st.session_id = session_key(self.st.path)
+        # The session is named by the file (as ccusage names it): a resumed session's new file is its own.
+        self.st.session_id = session_key(self.st.path)
         return self.st
 
 
@@ -167,16 +165,30 @@ def _assistant(
     if not isinstance(msg, dict):
         st.skipped["bad_field"] += 1
         return
-    mid, rid = msg.get("id"), obj.get("requestId")
-    key = f"{mid}:{rid}" if isinstance(mid, str) and isinstance(rid, str) else f"{st.path}:{lineno}"
+    key = _response_key(st, obj, msg, lineno)
     usage = msg.get("usage")
     if isinstance(usage, dict):
-        st.usage[key] = (  # a later line of the same response replaces an earlier one
+        split = usage.get("cache_creation")
+        # As ccusage counts it: the 5m + 1h split when Claude Code wrote one (even an empty one).
+        cache_write = (
+            as_int(split.get("ephemeral_5m_input_tokens")) + as_int(split.get("ephemeral_1h_input_tokens"))
+            if isinstance(split, dict)
+            else as_int(usage.get("cache_creation_input_tokens"))
+        )
+        counted: Usage = (
             as_int(usage.get("input_tokens")),
             as_int(usage.get("output_tokens")),
             as_int(usage.get("cache_read_input_tokens")),
-            as_int(usage.get("cache_creation_input_tokens")),
+            cache_write,
         )
+        side = obj.get("isSidechain") is True
+        old = st.usage.get(key)
+        if old is None or usage_wins(counted, side, old, key in st.sidechain_usage):
+            st.usage[key] = counted
+            if side:
+                st.sidechain_usage.add(key)
+            else:
+                st.sidechain_usage.discard(key)
     elif usage is not None:
         st.skipped["bad_field"] += 1
     if "costUSD" in obj:
@@ -214,6 +226,18 @@ def _assistant(
                         if rel:
                             st.files[tkey] = [rel]
                         break
+
+
+def _response_key(st: SessionStats, obj: dict[str, Any], msg: dict[str, Any], lineno: int) -> str:
+    """One API response, as ccusage identifies it: message id + request id; without a request id, message
+    id + session; without a message id, the line itself (never deduplicated)."""
+    mid, rid = msg.get("id"), obj.get("requestId")
+    if not isinstance(mid, str) or not mid:
+        return f"{st.path}:{lineno}"
+    if isinstance(rid, str) and rid:
+        return f"{mid}:{rid}"
+    sid = obj.get("sessionId")
+    return f"{mid}:~{sid if isinstance(sid, str) and sid else session_key(st.path)}"
 
 
 def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ Token usage, matched to ccusage's `codex` command: Codex's `input_tokens` includ
 input), `cache_write = 0` (Codex reports none). `output = output_tokens`: `reasoning_output_tokens` are
 already part of `output_tokens` (ccusage treats them as informational and does not add them, which
 would double-count reasoning). `total_token_usage` is cumulative for the session, so a session's usage
-is its LAST total; only when no event carries a total are the `last_token_usage` deltas summed.
+is counted as ccusage 20.0.24 counts it (see `Reader.count`).
 """
 
 from __future__ import annotations
@@ -83,12 +83,21 @@ def patch_files(text: str) -> list[str]:
     return out
 
 
-def split_usage(usage: dict[str, Any]) -> Usage:
-    """Codex counters → (input, output, cache_read, cache_write) (see the module docstring for why)."""
+# Raw Codex counters, normalized: (input incl. cached, cached, cache_write, output, reasoning)
+RawUsage = tuple[int, int, int, int, int]
+
+
+def raw_usage(usage: dict[str, Any]) -> RawUsage:
     inp = as_int(usage.get("input_tokens"))
-    cached = as_int(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")))
-    cached = min(cached, inp)
-    return (inp - cached, as_int(usage.get("output_tokens")), cached, 0)
+    cached = min(as_int(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens"))), inp)
+    cache_write = min(as_int(usage.get("cache_write_input_tokens")), inp - cached)
+    return (inp, cached, cache_write, as_int(usage.get("output_tokens")), as_int(usage.get("reasoning_output_tokens")))
+
+
+def split_usage(usage: dict[str, Any]) -> Usage:
+    """Codex counters → (input, output, cache_read, cache_write): Codex's input includes cached input."""
+    inp, cached, cache_write, out, _reasoning = raw_usage(usage)
+    return (inp - cached - cache_write, out, cached, cache_write)
 
 
 def output_exit_code(output: Any) -> int | None:
@@ -141,8 +150,11 @@ class Reader:
         self.item_prompts: dict[str, tuple[datetime | None, str]] = {}
         self.scripts: dict[str, str | None] = {}
         self.call_tools: dict[str, str] = {}
-        self.total: Usage | None = None
-        self.deltas: Usage = (0, 0, 0, 0)
+        # ccusage's accounting (see `token_count`): the running sum, the last total, events already counted
+        self.usage: Usage = (0, 0, 0, 0)
+        self.prev_total: RawUsage | None = None
+        self.counted_events: set[tuple[str, str | None, RawUsage]] = set()
+        self.model: str | None = None
         self.header_ts: Any = None
         self.n = 0
 
@@ -190,6 +202,8 @@ class Reader:
                 self.note_cwd(payload.get("cwd"))
             elif kind == "turn_context":
                 self.note_cwd(payload.get("cwd"))
+                if isinstance(payload.get("model"), str):
+                    self.model = payload["model"]
             elif kind == "response_item":
                 self.item(payload, lineno, raw_ts)
             elif kind == "event_msg":
@@ -332,18 +346,14 @@ class Reader:
                 self.st.skipped["bad_field"] += 1
                 return
             total, last = info.get("total_token_usage"), info.get("last_token_usage")
-            if isinstance(total, dict):
-                self.total = split_usage(total)
-            if isinstance(last, dict):
-                d = split_usage(last)
-                self.deltas = (
-                    self.deltas[0] + d[0],
-                    self.deltas[1] + d[1],
-                    self.deltas[2] + d[2],
-                    self.deltas[3] + d[3],
-                )
             if (total is not None and not isinstance(total, dict)) or (last is not None and not isinstance(last, dict)):
                 self.st.skipped["bad_field"] += 1
+            if isinstance(ts, str) and ts:
+                self.count(
+                    ts,
+                    raw_usage(total) if isinstance(total, dict) else None,
+                    raw_usage(last) if isinstance(last, dict) else None,
+                )
         elif kind == "exec_command_end":
             code = payload.get("exit_code")
             if isinstance(code, int) and not isinstance(code, bool) and code != 0:
@@ -354,13 +364,39 @@ class Reader:
             elif code == 0:
                 self.st.ends_on_error = None
 
+    def count(self, ts: str, total: RawUsage | None, last: RawUsage | None) -> None:
+        """ccusage 20.0.24's rule: each event adds its `last_token_usage`, unless its cumulative total did not
+        advance; total-only events add the difference of totals (never below 0); an event identical in
+        (time, model, usage) to one already counted in this file is dropped."""
+        advanced = total is None or total != self.prev_total
+        usage: RawUsage | None = None
+        if last is not None and advanced:
+            usage = last
+        elif total is not None:
+            prev = self.prev_total or (0, 0, 0, 0, 0)
+            usage = (
+                max(0, total[0] - prev[0]),
+                max(0, total[1] - prev[1]),
+                max(0, total[2] - prev[2]),
+                max(0, total[3] - prev[3]),
+                max(0, total[4] - prev[4]),
+            )
+        if total is not None:
+            self.prev_total = total
+        if usage is None or not any(usage) or (ts, self.model, usage) in self.counted_events:
+            return
+        self.counted_events.add((ts, self.model, usage))
+        inp, cached, cache_write, out, _reasoning = usage
+        u = self.usage
+        self.usage = (u[0] + inp - cached - cache_write, u[1] + out, u[2] + cached, u[3] + cache_write)
+
     def result(self) -> SessionStats:
         """The file's stats so far; reading may go on afterwards (nothing here is consumed)."""
         st = self.st
         # The current format writes each prompt twice (response_item and event_msg user_message), the
         # older one only as a response_item: take the events when there are any.
         st.prompts = self.event_prompts if self.has_user_events else self.item_prompts
-        usage = self.total if self.total is not None else self.deltas
+        usage = self.usage
         st.usage.pop(f"{st.path}#usage", None)
         if any(usage):
             st.usage[f"{st.path}#usage"] = usage

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestration.state import RedisState
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
 from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, orchestrate, sh, wait_for
 
@@ -186,18 +187,25 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
 
 def test_execute_is_routed_to_the_queue_of_the_agent_decide_chose(setup) -> None:  # type: ignore[no-untyped-def]
     """The canvas first routes execute to the preferred agent's queue (codex); decide picks claude-code
-    (codex has no runner here) and re-routes execute. This worker consumes only agent.claude-code."""
+    (codex has failed here again and again) and re-routes execute. This worker consumes only
+    agent.claude-code, so the cycle can only finish if the re-routing works."""
     tmp, repo, _bare, env = setup
     cfg = write_config(tmp, repo)
     data = json.loads(cfg.read_text())
     data["agents"].update({"allow": ["claude-code", "codex"], "prefer": "codex"})
+    data["decision"] = {"backend": "heuristic"}
     cfg.write_text(json.dumps(data))
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    state = RedisState(r, env["ORCH_KEY_PREFIX"])
+    for i in range(4):
+        state.record_task("demo", {"op_hash": f"old{i}", "agent": "codex", "status": "failed", "at": time.time()})
+        ok = {"op_hash": f"ok{i}", "agent": "claude-code", "status": "succeeded", "at": time.time()}
+        state.record_task("demo", ok)
     with celery_worker(env, tmp / "worker.log", agents="claude-code"):
         proc = orchestrate(["run", str(cfg), "--json"], env, timeout=90)
     report = json.loads(proc.stdout)
     assert report["status"] == "succeeded", report
     assert report["decision"]["agent"] == "claude-code"
-    assert "agent.codex" not in (tmp / "worker.log").read_text()
 
 
 def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ignore[no-untyped-def]

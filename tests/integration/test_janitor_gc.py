@@ -78,7 +78,7 @@ def test_janitor_reaps_orphan_of_a_dead_runner(env, tmp_path: Path) -> None:  # 
     path = wt.create(repo, svc.state_dir, ctx.cycle_id, "agent/c-orphan", "refs/heads/main")
     (path / "half-done.txt").write_text("written before the crash\n")
     marker = f"orch-orphan-{time.time_ns()}"
-    agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker], start_new_session=True)
+    agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker], start_new_session=True)  # noqa: S603
     dead_runner = subprocess.Popen([sys.executable, "-c", "pass"])
     dead_runner.wait()
     ctx.worktree, ctx.branch = str(path), "agent/c-orphan"
