@@ -62,24 +62,33 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:
     return True
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
 def process_identity(pid: int | None = None) -> str:
     """`pid:starttime` — tells a live process from a later one that reused its pid."""
     pid = os.getpid() if pid is None else pid
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        start = stat[stat.rfind(")") + 2 :].split()[19]
-    except (OSError, IndexError):
-        return f"{pid}:?"
-    return f"{pid}:{start}"
+    fields = _stat(pid)
+    return f"{pid}:{fields[19]}" if fields and len(fields) > 19 else f"{pid}:?"
 
 
 def identity_alive(identity: str) -> bool:
-    pid_text, _, _start = identity.partition(":")
+    """True while that very process runs; a zombie (killed, not yet reaped by its new parent) is dead."""
+    pid_text, _, start = identity.partition(":")
     try:
         pid = int(pid_text)
     except ValueError:
         return False
-    return process_identity(pid) == identity and not identity.endswith(":?")
+    fields = _stat(pid)
+    if fields is None or len(fields) <= 19:
+        return False
+    return fields[19] == start and fields[0] not in ("Z", "X")
 
 
 def group_alive(pgid: int) -> bool:
