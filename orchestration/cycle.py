@@ -341,9 +341,9 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
 
         result = run(decision.agent)
         other = next((a for a in cfg.agents.allow if a != decision.agent and a in RUNNABLE_AGENTS), None)
-        if result.status == "failed" and result.events == 0 and other is not None:
+        if result.status == "failed" and not result.worked and other is not None:
             # It never got going (missing binary, auth error, crash at start): the other agent gets one try.
-            why = f"{decision.agent} failed before its first event ({result.stop_reason}): {result.summary[:200]}"
+            why = f"{decision.agent} failed before doing anything ({result.stop_reason}): {result.summary[:200]}"
             emit(svc, ctx, "execute", "agent.message", {"text": f"{why}; trying {other}", "level": "warning"})
             result = run(other)
             result.fallback_from = decision.agent

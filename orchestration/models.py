@@ -137,6 +137,7 @@ class AgentResult(Model):
     stop_reason: str | None = None
     commit: str | None = None
     events: int = 0  # events parsed from the agent's stream
+    worked: bool = False  # the model answered at all (tokens used) or a tool was called
     fallback_from: str | None = None  # the agent that failed to start, when this run is the fallback
     fallback_reason: str | None = None
 
@@ -199,7 +200,7 @@ class CycleReport(Model):
             if self.decision and self.decision.fallback_reason:
                 data["decision"]["fallback_reason"] = self.decision.fallback_reason
         if data.get("agent"):
-            for k in ("stop_reason", "commit", "events"):
+            for k in ("stop_reason", "commit", "events", "worked"):
                 data["agent"].pop(k, None)
             if not data["agent"].get("fallback_from"):
                 data["agent"].pop("fallback_from", None)

@@ -35,4 +35,5 @@ class RunTally:
     summary: str = ""
     last_text: str = ""
     bad_lines: int = 0
+    tool_calls: int = 0
     events: int = 0

@@ -138,6 +138,7 @@ class ClaudeStream:
         if name == "Bash" and isinstance(inp.get("command"), str):
             data["command"] = clip(inp["command"], 500)
         self.emit("agent.tool_call", data)
+        self.tally.tool_calls += 1
         if name == "Bash" and "command" in data:
             self.emit("agent.command", {"command": data["command"]})
         if name in FILE_TOOLS and path:

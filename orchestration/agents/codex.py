@@ -113,6 +113,7 @@ class CodexStream:
             command = clip(_str(item.get("command")) or "", 500)
             if not completed:
                 self.emit("agent.tool_call", {"tool": "shell", "command": command})
+                self.tally.tool_calls += 1
                 self.emit("agent.command", {"command": command})
             else:
                 code = item.get("exit_code")

@@ -179,4 +179,7 @@ def to_result(outcome: ProcessOutcome, tally: RunTally, cost: float) -> AgentRes
         summary=clip(summary, 1000),
         stop_reason=stop,
         events=tally.events,
+        worked=bool(
+            tally.files or tally.tool_calls or tally.input_tokens or tally.output_tokens or tally.cached_tokens
+        ),
     )
