@@ -88,3 +88,27 @@ def test_backlog_task_first_and_only_once(local) -> None:  # type: ignore[no-unt
     dry = cycle.run_local(cycle.enqueue(svc, cfg, dry_run=True), svc)
     assert dry.decision and dry.decision.title == "Bump the version"
     assert svc.state.list_backlog("demo") == ["Bump the version"]
+
+
+@pytest.mark.timeout(60)
+def test_daily_budget_exhausted_skips_and_spend_is_recorded(local) -> None:  # type: ignore[no-untyped-def]
+    cfg, svc = local
+    first = cycle.run_local(cycle.enqueue(svc, cfg), svc)
+    assert first.status.value == "succeeded" and first.agent and first.agent.cost_usd == pytest.approx(0.0123)
+    from orchestration.cycle import _today
+
+    assert svc.state.get_spend("demo", _today()) == pytest.approx(0.0123)
+    svc.state.add_spend("demo", _today(), cfg.budget.daily_cost_usd)
+    second = cycle.run_local(cycle.enqueue(svc, cfg), svc)
+    assert second.status.value == "skipped" and second.reason == "daily_budget_exhausted"
+    assert svc.state.acquire_lock("demo", 10)  # the skipped cycle released the lock it took
+
+
+@pytest.mark.timeout(60)
+def test_redelivered_execute_never_starts_a_second_agent(local) -> None:  # type: ignore[no-untyped-def]
+    cfg, svc = local
+    ctx = cycle.decide(cycle.analyze(cycle.start(cycle.enqueue(svc, cfg), svc), svc), svc)
+    first = cycle.execute(ctx.model_copy(deep=True), svc)
+    assert first.agent and first.agent.status == "succeeded"
+    with pytest.raises(cycle.StageError, match="already started"):
+        cycle.execute(ctx.model_copy(deep=True), svc)
