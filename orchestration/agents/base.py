@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 Emit = Callable[[str, dict[str, Any]], None]
@@ -37,3 +38,20 @@ class RunTally:
     bad_lines: int = 0
     tool_calls: int = 0
     events: int = 0
+
+
+def text_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def count(v: Any) -> int:
+    """A token count from an agent's event, 0 for anything that is not a plausible one."""
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def relative_to(path: str, worktree: Path) -> str:
+    """A path the agent reported, relative to its worktree when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(worktree.resolve()))
+    except (ValueError, OSError):
+        return path

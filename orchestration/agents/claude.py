@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from orchestration.agents.base import Emit, RunTally, clip
+from orchestration.agents.base import Emit, RunTally, clip, count, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
 from orchestration.config import Price, WorkspaceConfig
@@ -95,8 +95,8 @@ class ClaudeStream:
 
     def _system(self, ev: dict[str, Any]) -> None:
         if ev.get("subtype") == "init":
-            self.tally.session_id = _str(ev.get("session_id")) or self.tally.session_id
-            self.tally.model = _str(ev.get("model")) or self.tally.model
+            self.tally.session_id = text_or_none(ev.get("session_id")) or self.tally.session_id
+            self.tally.model = text_or_none(ev.get("model")) or self.tally.model
             self.emit(
                 "agent.started",
                 {"agent": "claude-code", "session_id": self.tally.session_id, "model": self.tally.model},
@@ -106,7 +106,7 @@ class ClaudeStream:
         msg = ev.get("message") or {}
         if not isinstance(msg, dict):
             raise TypeError("message is not an object")
-        self.tally.session_id = _str(ev.get("session_id")) or self.tally.session_id
+        self.tally.session_id = text_or_none(ev.get("session_id")) or self.tally.session_id
         content = msg.get("content") or []
         usage = msg.get("usage")
         if not isinstance(content, list) or not isinstance(usage, dict | None):
@@ -120,19 +120,19 @@ class ClaudeStream:
                 self.emit("agent.message", {"text": clip(block["text"])})
             elif btype == "tool_use":
                 self._tool_use(block)
-        mid = _str(msg.get("id"))
+        mid = text_or_none(msg.get("id"))
         if isinstance(usage, dict) and mid:
-            self._usage(mid, usage, _str(msg.get("model")))
+            self._usage(mid, usage, text_or_none(msg.get("model")))
 
     def _tool_use(self, block: dict[str, Any]) -> None:
-        name = _str(block.get("name")) or "?"
-        tool_id = _str(block.get("id"))
+        name = text_or_none(block.get("name")) or "?"
+        tool_id = text_or_none(block.get("id"))
         if tool_id:
             self.tool_names[tool_id] = name
         raw_input = block.get("input")
         inp: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
         data: dict[str, Any] = {"tool": name}
-        path = _str(inp.get("file_path") or inp.get("notebook_path") or inp.get("path"))
+        path = text_or_none(inp.get("file_path") or inp.get("notebook_path") or inp.get("path"))
         if path:
             data["path"] = self._rel(path)
         if name == "Bash" and isinstance(inp.get("command"), str):
@@ -153,7 +153,7 @@ class ClaudeStream:
             return
         for block in content:
             if isinstance(block, dict) and block.get("type") == "tool_result":
-                tool_id = _str(block.get("tool_use_id")) or ""
+                tool_id = text_or_none(block.get("tool_use_id")) or ""
                 body = block.get("content")
                 text = (
                     body
@@ -172,10 +172,10 @@ class ClaudeStream:
     def _usage(self, message_id: str, usage: dict[str, Any], model: str | None) -> None:
         # One API response may appear on several lines: count each message id once (its latest usage).
         now = {
-            "input": _int(usage.get("input_tokens")),
-            "output": _int(usage.get("output_tokens")),
-            "cache_read": _int(usage.get("cache_read_input_tokens")),
-            "cache_write": _int(usage.get("cache_creation_input_tokens")),
+            "input": count(usage.get("input_tokens")),
+            "output": count(usage.get("output_tokens")),
+            "cache_read": count(usage.get("cache_read_input_tokens")),
+            "cache_write": count(usage.get("cache_creation_input_tokens")),
         }
         if self.usage_by_message.get(message_id) == now:
             return
@@ -197,21 +197,21 @@ class ClaudeStream:
     def _result(self, ev: dict[str, Any]) -> None:
         t = self.tally
         t.final_seen = True
-        t.session_id = _str(ev.get("session_id")) or t.session_id
-        t.num_turns = _int(ev.get("num_turns")) or t.num_turns
+        t.session_id = text_or_none(ev.get("session_id")) or t.session_id
+        t.num_turns = count(ev.get("num_turns")) or t.num_turns
         if isinstance(ev.get("total_cost_usd"), int | float):
             t.cost_usd = float(ev["total_cost_usd"])
             t.cost_reported = True
         usage = ev.get("usage")
         if isinstance(usage, dict):
-            t.input_tokens = _int(usage.get("input_tokens")) or t.input_tokens
-            t.output_tokens = _int(usage.get("output_tokens")) or t.output_tokens
-            t.cached_tokens = _int(usage.get("cache_read_input_tokens")) or t.cached_tokens
-            t.cache_write_tokens = _int(usage.get("cache_creation_input_tokens")) or t.cache_write_tokens
+            t.input_tokens = count(usage.get("input_tokens")) or t.input_tokens
+            t.output_tokens = count(usage.get("output_tokens")) or t.output_tokens
+            t.cached_tokens = count(usage.get("cache_read_input_tokens")) or t.cached_tokens
+            t.cache_write_tokens = count(usage.get("cache_creation_input_tokens")) or t.cache_write_tokens
         is_error = bool(ev.get("is_error"))
-        subtype = _str(ev.get("subtype")) or ""
+        subtype = text_or_none(ev.get("subtype")) or ""
         t.success = subtype == "success" and not is_error
-        result_text = _str(ev.get("result")) or ""
+        result_text = text_or_none(ev.get("result")) or ""
         t.summary = clip(result_text or t.last_text, 1000)
         if not t.success:
             t.error = subtype if subtype != "success" else "is_error"
@@ -228,15 +228,4 @@ class ClaudeStream:
         )
 
     def _rel(self, path: str) -> str:
-        try:
-            return str(Path(path).resolve().relative_to(self.worktree.resolve()))
-        except (ValueError, OSError):
-            return path
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
-
-
-def _int(v: Any) -> int:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else 0
+        return relative_to(path, self.worktree)

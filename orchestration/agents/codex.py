@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from orchestration.agents.base import Emit, RunTally, clip
+from orchestration.agents.base import Emit, RunTally, clip, count, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
 from orchestration.config import Price, WorkspaceConfig
@@ -77,7 +77,7 @@ class CodexStream:
         kind = ev["type"]
         try:
             if kind == "thread.started":
-                self.tally.session_id = _str(ev.get("thread_id")) or self.tally.session_id
+                self.tally.session_id = text_or_none(ev.get("thread_id")) or self.tally.session_id
                 self.emit(
                     "agent.started", {"agent": "codex", "session_id": self.tally.session_id, "model": self.tally.model}
                 )
@@ -87,7 +87,7 @@ class CodexStream:
                     raise TypeError("item is not an object")
                 self._item(item, completed=kind == "item.completed")
             elif kind == "error":
-                message = _str(ev.get("message")) or "error"
+                message = text_or_none(ev.get("message")) or "error"
                 self.tally.error = message  # transient unless a turn.failed follows
                 self.emit("agent.message", {"text": clip(f"codex: {message}"), "level": "warning"})
             elif kind == "turn.completed":
@@ -98,7 +98,7 @@ class CodexStream:
             elif kind == "turn.failed":
                 self.tally.num_turns += 1
                 err = ev.get("error")
-                failure = _str(err.get("message")) if isinstance(err, dict) else None
+                failure = text_or_none(err.get("message")) if isinstance(err, dict) else None
                 self.tally.final_seen, self.tally.success = True, False
                 self.tally.error = failure or "turn failed"
                 self.tally.summary = clip(self.tally.error, 1000)
@@ -110,7 +110,7 @@ class CodexStream:
     def _item(self, item: dict[str, Any], completed: bool) -> None:
         kind = item.get("type")
         if kind == "command_execution":
-            command = clip(_str(item.get("command")) or "", 500)
+            command = clip(text_or_none(item.get("command")) or "", 500)
             if not completed:
                 self.emit("agent.tool_call", {"tool": "shell", "command": command})
                 self.tally.tool_calls += 1
@@ -123,11 +123,11 @@ class CodexStream:
                         "tool": "shell",
                         "is_error": isinstance(code, int) and code != 0,
                         "exit_code": code,
-                        "output": clip(_str(item.get("aggregated_output")) or "", 500),
+                        "output": clip(text_or_none(item.get("aggregated_output")) or "", 500),
                     },
                 )
         elif kind == "file_change":
-            changes = [c for c in item.get("changes") or [] if isinstance(c, dict) and _str(c.get("path"))]
+            changes = [c for c in item.get("changes") or [] if isinstance(c, dict) and text_or_none(c.get("path"))]
             if not completed:
                 self.emit(
                     "agent.tool_call",
@@ -137,25 +137,38 @@ class CodexStream:
             for change in changes:
                 rel = self._rel(change["path"])
                 self.tally.files.add(rel)
-                self.emit("agent.file_change", {"path": rel, "kind": _str(change.get("kind")), "tool": "apply_patch"})
+                self.emit(
+                    "agent.file_change", {"path": rel, "kind": text_or_none(change.get("kind")), "tool": "apply_patch"}
+                )
         elif kind == "agent_message" and completed:
-            text = _str(item.get("text")) or ""
+            text = text_or_none(item.get("text")) or ""
             self.tally.last_text = text
             self.tally.summary = clip(text, 1000)
             self.emit("agent.message", {"text": clip(text)})
         elif kind == "error" and completed:
-            self.emit("agent.message", {"text": clip(f"codex: {_str(item.get('message'))}"), "level": "warning"})
+            self.emit(
+                "agent.message", {"text": clip(f"codex: {text_or_none(item.get('message'))}"), "level": "warning"}
+            )
         elif kind in ("mcp_tool_call", "web_search") and not completed:
-            self.emit("agent.tool_call", {"tool": _str(item.get("tool")) or kind})
+            self.emit("agent.tool_call", {"tool": text_or_none(item.get("tool")) or kind})
 
     def _usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
         t = self.tally
-        inp, cached = _int(usage.get("input_tokens")), _int(usage.get("cached_input_tokens"))
+        inp, cached = count(usage.get("input_tokens")), count(usage.get("cached_input_tokens"))
         t.input_tokens, t.cached_tokens = max(0, inp - cached), min(cached, inp)  # Codex's input includes cached
-        t.output_tokens = _int(usage.get("output_tokens"))
+        t.output_tokens = count(usage.get("output_tokens"))
         self._estimate()
+
+    def _estimate(self) -> None:
+        """Prices the tokens so far and reports them (Codex states tokens, never cost)."""
+        t = self.tally
+        price = price_for(t.model or DEFAULT_MODEL, self.prices)
+        self.estimated_cost = cost_usd(
+            price, input_tokens=t.input_tokens, output_tokens=t.output_tokens, cached_tokens=t.cached_tokens
+        )
+        t.cost_usd = self.estimated_cost
         self.emit(
             "agent.usage",
             {
@@ -167,14 +180,6 @@ class CodexStream:
                 "estimated": True,
             },
         )
-
-    def _estimate(self) -> None:
-        t = self.tally
-        price = price_for(t.model or DEFAULT_MODEL, self.prices)
-        self.estimated_cost = cost_usd(
-            price, input_tokens=t.input_tokens, output_tokens=t.output_tokens, cached_tokens=t.cached_tokens
-        )
-        t.cost_usd = self.estimated_cost
 
     def current_cost(self) -> float:
         return self.estimated_cost
@@ -214,24 +219,12 @@ class CodexStream:
             info = payload.get("info") if payload.get("type") == "token_count" else None
             total = info.get("total_token_usage") if isinstance(info, dict) else None
             if isinstance(total, dict):
-                inp, cached = _int(total.get("input_tokens")), _int(total.get("cached_input_tokens"))
+                inp, cached = count(total.get("input_tokens")), count(total.get("cached_input_tokens"))
                 self.tally.input_tokens, self.tally.cached_tokens = max(0, inp - cached), min(cached, inp)
-                self.tally.output_tokens = _int(total.get("output_tokens"))
+                self.tally.output_tokens = count(total.get("output_tokens"))
                 changed = True
         if changed:
             self._estimate()
-            t = self.tally
-            self.emit(
-                "agent.usage",
-                {
-                    "input": t.input_tokens,
-                    "output": t.output_tokens,
-                    "cache_read": t.cached_tokens,
-                    "cache_write": 0,
-                    "cost_usd": round(self.estimated_cost, 6),
-                    "estimated": True,
-                },
-            )
         return Verdict.STOP_COST if self.estimated_cost >= self.max_cost_usd else None
 
     def _find_rollout(self) -> Path | None:
@@ -249,15 +242,4 @@ class CodexStream:
         return None
 
     def _rel(self, path: str) -> str:
-        try:
-            return str(Path(path).resolve().relative_to(self.worktree.resolve()))
-        except (ValueError, OSError):
-            return path
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
-
-
-def _int(v: Any) -> int:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else 0
+        return relative_to(path, self.worktree)

@@ -11,6 +11,7 @@ last run stopped. A large cold read is spread over the machine's cores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -261,11 +262,24 @@ def _from_mtime(mtime: float) -> datetime:
     return datetime.fromtimestamp(mtime, UTC)
 
 
+def _recent(kind: str, root: str, cutoff: float) -> tuple[list[tuple[str, float]], Counter[str]]:
+    """The provider's files young enough to count, most recent first, and what the listing skipped."""
+    skipped: Counter[str] = Counter()
+    recent: list[tuple[str, float]] = []
+    for path, mtime in PROVIDERS[kind].find(root, skipped):
+        if mtime < cutoff:
+            skipped["too_old"] += 1
+        else:
+            recent.append((path, mtime))
+    recent.sort(key=lambda f: (-f[1], f[0]))
+    return recent, skipped
+
+
 def _run(
     kind: str,
     root: str,
     ws: Workspace,
-    cutoff: float,
+    listing: tuple[list[tuple[str, float]], Counter[str]],
     max_sessions: int,
     cache_dir: Path | None,
     workers: int | None,
@@ -274,13 +288,8 @@ def _run(
     """Reads one provider's recent files, most recent first, keeping workspace sessions up to the limit."""
     provider = PROVIDERS[kind]
     acc = _Acc()
-    recent: list[tuple[str, float]] = []
-    for path, mtime in provider.find(root, acc.skipped):
-        if mtime < cutoff:
-            acc.skipped["too_old"] += 1
-        else:
-            recent.append((path, mtime))
-    recent.sort(key=lambda f: (-f[1], f[0]))
+    recent, listed_skips = listing
+    acc.skipped.update(listed_skips)
     cache_path = cache.cache_file(cache_dir, kind, root, ws.root) if cache_dir is not None else None
     entries = cache.load(cache_path)
     scans = _scan_all(kind, recent, entries, ws.root, workers, progress)
@@ -436,11 +445,48 @@ def analyze_sessions(
         moment = moment.replace(tzinfo=UTC)
     cutoff = moment.timestamp() - cfg.since_days * 86400
     dirs = {"claude-code": cfg.claude_dir, "codex": cfg.codex_dir}
-    accs: dict[str, _Acc] = {}
-    for name in dict.fromkeys(cfg.providers):
-        if name not in PROVIDERS:
-            continue
-        root = os.path.realpath(os.path.expanduser(dirs[name]))
-        accs[name] = _run(name, root, ws, cutoff, cfg.max_sessions, cache_dir, workers, progress)
+    roots: dict[str, str] = {
+        str(name): os.path.realpath(os.path.expanduser(dirs[name]))
+        for name in dict.fromkeys(cfg.providers)
+        if name in PROVIDERS
+    }
+    listings = {name: _recent(name, root, cutoff) for name, root in roots.items()}
+    # Nothing changed since the last run (same files, sizes and mtimes, same settings): its result stands.
+    signature = _signature(ws.root, roots, listings, cfg.max_sessions)
+    result_path = cache.result_file(cache_dir, ws.root, roots) if cache_dir is not None else None
+    cached = cache.load_result(result_path, signature)
+    if cached is not None:
+        try:
+            return Insights.model_validate_json(cached)
+        except ValueError:
+            pass
+    accs = {
+        name: _run(name, root, ws, listings[name], cfg.max_sessions, cache_dir, workers, progress)
+        for name, root in roots.items()
+    }
     providers = {name: ProviderInsights.model_validate(_summary([(name, acc)])) for name, acc in accs.items()}
-    return Insights.model_validate({**_summary(list(accs.items())), "providers": providers})
+    insights = Insights.model_validate({**_summary(list(accs.items())), "providers": providers})
+    cache.save_result(result_path, signature, insights.model_dump_json().encode())
+    return insights
+
+
+def _signature(
+    ws_root: str,
+    roots: dict[str, str],
+    listings: dict[str, tuple[list[tuple[str, float]], Counter[str]]],
+    max_sessions: int,
+) -> bytes:
+    """Identifies the whole input of a run: every recent file's path, size and mtime, and the settings."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{cache.CACHE_VERSION}\0{ws_root}\0{max_sessions}".encode())
+    for name, root in roots.items():
+        recent, skipped = listings[name]
+        h.update(f"\0{name}\0{root}\0{sorted(skipped.items())}".encode())
+        for path, _mtime in recent:
+            try:
+                st = os.stat(path)
+            except OSError:
+                h.update(f"\0{path}\0gone".encode())
+                continue
+            h.update(f"\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.digest()

@@ -87,3 +87,32 @@ def save(path: Path | None, entries: dict[str, Entry]) -> None:
         os.replace(tmp, path)
     except OSError as exc:  # a read-only or full disk costs speed, never the analysis
         log.warning("cannot write session cache %s: %s", path, exc)
+
+
+def result_file(cache_dir: Path, workspace: str, roots: dict[str, str]) -> Path:
+    digest = hashlib.blake2b(f"{workspace}\0{sorted(roots.items())}".encode(), digest_size=8).hexdigest()
+    return cache_dir / f"insights-v{CACHE_VERSION}-{digest}.bin"
+
+
+def load_result(path: Path | None, signature: bytes) -> bytes | None:
+    """The stored result of a run over exactly the same input, else None."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data[len(signature) :] if data[: len(signature)] == signature else None
+
+
+def save_result(path: Path | None, signature: bytes, result: bytes) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(signature + result)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write session result cache %s: %s", path, exc)
