@@ -60,6 +60,11 @@ class StageError(Exception):
     """A stage could not do its work for a reason worth telling the user plainly."""
 
 
+class AlreadyHandled(Exception):
+    """This delivery of a stage has nothing to do: the cycle already ended, or another delivery of the same
+    stage owns it (a redelivered message under acks_late). The Celery layer drops it without a trace."""
+
+
 def _now() -> float:
     return time.time()
 
@@ -123,6 +128,8 @@ def _end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: s
 def _stage(svc: Services, ctx: CycleContext, name: str, always: bool = False) -> Iterator[None]:
     """stage.started / finished / failed around a stage's work; a cycle that already ended passes through
     the work stages silently (its events would only say that nothing happened)."""
+    if svc.state.is_finished(ctx.cycle_id):
+        raise AlreadyHandled(f"cycle {ctx.cycle_id} has already ended")
     if ctx.ended and not always:
         yield
         return
@@ -306,7 +313,7 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             return ctx
         if not svc.state.mark_once(ctx.cycle_id, "execute"):
             # A redelivered message (acks_late): the first delivery owns the agent. Never start a second one.
-            raise StageError("execute was already started for this cycle (redelivered message)")
+            raise AlreadyHandled("execute was already started for this cycle (redelivered message)")
         decision = ctx.decision
         repo = wt.repo_dir(cfg, svc.state_dir)
         base = wt.base_ref(repo, cfg.workspace.remote, cfg.workspace.base_branch)

@@ -40,6 +40,7 @@ class State(Protocol):
     def request_cancel(self, cycle_id: str) -> None: ...
     def is_cancelled(self, cycle_id: str) -> bool: ...
     def mark_once(self, cycle_id: str, what: str) -> bool: ...
+    def is_finished(self, cycle_id: str) -> bool: ...
 
 
 def _enc(value: Any) -> str:
@@ -182,6 +183,9 @@ class RedisState:
         """True the first time only: keeps redelivered stages (acks_late) from counting twice."""
         return bool(self.r.hsetnx(self.key("cycle", cycle_id), f"once:{what}", "1"))
 
+    def is_finished(self, cycle_id: str) -> bool:
+        return bool(self.r.hexists(self.key("cycle", cycle_id), "finished_at"))
+
 
 class LocalState:
     """The same records as files under `<state_dir>/local`, for a laptop with no Redis."""
@@ -294,6 +298,9 @@ class LocalState:
 
     def is_cancelled(self, cycle_id: str) -> bool:
         return (self.dir / "cycles" / f"{cycle_id}.cancel").exists()
+
+    def is_finished(self, cycle_id: str) -> bool:
+        return bool((self.get_cycle(cycle_id) or {}).get("finished_at"))
 
     def mark_once(self, cycle_id: str, what: str) -> bool:
         with self._locked(f"cycles/{cycle_id}.json") as path:

@@ -12,7 +12,7 @@ import redis
 from billiard.exceptions import WorkerLostError
 from celery import Task, chain, signals
 from celery.canvas import Signature
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from orchestration import cycle
 from orchestration.config import WorkspaceConfig, load_config
@@ -41,6 +41,10 @@ def _run(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> 
     ctx = CycleContext.model_validate(raw)
     try:
         ctx = stage(ctx, services(), **kw)
+    except cycle.AlreadyHandled as exc:
+        # A duplicate delivery: stop this copy of the chain here, quietly; the owner carries on.
+        log.info("cycle %s: %s; this delivery stops here", ctx.cycle_id, exc)
+        raise Ignore() from exc
     except SoftTimeLimitExceeded:
         # The backstop fired: the stage's own cleanup ran as the exception unwound (agent group killed).
         # Mark the cycle timed out and let the chain go on, so publish saves the work and finish reports.
@@ -96,7 +100,10 @@ def publish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
 
 @app.task(name="orchestrate.finish", bind=True)
 def finish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    report = cycle.finish(CycleContext.model_validate(ctx), services())
+    try:
+        report = cycle.finish(CycleContext.model_validate(ctx), services())
+    except cycle.AlreadyHandled as exc:
+        raise Ignore() from exc
     return report.public()
 
 

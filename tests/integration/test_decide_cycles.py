@@ -110,5 +110,11 @@ def test_redelivered_execute_never_starts_a_second_agent(local) -> None:  # type
     ctx = cycle.decide(cycle.analyze(cycle.start(cycle.enqueue(svc, cfg), svc), svc), svc)
     first = cycle.execute(ctx.model_copy(deep=True), svc)
     assert first.agent and first.agent.status == "succeeded"
-    with pytest.raises(cycle.StageError, match="already started"):
+    with pytest.raises(cycle.AlreadyHandled, match="already started"):
         cycle.execute(ctx.model_copy(deep=True), svc)
+    # Once the cycle has ended, any late delivery of any stage is dropped.
+    report = cycle.finish(first, svc)
+    assert report.status.value == "succeeded"
+    for stage in (cycle.start, cycle.analyze, cycle.publish, cycle.finish):
+        with pytest.raises(cycle.AlreadyHandled, match="already ended"):
+            stage(first.model_copy(deep=True), svc)
