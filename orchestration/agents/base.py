@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 Emit = Callable[[str, dict[str, Any]], None]
 
 TEXT_LIMIT = 2000
@@ -55,3 +57,20 @@ def relative_to(path: str, worktree: Path) -> str:
         return str(Path(path).resolve().relative_to(worktree.resolve()))
     except (ValueError, OSError):
         return path
+
+
+def parse_event(line: bytes, tally: RunTally) -> dict[str, Any] | None:
+    """One line of an agent's JSON stream as an event object; blank lines are skipped and anything else
+    (garbage, truncated JSON, a non-object) is counted in `bad_lines`, never raised."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        ev = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        ev = None
+    if not isinstance(ev, dict):
+        tally.bad_lines += 1
+        return None
+    tally.events += 1
+    return ev

@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from orchestration.agents.base import Emit, RunTally, clip, count, relative_to, text_or_none
+from orchestration.agents.base import Emit, RunTally, clip, count, parse_event, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
 from orchestration.config import Price, WorkspaceConfig
@@ -60,18 +58,9 @@ class ClaudeStream:
         self.estimated_cost = 0.0
 
     def feed(self, line: bytes) -> str:
-        line = line.strip()
-        if not line:
+        ev = parse_event(line, self.tally)
+        if ev is None:
             return Verdict.CONTINUE
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            self.tally.bad_lines += 1
-            return Verdict.CONTINUE
-        if not isinstance(ev, dict):
-            self.tally.bad_lines += 1
-            return Verdict.CONTINUE
-        self.tally.events += 1
         kind = ev.get("type")
         try:
             if kind == "system":

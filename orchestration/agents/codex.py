@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from orchestration.agents.base import Emit, RunTally, clip, count, relative_to, text_or_none
+from orchestration.agents.base import Emit, RunTally, clip, count, parse_event, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
 from orchestration.config import Price, WorkspaceConfig
@@ -62,18 +62,12 @@ class CodexStream:
 
     # -- stdout -----------------------------------------------------------------------------------------
     def feed(self, line: bytes) -> str:
-        line = line.strip()
-        if not line:
+        ev = parse_event(line, self.tally)
+        if ev is None:
             return Verdict.CONTINUE
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
+        if not isinstance(ev.get("type"), str):
             self.tally.bad_lines += 1
             return Verdict.CONTINUE
-        if not isinstance(ev, dict) or not isinstance(ev.get("type"), str):
-            self.tally.bad_lines += 1
-            return Verdict.CONTINUE
-        self.tally.events += 1
         kind = ev["type"]
         try:
             if kind == "thread.started":
