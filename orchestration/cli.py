@@ -94,7 +94,6 @@ def _local_services(printer: Any = None) -> cycle.Services:
         state=LocalState(root),
         hub=LocalHub(root / "events", printer),
         state_dir=get_settings().state_dir,
-        local=True,
     )
 
 

@@ -7,7 +7,6 @@ timed out) flows through the remaining stages untouched until `finish` writes it
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import uuid
@@ -53,11 +52,6 @@ class Services:
     state: State
     hub: Hub
     state_dir: Path
-    local: bool = False
-
-
-class StageError(Exception):
-    """A stage could not do its work for a reason worth telling the user plainly."""
 
 
 class AlreadyHandled(Exception):
@@ -561,7 +555,3 @@ def run_local(ctx: CycleContext, svc: Services) -> CycleReport:
         if report is None:
             raise
         return report
-
-
-def host_pid() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"

@@ -125,10 +125,6 @@ class RedisState:
             return False
         return True
 
-    def lock_holder(self, workspace: str) -> str | None:
-        raw = self.r.get(self.key("lock", workspace))
-        return raw.decode() if raw else None
-
     # -- spend ---------------------------------------------------------------------------------
     def add_spend(self, workspace: str, day: str, usd: float) -> float:
         key = self.key("spend", workspace, day)

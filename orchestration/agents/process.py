@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 KILL_GRACE_S = 5.0
@@ -41,7 +41,6 @@ class ProcessOutcome:
     lines: int = 0
     spawn_error: str | None = None
     elapsed_s: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:

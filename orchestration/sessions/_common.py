@@ -296,10 +296,6 @@ def usage_wins(new: Usage, new_side: bool, old: Usage, old_side: bool) -> bool:
     return sum(new) > sum(old)
 
 
-def dict_or_none(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
 SHELLS = frozenset({"bash", "sh", "zsh", "dash", "fish"})
 # Commands whose first word alone says little: keep the subcommand too (`git push`, `npm test`).
 SUBCOMMAND_TOOLS = frozenset(

@@ -69,7 +69,6 @@ PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 class _Scan:
     entry: cache.Entry | None  # None: the file could not be read (not cached)
     changed: bool = True
-    read_bytes: int = 0
 
 
 _WORKSPACES: dict[str, Workspace] = {}
@@ -126,7 +125,6 @@ def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: s
             in_workspace=in_ws,
             reader=None if in_ws is False else reader,  # kept while the file may still count
         ),
-        read_bytes=pos[0] - start,
     )
 
 

@@ -94,12 +94,6 @@ def raw_usage(usage: dict[str, Any]) -> RawUsage:
     return (inp, cached, cache_write, as_int(usage.get("output_tokens")), as_int(usage.get("reasoning_output_tokens")))
 
 
-def split_usage(usage: dict[str, Any]) -> Usage:
-    """Codex counters → (input, output, cache_read, cache_write): Codex's input includes cached input."""
-    inp, cached, cache_write, out, _reasoning = raw_usage(usage)
-    return (inp - cached - cache_write, out, cached, cache_write)
-
-
 def output_exit_code(output: Any) -> int | None:
     """Exit code recorded in a function_call_output, for the versions that put it there."""
     if isinstance(output, dict):

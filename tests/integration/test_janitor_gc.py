@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -121,4 +120,3 @@ def test_janitor_reaps_orphan_of_a_dead_runner(env, tmp_path: Path) -> None:  # 
         },
     )
     assert reap(svc) == []
-    json.dumps(rec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,4 +224,3 @@ def test_any_sequence_of_partial_writes_ends_equal_to_a_full_read(tmp_path_facto
     with path.open("ab") as fh:
         fh.write(data[written:])
     same(analyze(tmp, repo, tmp / "cache"), analyze(tmp, repo, None))
-    os.sync()
