@@ -23,6 +23,8 @@ from orchestration import cycle
 from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load_config
 from orchestration.hub import LocalHub, RedisHub
 from orchestration.models import CycleReport, Event, Status
+from orchestration.policy import HostPolicy, policy_problems, shell_warning
+from orchestration.redact import default_redactor, strip_control
 from orchestration.settings import get_settings, redact_url
 from orchestration.state import LocalState, RedisState
 
@@ -64,7 +66,8 @@ def _load(path: Path) -> WorkspaceConfig:
         for line in exc.errors:
             err.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
         _die(f"{path}: invalid config", EXIT_INVALID)
-    problems = cycle.config_problems(cfg, get_settings())
+    settings = get_settings()
+    problems = cycle.config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
     if problems:
         for p in problems:
             err.print(_tagged("invalid", "red", f"{path}: {p}"))
@@ -100,8 +103,30 @@ def _local_services(printer: Any = None) -> cycle.Services:
 # -- printing --------------------------------------------------------------------------------------
 
 
+def _untrusted(value: Any) -> Any:
+    """Events, reports and records are untrusted (agent output, or anyone who can write to Redis): secrets
+    masked, and no escape sequence or control character but newline and tab left in any string."""
+    return _strip_all(default_redactor()(value))
+
+
+def _strip_all(value: Any) -> Any:
+    if isinstance(value, str):
+        return strip_control(value)
+    if isinstance(value, dict):
+        return {_strip_all(k): _strip_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strip_all(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    """One line of untrusted text: a newline in an event must not print as a line of its own."""
+    return " ".join(strip_control(default_redactor().text(str(value))).split())
+
+
 def event_line(ev: Event) -> str:
-    d = ev.data
+    # Masked whole, before anything is cut to length: a clipped secret would no longer match.
+    d = {k: _cell(v) if isinstance(v, str) else _untrusted(v) for k, v in ev.data.items()}
     detail = ""
     if ev.kind == "agent.message":
         detail = str(d.get("text", "")).replace("\n", " ")[:160]
@@ -121,8 +146,8 @@ def event_line(ev: Event) -> str:
         detail = str(d.get("url") or d.get("reason") or "")
     elif ev.kind in ("stage.failed", "agent.finished"):
         detail = " ".join(f"{k}={d[k]}" for k in ("status", "stop_reason", "error") if d.get(k))[:200]
-    ts = ev.ts[11:19]
-    return f"{ev.seq:>4} {ts} {ev.stage:<8} {ev.kind:<18} {detail}"
+    ts = _cell(ev.ts)[11:19]
+    return strip_control(f"{ev.seq:>4} {ts} {_cell(ev.stage):<8} {ev.kind:<18} {_cell(detail)}")
 
 
 def print_event(ev: Event) -> None:
@@ -140,6 +165,7 @@ _json_mode = False
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
+    report = _untrusted(report)
     if as_json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -201,7 +227,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
             for line in exc.errors:
                 out.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
             continue
-        problems = cycle.config_problems(cfg, get_settings())
+        settings = get_settings()
+        problems = cycle.config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
+        warning = shell_warning(cfg, settings)
+        if warning:
+            out.print(_tagged("warning", "yellow", f"{f}: {warning}"))
         if problems:
             bad += 1
             for p in problems:
@@ -288,7 +318,7 @@ def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay a
         raise typer.Exit(_exit_for(report))
     try:
         for ev in svc.hub.subscribe_all():
-            out.print(f"{ev.cycle_id[:24]:<24} " + event_line(ev))
+            out.print(f"{_cell(ev.cycle_id)[:24]:<24} " + event_line(ev))
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_OK) from None
 
@@ -312,6 +342,7 @@ def status(
     recs = svc.state.recent_cycles(workspace, limit)
     if as_json:
         rows = [r.get("report") if isinstance(r.get("report"), dict) else _record_report(r) for r in recs]
+        rows = _untrusted(rows)
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     t = Table(title="recent cycles")
@@ -322,13 +353,13 @@ def status(
         pr = (rep or {}).get("pr") or {}
         dec = (rep or {}).get("decision") or {}
         t.add_row(
-            str(r.get("cycle_id")),
-            str(r.get("workspace")),
-            str(r.get("status")),
-            str(r.get("reason") or ""),
-            str(r.get("queued_at") or "")[:19],
-            str(dec.get("title") or "")[:40],
-            str(pr.get("url") or ""),
+            _cell(r.get("cycle_id")),
+            _cell(r.get("workspace")),
+            _cell(r.get("status")),
+            _cell(r.get("reason") or ""),
+            _cell(r.get("queued_at") or "")[:19],
+            _cell(dec.get("title") or "")[:40],
+            _cell(pr.get("url") or ""),
         )
     out.print(t)
 

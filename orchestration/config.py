@@ -6,15 +6,182 @@ import re
 import zoneinfo
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 AgentName = Literal["claude-code", "codex"]
 _ALL_AGENTS: tuple[AgentName, ...] = ("claude-code", "codex")
 AGENT_NAMES: tuple[str, ...] = _ALL_AGENTS
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Variables an agent never receives, whatever a config says: the worker's GitHub credentials, Orchestrate's
+# own settings, and the broker / result-backend / Redis URLs and passwords.
+NEVER_FOR_AGENTS: frozenset[str] = frozenset(
+    {
+        "GH_TOKEN",
+        "GITHUB_TOKEN",
+        "GH_ENTERPRISE_TOKEN",
+        "GITHUB_ENTERPRISE_TOKEN",
+        "REDIS_URL",
+        "REDIS_PASSWORD",
+        "BROKER_URL",
+        "CELERY_BROKER_URL",
+        "CELERY_RESULT_BACKEND",
+    }
+)
+NEVER_FOR_AGENTS_PREFIXES: tuple[str, ...] = ("ORCH_", "CELERY_")
+
+
+def never_for_agents(name: str) -> bool:
+    """True for a variable an agent must never get (compared case-insensitively)."""
+    upper = name.upper()
+    return upper in NEVER_FOR_AGENTS or upper.startswith(NEVER_FOR_AGENTS_PREFIXES)
+
+
+_REF_FORBIDDEN = frozenset("~^:?*[\\")
+
+
+def ref_name_problem(name: str, *, prefix: bool = False) -> str | None:
+    """Why git's check-ref-format would refuse `name` as a branch name, or None when it is fine.
+
+    With `prefix`, `name` is the start of branch names (`pr.branch_prefix`): it may be empty or end with '/'.
+    """
+    if not name:
+        return None if prefix else "must not be empty"
+    if name.startswith("-"):
+        return "must not start with '-' (git would read it as an option)"
+    if " " in name or _CONTROL.search(name):
+        return "must not contain spaces or control characters"
+    bad = sorted(set(name) & _REF_FORBIDDEN)
+    if bad:
+        return f"must not contain {', '.join(repr(c) for c in bad)}"
+    if ".." in name:
+        return "must not contain '..'"
+    if "@{" in name:
+        return "must not contain '@{'"
+    if name == "@":
+        return "must not be '@' alone"
+    if "//" in name or name.startswith("/"):
+        return "must not start with '/' or contain '//'"
+    if name.endswith("."):
+        return "must not end with '.'"
+    if name.endswith("/") and not prefix:
+        return "must not end with '/'"
+    for part in name.removesuffix("/").split("/"):
+        if part.startswith("."):
+            return f"no '/'-separated part may start with '.' ({part!r} does)"
+        if part.endswith(".lock"):
+            return f"no '/'-separated part may end with '.lock' ({part!r} does)"
+    return None
+
+
+def _ref_name(v: str) -> str:
+    problem = ref_name_problem(v)
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
+def _cli_arg(v: str) -> str:
+    """A value passed to an agent CLI as one argument: never an option, never a line break."""
+    if v.startswith("-"):
+        raise ValueError("must not start with '-' (the CLI would read it as an option)")
+    if _CONTROL.search(v):
+        raise ValueError("must not contain control characters")
+    return v
+
+
+def _tool(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return _cli_arg(v)
+
+
+def _command(v: str) -> str:
+    _cli_arg(v)
+    if not v or ("/" in v and not v.startswith("/")):
+        raise ValueError("expected a program name found on PATH (no '/') or an absolute path")
+    return v
+
+
+def _env_name(v: str) -> str:
+    if not ENV_NAME.fullmatch(v):
+        raise ValueError("expected a variable name: letters, digits and '_', not starting with a digit")
+    return v
+
+
+def _agent_env_key(v: str) -> str:
+    _env_name(v)
+    if never_for_agents(v):
+        raise ValueError(f"{v} is never passed to an agent (it would hand over the worker's credentials or settings)")
+    return v
+
+
+def _agent_env_value(v: str) -> str:
+    for ref in ENV_REF.findall(v):
+        if never_for_agents(ref):
+            raise ValueError(
+                f"${{env.{ref}}}: {ref} is never passed to an agent (it would hand over the worker's "
+                "credentials or settings), even when listed in env_allow"
+            )
+    return v
+
+
+def _label(v: str) -> str:
+    if not v:
+        raise ValueError("must not be empty")
+    if len(v) > 100:
+        raise ValueError(f"must be at most 100 characters, not {len(v)}")
+    return _cli_arg(v)
+
+
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+def parse_network_entry(entry: str) -> tuple[str, int | None]:
+    """`host` or `host:port` as (lower-cased host, port or None); raises ValueError saying what is wrong."""
+    host, sep, port_text = entry.partition(":")
+    port: int | None = None
+    if sep:
+        if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"the port must be a number from 1 to 65535, not {port_text!r}")
+        port = int(port_text)
+    if re.fullmatch(r"[0-9.]+", host):
+        octets = host.split(".")
+        if len(octets) != 4 or not all(o.isdigit() and int(o) <= 255 and o == str(int(o)) for o in octets):
+            raise ValueError(f"{host!r} is not a valid IPv4 address")
+    elif len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"expected host or host:port, the host made of letters, digits, '-' and '.', not {host!r}")
+    return host.lower().rstrip("."), port
+
+
+def _network_entry(v: str) -> str:
+    parse_network_entry(v)
+    return v
+
+
+RefName = Annotated[str, AfterValidator(_ref_name)]
+CliArg = Annotated[str, AfterValidator(_cli_arg)]
+Tool = Annotated[str, AfterValidator(_tool)]
+Command = Annotated[str, AfterValidator(_command)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+AgentEnv = dict[Annotated[str, AfterValidator(_agent_env_key)], Annotated[str, AfterValidator(_agent_env_value)]]
+Label = Annotated[str, AfterValidator(_label)]
+NetworkEntry = Annotated[str, AfterValidator(_network_entry)]
 
 
 class Strict(BaseModel):
@@ -23,8 +190,31 @@ class Strict(BaseModel):
 
 class WorkspaceSection(Strict):
     repo: str = Field(min_length=1)
-    base_branch: str = "main"
+    base_branch: RefName = "main"
     remote: str = "origin"
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if v.startswith("-"):
+            raise ValueError("must not start with '-' (git would read it as an option)")
+        if _CONTROL.search(v):
+            raise ValueError("must not contain control characters")
+        helper = re.match(r"([A-Za-z0-9][A-Za-z0-9+.-]*)::", v)
+        if helper:
+            raise ValueError(f"the '{helper.group(1)}::' remote-helper form is refused (it can run commands)")
+        if re.match(r"^([a-z][a-z0-9+.-]*://([^/@]*@)?|[^/:@]+@)-", v, re.IGNORECASE):
+            raise ValueError("the host must not start with '-' (ssh would read it as an option)")
+        return v
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError(
+                "expected a git remote name: letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return _ref_name(v)
 
     @property
     def is_url(self) -> bool:
@@ -130,19 +320,19 @@ class Focus(Strict):
 
 
 class ClaudeAgent(Strict):
-    command: str = "claude"
-    model: str | None = None
+    command: Command = "claude"
+    model: CliArg | None = None
     permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] = "acceptEdits"
-    allowed_tools: list[str] = Field(default_factory=list)
-    disallowed_tools: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    allowed_tools: list[Tool] = Field(default_factory=list)
+    disallowed_tools: list[Tool] = Field(default_factory=list)
+    env: AgentEnv = Field(default_factory=dict)
 
 
 class CodexAgent(Strict):
-    command: str = "codex"
-    model: str | None = None
+    command: Command = "codex"
+    model: CliArg | None = None
     sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
-    env: dict[str, str] = Field(default_factory=dict)
+    env: AgentEnv = Field(default_factory=dict)
 
 
 class Agents(Strict):
@@ -169,7 +359,7 @@ class Agents(Strict):
 class LLM(Strict):
     base_url: str = "http://localhost:11434/v1"
     model: str = "qwen2.5-coder:7b"
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: EnvName = DEFAULT_API_KEY_ENV
     timeout_s: float = Field(default=60, gt=0)
 
 
@@ -184,27 +374,62 @@ class PR(Strict):
     enabled: bool = True
     draft: bool = True
     branch_prefix: str = "agent/orchestration/"
-    base: str | None = None
+    base: RefName | None = None
     repo: str | None = None
-    labels: list[str] = Field(default_factory=list)
+    labels: list[Label] = Field(default_factory=list)
     require_changes: bool = True
     open_on_failure: bool = False
 
     @field_validator("repo")
     @classmethod
     def _repo(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"([\w.-]+/)?[\w.-]+/[\w.-]+", v):
-            raise ValueError(f"expected OWNER/NAME or HOST/OWNER/NAME, got {v!r}")
+        part = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+        if v is not None and not re.fullmatch(rf"({part}/)?{part}/{part}", v):
+            raise ValueError("expected OWNER/NAME or HOST/OWNER/NAME, each part starting with a letter or digit")
+        return v
+
+    @field_validator("branch_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        problem = ref_name_problem(v, prefix=True)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
 class Permissions(Strict):
     write: list[str] = Field(default_factory=lambda: ["**"])
-    deny_write: list[str] = Field(default_factory=lambda: [".github/**"])
+    deny_write: list[str] = Field(default_factory=lambda: [".github/**", ".gitmodules", ".gitattributes"])
     push: bool = True
     open_pr: bool = True
-    shell: bool = False
-    network: bool = False
+    # true, or the base names of the programs an agent may run
+    shell: bool | list[str] = False
+    # hosts an agent may reach, as "host" (any port) or "host:port"
+    network: list[NetworkEntry] = Field(default_factory=list)
+
+    @field_validator("shell", mode="before")
+    @classmethod
+    def _shell(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if not isinstance(v, list):
+            raise ValueError("expected true, false or a list of program names")
+        for i, name in enumerate(v):
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*", name):
+                raise ValueError(
+                    f"[{i}] {orjson.dumps(name).decode()}: expected a bare program name (letters, digits, '.', '_', "
+                    "'+' or '-'; no '/' or spaces; not starting with '-' or '.')"
+                )
+        return v
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _legacy_network(cls, v: Any) -> Any:
+        if v is False:
+            return []
+        if v is True:
+            raise ValueError('true is not accepted: list the hosts an agent may reach, e.g. ["api.example.com:443"]')
+        return v
 
 
 class PipelineStep(Strict):
@@ -240,7 +465,7 @@ class WorkspaceConfig(Strict):
     decision: Decision = Field(default_factory=Decision)
     pr: PR = Field(default_factory=PR)
     permissions: Permissions = Field(default_factory=Permissions)
-    env_allow: list[str] = Field(default_factory=list)
+    env_allow: list[EnvName] = Field(default_factory=list)
     pipeline: list[PipelineStep] | None = None
 
     @field_validator("id")
@@ -255,13 +480,23 @@ class WorkspaceConfig(Strict):
         if not self.id:
             name = self.workspace.repo.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
             self.id = slugify(name.removesuffix(".git"))
+        problems = []
         for agent in AGENT_NAMES:
             for key, value in self.agents.env_for(agent).items():
                 for ref in ENV_REF.findall(value):
                     if ref not in self.env_allow:
-                        raise ValueError(
-                            f"agents.{agent}.env.{key} reads ${{env.{ref}}}, which is not listed in env_allow"
+                        problems.append(
+                            f"agents.{agent}.env.{key}: reads ${{env.{ref}}}, which is not listed in env_allow"
                         )
+        key_env = self.decision.llm.api_key_env
+        if key_env != DEFAULT_API_KEY_ENV and key_env not in self.env_allow:
+            problems.append(
+                f"decision.llm.api_key_env: {key_env} is not listed in env_allow (its value is sent to "
+                f"decision.llm.base_url {self.decision.llm.base_url}); list it there if that is intended"
+            )
+        if problems:
+            # One line per problem, each already starting with its JSON path (see format_validation_error).
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -284,6 +519,8 @@ class ConfigError(Exception):
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # a dict key was refused: the path already ends with that key
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -304,6 +541,9 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         shown = "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
         if err["type"] == "extra_forbidden" or isinstance(value, dict):
             shown = ""
+        if not loc and re.match(r"[\w.\[\]-]+: ", msg):
+            lines.extend(msg.splitlines())  # whole-config checks name each path themselves
+            continue
         lines.append(f"{_path(loc)}: {msg}{shown}")
     return lines
 

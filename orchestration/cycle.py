@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestration import git
 from orchestration.agents import worktree as wt
-from orchestration.agents.process import group_alive, kill_group, process_identity
+from orchestration.agents.process import RunAs, group_alive, kill_group, process_identity
 from orchestration.agents.runner import resolve_command, run_agent
 from orchestration.config import WorkspaceConfig, parse_config
 from orchestration.decide.orchestrator import RUNNABLE_AGENTS, make_decision
@@ -35,8 +35,10 @@ from orchestration.models import (
     iso,
     utcnow,
 )
+from orchestration.policy import HostPolicy, policy_problems
+from orchestration.redact import redact_model
 from orchestration.sessions import analyze_sessions
-from orchestration.settings import Settings
+from orchestration.settings import Settings, get_settings
 from orchestration.state import State
 
 # Time kept back from the agent at the end of the budget for committing, pushing and the PR.
@@ -206,6 +208,8 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
             return ctx
         if not ctx.ignore_window and not in_window(cfg, datetime.now(UTC)):
             return _end(svc, ctx, "start", Status.SKIPPED, Reason.OUTSIDE_WINDOW)
+        if _policy_denied(svc, ctx, cfg, "start"):
+            return ctx
         token = svc.state.acquire_lock(ctx.workspace, cfg.budget.cycle_s + 600)
         if token is None:
             return _end(svc, ctx, "start", Status.SKIPPED, Reason.LOCKED)
@@ -247,7 +251,9 @@ def analyze(ctx: CycleContext, svc: Services) -> CycleContext:
         if not _gate(svc, ctx, "analyze"):
             return ctx
         # One process: a stage must not start process pools inside a Celery worker child.
-        ctx.insights = analyze_sessions(cfg.repo_path(), cfg.sessions, cache_dir=svc.state_dir / "cache", workers=1)
+        insights = analyze_sessions(cfg.repo_path(), cfg.sessions, cache_dir=svc.state_dir / "cache", workers=1)
+        # Session histories hold whatever people typed, tokens included: masked before anything reads them.
+        ctx.insights = redact_model(insights)
         ctx.insights.goals = ctx.insights.goals[:20]
     return ctx
 
@@ -271,6 +277,8 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
         if decision is None:
             reason = Reason.NO_AGENT_AVAILABLE if outcome.reason == "no_agent_available" else Reason.NO_TASK
             return _end(svc, ctx, "decide", Status.SKIPPED, reason)
+        # Task, title and rationale reach the agent, commits, the PR and events: no secret from here on.
+        decision = redact_model(decision)
         if outcome.took_backlog and not ctx.dry_run:
             svc.state.pop_backlog(ctx.workspace)  # taken once, and only when a cycle really takes it
         ctx.decision = decision
@@ -296,6 +304,24 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
     return ctx
 
 
+def _policy_denied(svc: Services, ctx: CycleContext, cfg: WorkspaceConfig, stage: str) -> bool:
+    """The host's ceiling (ORCH_ALLOW), checked where the cycle starts and again where the agent runs: a
+    config asking for more ends the cycle failed / policy_denied before any agent starts."""
+    problems = policy_problems(cfg, HostPolicy.from_settings(get_settings()))
+    if not problems:
+        return False
+    ctx.error = "; ".join(problems)[:1000]
+    emit(svc, ctx, stage, "stage.failed", {"error": ctx.error[:500], "reason": Reason.POLICY_DENIED.value})
+    _end(svc, ctx, stage, Status.FAILED, Reason.POLICY_DENIED)
+    return True
+
+
+def agent_user() -> RunAs | None:
+    """The OS user agents run as on this host (ORCH_AGENT_USER), or None for the worker's own."""
+    name = get_settings().agent_user
+    return RunAs.lookup(name) if name else None
+
+
 def agent_on_path(cfg: WorkspaceConfig) -> Callable[[str], bool]:
     return lambda agent: resolve_command(cfg.agents.command_for(agent)) is not None
 
@@ -308,13 +334,19 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
         if not svc.state.mark_once(ctx.cycle_id, "execute"):
             # A redelivered message (acks_late): the first delivery owns the agent. Never start a second one.
             raise AlreadyHandled("execute was already started for this cycle (redelivered message)")
+        if _policy_denied(svc, ctx, cfg, "execute"):
+            return ctx
+        run_as = agent_user()
         decision = ctx.decision
         repo = wt.repo_dir(cfg, svc.state_dir)
-        base = wt.base_ref(repo, cfg.workspace.remote, cfg.workspace.base_branch)
+        base = wt.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
         ctx.branch = wt.branch_name(cfg.pr.branch_prefix, stamp, decision.title, ctx.cycle_id)
-        path = wt.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
-        ctx.worktree = str(path)
+        checkout = wt.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
+        if run_as is not None:
+            wt.hand_over(checkout, run_as.name, svc.state_dir)
+        path = checkout.path
+        ctx.worktree, ctx.base_sha = str(path), base
         _save(svc, ctx, branch=ctx.branch, worktree=ctx.worktree, base_ref=base, repo=str(repo))
 
         def started(pid: int) -> None:
@@ -338,6 +370,7 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
                 should_cancel=lambda: svc.state.is_cancelled(ctx.cycle_id),
                 on_started=started,
                 log_dir=svc.state_dir / "logs" / ctx.cycle_id,
+                run_as=run_as,
             )
 
         result = run(decision.agent)
@@ -350,10 +383,12 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             result.fallback_from = decision.agent
             result.fallback_reason = why
         svc.state.put_cycle(ctx.cycle_id, {"agent_pid": None, "agent_pgid": None})
-        result.commit = save_work(path, decision.title, ctx.cycle_id, result.status)
-        result.files_changed = _files(path, base) or result.files_changed
+        result.commit = save_work(checkout, decision.title, ctx.cycle_id, result.status)
+        result.files_changed = _files(checkout, base) or result.files_changed
         ctx.agent = result
-        if result.status == "timed_out":
+        if _tampered(svc, ctx, checkout, "execute"):
+            pass
+        elif result.status == "timed_out":
             ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
         elif result.status == "cancelled":
             ctx.status, ctx.reason = Status.CANCELLED, Reason.CANCELLED
@@ -365,8 +400,22 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
     return ctx
 
 
-def save_work(path: Path, title: str, cycle_id: str, agent_status: str) -> str | None:
-    """Commits whatever the agent left in the worktree; a WIP commit says so when the run did not succeed."""
+def _tampered(svc: Services, ctx: CycleContext, checkout: wt.Checkout, stage: str) -> bool:
+    """Ends the cycle failed / policy_denied when the guard had to put the git admin dir back (the agent
+    wrote its config, hooks or `.git` file); the tracked work was still saved, through the restored dir."""
+    checkout.save(svc.state_dir)
+    if not checkout.violations:
+        return False
+    what = ", ".join(checkout.violations[:10])
+    ctx.error = f"the agent changed git metadata it must not touch ({what}); restored before any git call"
+    emit(svc, ctx, stage, "agent.message", {"level": "error", "text": ctx.error, "reason": "policy_denied"})
+    ctx.status, ctx.reason = Status.FAILED, Reason.POLICY_DENIED
+    return True
+
+
+def save_work(checkout: wt.Checkout, title: str, cycle_id: str, agent_status: str) -> str | None:
+    """Commits whatever the agent left in the worktree; a WIP commit says so when the run did not succeed.
+    Every git call goes through the checkout's guard: a tampered admin dir is restored first."""
     if agent_status == "succeeded":
         message = f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
     else:
@@ -376,15 +425,15 @@ def save_work(path: Path, title: str, cycle_id: str, agent_status: str) -> str |
             f"Orchestrate-Cycle: {cycle_id}\n"
         )
     try:
-        return git.commit_all(path, message)
-    except GitError:
+        return git.commit_all(checkout.tree, message)
+    except (GitError, wt.WorktreeError):
         return None
 
 
-def _files(path: Path, base: str) -> list[str]:
+def _files(checkout: wt.Checkout, base: str) -> list[str]:
     try:
-        return git.changed_files(path, base)
-    except GitError:
+        return git.changed_files(checkout.tree, base)
+    except (GitError, wt.WorktreeError):
         return []
 
 
@@ -396,14 +445,16 @@ def publish(ctx: CycleContext, svc: Services) -> CycleContext:
         # Runs for ended cycles too: a timed-out or cancelled cycle's work is pushed so it is safe.
         if ctx.decision is None or ctx.worktree is None or ctx.branch is None or ctx.dry_run:
             return ctx
-        if not Path(ctx.worktree).exists():
+        checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id)
+        if checkout is None or not checkout.path.exists() or ctx.base_sha is None:
             ctx.pr = PRResult(status="failed", reason="worktree_missing")
             emit(svc, ctx, "publish", "pr.skipped", {"reason": "worktree_missing"})
             return ctx
-        record = svc.state.get_cycle(ctx.cycle_id) or {}
+        if ctx.reason == Reason.POLICY_DENIED:
+            cfg.pr.open_on_failure = False  # its work is kept and pushed, but never proposed
         status = Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status
         ctx.pr = pr.publish(
-            worktree=Path(ctx.worktree),
+            tree=checkout.tree,
             branch=ctx.branch,
             cfg=cfg,
             cycle_id=ctx.cycle_id,
@@ -411,9 +462,11 @@ def publish(ctx: CycleContext, svc: Services) -> CycleContext:
             agent=ctx.agent,
             cycle_status=status,
             duration_s=_elapsed(ctx),
-            base_ref=str(record.get("base_ref") or cfg.pr_base),
+            base_ref=ctx.base_sha,
             emit=lambda kind, data: emit(svc, ctx, "publish", kind, data),
         )
+        if ctx.reason != Reason.POLICY_DENIED:
+            _tampered(svc, ctx, checkout, "publish")
     return ctx
 
 
@@ -464,10 +517,11 @@ def _close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepo
         )
     if ctx.lock_token:
         svc.state.release_lock(ctx.workspace, ctx.lock_token)
-    if ctx.worktree and Path(ctx.worktree).exists():
+    checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
+    if checkout is not None and checkout.path.exists():
         # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
         cfg = _config(ctx)
-        wt.remove_if_safe(Path(ctx.worktree), cfg.workspace.remote, cfg.permissions.push)
+        wt.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
     svc.state.put_cycle(
         ctx.cycle_id,
         {
@@ -510,14 +564,33 @@ def fail_cycle(
     if isinstance(pgid, int) and record.get("host") == socket.gethostname() and group_alive(pgid):
         kill_group(pgid)
     emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
-    if ctx.worktree and Path(ctx.worktree).exists() and ctx.decision:
-        commit = save_work(Path(ctx.worktree), ctx.decision.title, cycle_id, status.value)
+    checkout = wt.Checkout.load(svc.state_dir, cycle_id) if ctx.worktree else None
+    if checkout is not None and checkout.path.exists() and ctx.decision:
+        commit = save_work(checkout, ctx.decision.title, cycle_id, status.value)
         if ctx.agent is None:
             ctx.agent = AgentResult(status="failed", stop_reason=str(reason), summary=error[:500], commit=commit)
-    if ctx.status in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED):
+        checkout.save(svc.state_dir)
+        if checkout.violations:
+            status, reason = Status.FAILED, Reason.POLICY_DENIED
+            error = f"{error}; the agent changed git metadata it must not touch ({', '.join(checkout.violations[:10])})"
+    if ctx.status in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED) or reason == Reason.POLICY_DENIED:
         ctx.status, ctx.reason = status, str(reason)
     ctx.error = error[:1000]
     return _close(ctx, svc)
+
+
+def timed_out_by_backstop(ctx: CycleContext, svc: Services) -> CycleContext:
+    """Celery's soft time limit fired inside a stage (the stage's own cleanup already killed the agent):
+    the cycle, as last recorded, is marked timed out and its work committed; the chain then goes on, so
+    publish pushes the work and finish reports."""
+    record = svc.state.get_cycle(ctx.cycle_id) or {}
+    if isinstance(record.get("ctx"), dict):
+        ctx = CycleContext.model_validate(record["ctx"])
+    checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
+    if checkout is not None and ctx.decision and ctx.status in (Status.RUNNING, Status.QUEUED):
+        save_work(checkout, ctx.decision.title, ctx.cycle_id, "timed_out")
+    ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
+    return ctx
 
 
 def in_window(cfg: WorkspaceConfig, now: datetime) -> bool:

@@ -1,13 +1,73 @@
-"""Thin, typed wrapper over the git CLI: the one way the domain runs git."""
+"""Thin, typed wrapper over the git CLI: the one way the domain runs git.
+
+Every call runs hardened, because the agent can write the work tree (and, without a separate OS user,
+more): system and global config are ignored, and command-scope settings (which outrank anything in a
+repository's own config) switch off hooks, fsmonitor, credential helpers, signing, pagers, editors and
+the `ext::` transport. A call on a cycle's worktree goes through a `Tree`, which names the admin dir
+itself (`GIT_DIR`, `GIT_WORK_TREE`), so the `.git` file in the work tree is never read, and which runs a
+check of that admin dir before each call (see `orchestration.agents.worktree`).
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GIT_TIMEOUT_S = 120.0
+
+# Inherited variables that would point git somewhere else than where we say.
+_REDIRECTING_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_DIFF_OPTS",
+    "GIT_EXEC_PATH",
+    "GIT_TEMPLATE_DIR",
+    "GIT_PROXY_COMMAND",
+    "GIT_SSH",
+    "GIT_EDITOR",
+    "GIT_SEQUENCE_EDITOR",
+)
+
+# Command-scope settings: they override the repository's config, whatever an agent wrote into it.
+NEUTRAL_CONFIG: tuple[tuple[str, str], ...] = (
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("core.untrackedCache", "false"),
+    ("core.askPass", ""),
+    ("core.editor", "true"),
+    ("sequence.editor", "true"),
+    ("core.pager", "cat"),
+    ("core.attributesFile", "/dev/null"),
+    ("credential.helper", ""),
+    ("commit.gpgSign", "false"),
+    ("tag.gpgSign", "false"),
+    ("push.gpgSign", "false"),
+    ("gpg.program", "false"),
+    ("protocol.ext.allow", "never"),
+    ("submodule.recurse", "false"),
+    ("fetch.recurseSubmodules", "false"),
+    ("push.recurseSubmodules", "no"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("advice.detachedHead", "false"),
+)
 
 
 class GitError(Exception):
@@ -18,18 +78,57 @@ class GitError(Exception):
         super().__init__(f"git {' '.join(self.git_args[:3])} failed ({returncode}): {self.stderr[-500:]}")
 
 
-def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Non-interactive git: never prompt for credentials, never open an editor or pager."""
-    env = dict(os.environ)
+@dataclass
+class Tree:
+    """A work tree and the admin dir that git must use for it, never the one its `.git` file names.
+
+    `check` runs before every git call on the tree (the integrity check of the admin dir).
+    """
+
+    work_tree: Path
+    git_dir: Path
+    check: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def env(self) -> dict[str, str]:
+        return {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.work_tree)}
+
+    @classmethod
+    def discover(cls, path: str | Path) -> Tree:
+        """The tree of a checkout whose `.git` we trust (the user's, a fixture): resolved once, then pinned."""
+        path = Path(path).resolve()
+        proc = git(["rev-parse", "--absolute-git-dir"], path)
+        return cls(work_tree=path, git_dir=Path(proc.stdout.strip()))
+
+
+Where = str | Path | Tree
+
+
+def _credential_helper() -> list[tuple[str, str]]:
+    """Pushes over https authenticate through gh (as `gh auth setup-git` would), when gh is installed."""
+    gh = shutil.which("gh")
+    return [("credential.helper", f"!{shlex.quote(gh)} auth git-credential")] if gh else []
+
+
+def git_env(extra: dict[str, str] | None = None, config: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """Non-interactive, hardened git: no system or global config, no prompts, the neutral settings on top."""
+    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_ENV and not k.startswith("GIT_CONFIG_")}
     env.update(
         GIT_TERMINAL_PROMPT="0",
-        GIT_EDITOR="true",
-        GIT_PAGER="cat",
         GIT_ASKPASS="",
         SSH_ASKPASS="",
         GCM_INTERACTIVE="never",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL="/dev/null",
+        GIT_ATTR_NOSYSTEM="1",
+        GIT_PAGER="cat",
+        GIT_EDITOR="true",
     )
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    pairs = [*NEUTRAL_CONFIG, *_credential_helper(), *config]
+    env["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
     if extra:
         env.update(extra)
     return env
@@ -37,23 +136,55 @@ def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def git(
     args: Sequence[str],
-    cwd: str | Path,
+    cwd: Where,
     *,
     check: bool = True,
     timeout: float = GIT_TIMEOUT_S,
     input_text: str | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    proc = _run(args, cwd, check=check, timeout=timeout, stdin=input_text, env=env, text=True)
+    return proc  # type: ignore[return-value]
+
+
+def git_bytes(args: Sequence[str], cwd: Where, *, timeout: float = GIT_TIMEOUT_S) -> bytes:
+    """Output as bytes, exactly as git wrote it: for NUL-separated path lists (a path may hold `\r`)."""
+    stdout = _run(args, cwd, check=True, timeout=timeout, stdin=None, env=None, text=False).stdout
+    return stdout if isinstance(stdout, bytes) else stdout.encode()
+
+
+def _run(
+    args: Sequence[str],
+    cwd: Where,
+    *,
+    check: bool,
+    timeout: float,
+    stdin: str | None,
+    env: dict[str, str] | None,
+    text: bool,
+) -> subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]:
+    config: list[tuple[str, str]] = []
+    extra = dict(env or {})
+    if isinstance(cwd, Tree):
+        if cwd.check is not None:
+            cwd.check()
+        extra.update(cwd.env())
+        # Our own calls may run on a work tree owned by the agent's user; naming it here is enough.
+        config.append(("safe.directory", str(cwd.work_tree)))
+        directory = cwd.work_tree
+    else:
+        directory = Path(cwd)
     try:
         proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
             ["git", *args],
-            cwd=str(cwd),
+            cwd=str(directory),
             capture_output=True,
-            text=True,
+            text=text,
+            errors="surrogateescape" if text else None,
             timeout=timeout,
-            input=input_text,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
-            env=git_env(env),
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            env=git_env(extra, config),
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -61,15 +192,16 @@ def git(
     except OSError as exc:
         raise GitError(args, -1, str(exc)) from exc
     if check and proc.returncode != 0:
-        raise GitError(args, proc.returncode, proc.stderr or proc.stdout)
+        err = proc.stderr or proc.stdout
+        raise GitError(args, proc.returncode, err if isinstance(err, str) else err.decode(errors="replace"))
     return proc
 
 
-def out(args: Sequence[str], cwd: str | Path, **kw: object) -> str:
+def out(args: Sequence[str], cwd: Where, **kw: object) -> str:
     return git(args, cwd, **kw).stdout.strip()  # type: ignore[arg-type]
 
 
-def has_identity(cwd: str | Path) -> bool:
+def has_identity(cwd: Where) -> bool:
     return bool(git(["config", "user.email"], cwd, check=False).stdout.strip())
 
 
@@ -81,23 +213,37 @@ DEFAULT_IDENTITY = {
 }
 
 
-def identity_env(cwd: str | Path) -> dict[str, str]:
-    """An author for commits when neither git config nor the environment names one."""
+def identity_env(cwd: Where) -> dict[str, str]:
+    """An author for commits when neither the repository's config nor the environment names one."""
     if has_identity(cwd) or os.environ.get("GIT_AUTHOR_EMAIL"):
         return {}
     return dict(DEFAULT_IDENTITY)
 
 
-def commit_all(cwd: str | Path, message: str) -> str | None:
+def commit_all(cwd: Where, message: str) -> str | None:
     """Stage everything (respecting .gitignore) and commit; returns the new sha, or None if nothing changed."""
     git(["add", "-A"], cwd)
-    if git(["diff", "--cached", "--quiet"], cwd, check=False).returncode == 0:
+    if git(["diff", "--cached", "--quiet", "--no-ext-diff"], cwd, check=False).returncode == 0:
         return None
     git(["commit", "-q", "--no-verify", "-F", "-"], cwd, input_text=message, env=identity_env(cwd))
     return out(["rev-parse", "HEAD"], cwd)
 
 
-def changed_files(cwd: str | Path, base: str, head: str = "HEAD") -> list[str]:
+def changed_files(cwd: Where, base: str, head: str = "HEAD") -> list[str]:
     """Paths that differ between the merge base of `base` and `head` (the branch's own changes)."""
-    text = out(["diff", "--name-only", "-z", f"{base}...{head}"], cwd)
-    return sorted(p for p in text.split("\0") if p)
+    raw = git_bytes(["diff", "--name-only", "--no-ext-diff", "--no-textconv", "-z", f"{base}...{head}", "--"], cwd)
+    return sorted(p.decode(errors="replace") for p in raw.split(b"\0") if p)
+
+
+def raw_diff(cwd: Where, base: str, head: str = "HEAD") -> bytes:
+    """`git diff --raw` of the branch's own changes: modes, blob ids and every touched path, renames split."""
+    return git_bytes(
+        ["diff", "--raw", "-z", "--no-renames", "--no-abbrev", "--no-ext-diff", "--no-textconv", f"{base}...{head}"],
+        cwd,
+    )
+
+
+def blob_text(cwd: Where, sha: str, limit: int = 4096) -> str | None:
+    """The first bytes of a blob as text (a symlink's target), or None when it cannot be read."""
+    proc = git(["cat-file", "blob", sha], cwd, check=False)
+    return proc.stdout[:limit] if proc.returncode == 0 else None

@@ -16,6 +16,7 @@ import orjson
 import redis
 
 from orchestration.models import Event, iso, utcnow
+from orchestration.redact import default_redactor
 
 STREAM_MAXLEN = 20_000
 STREAM_TTL_S = 30 * 86400  # a stream whose cycle never ended still goes away
@@ -47,7 +48,8 @@ def _draft(cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str,
         "ts": iso(utcnow()),
         "stage": stage,
         "kind": kind,
-        "data": data or {},
+        # Every event of every emitter passes here: the one place that keeps secrets out of the hub.
+        "data": default_redactor()(data or {}),
     }
 
 

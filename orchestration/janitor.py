@@ -87,15 +87,17 @@ def gc_worktrees(svc: Services, dry_run: bool = False) -> list[WorktreeState]:
                 remote, push = cfg.workspace.remote, cfg.permissions.push
             except Exception:  # an old record: keep the defaults
                 pass
-        if not (path / ".git").exists():
-            out.append(WorktreeState(path, path.name, status, "kept", "not a git worktree"))
+        checkout = wt.Checkout.load(svc.state_dir, path.name)
+        if checkout is None:
+            # Without the guard's record its git metadata cannot be trusted: never run git there.
+            out.append(WorktreeState(path, path.name, status, "kept", "no integrity record: check and remove by hand"))
             continue
-        blocker = wt.removal_blocker(path, remote, push)
+        blocker = wt.removal_blocker(checkout, remote, push)
         if blocker is not None:
             out.append(WorktreeState(path, path.name, status, "kept", blocker))
         elif dry_run:
             out.append(WorktreeState(path, path.name, status, "would remove"))
         else:
-            blocker = wt.remove_if_safe(path, remote, push)
+            blocker = wt.remove_if_safe(checkout, svc.state_dir, remote, push)
             out.append(WorktreeState(path, path.name, status, "kept" if blocker else "removed", blocker or ""))
     return out

@@ -53,6 +53,7 @@ class Reason(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     COST_LIMIT = "cost_limit"
     STAGE_ERROR = "stage_error"
+    POLICY_DENIED = "policy_denied"
     DRY_RUN = "dry_run"
 
 
@@ -168,6 +169,7 @@ class CycleContext(Model):
     insights: Insights | None = None
     decision: Decision | None = None
     branch: str | None = None
+    base_sha: str | None = None  # the base commit, pinned before the agent ran
     worktree: str | None = None
     agent: AgentResult | None = None
     pr: PRResult | None = None

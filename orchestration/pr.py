@@ -16,11 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import pathspec
-
-from orchestration.config import Permissions, WorkspaceConfig
-from orchestration.git import GitError, changed_files, commit_all, git, out
+from orchestration.config import WorkspaceConfig
+from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff
 from orchestration.models import AgentResult, Decision, PRResult, Status
+from orchestration.permissions import Change, check_changes, parse_raw_diff
+from orchestration.permissions import check_permissions as check_permissions
+from orchestration.redact import default_redactor, strip_control
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ GH_ENV = {"GH_PROMPT_DISABLED": "1", "GH_NO_UPDATE_NOTIFIER": "1", "NO_COLOR": "
 PR_FIELDS = "number,url,state,isDraft"
 VIEW_FIELDS = "number,url,isDraft"
 _PR_URL = re.compile(r"(https?://\S+/pull/(\d+))\s*$")
-_CREDENTIALS = re.compile(r"(\w+://)[^/\s@]+@")
 _REJECTED = (
     "[rejected]",
     "[remote rejected]",
@@ -82,20 +82,6 @@ def _auth_refused(proc: subprocess.CompletedProcess[str]) -> bool:
     return proc.returncode == GH_EXIT_AUTH or (proc.returncode != 0 and "HTTP 401" in proc.stderr)
 
 
-def check_permissions(files: Sequence[str], perms: Permissions) -> list[str]:
-    """Paths the config does not let the agent change: outside `write` or inside `deny_write`.
-
-    Gitignore-style globs (pathspec), so `**` covers every path and `.github/**` covers `.github/workflows/x`.
-    """
-    allowed = pathspec.GitIgnoreSpec.from_lines(perms.write)
-    denied = pathspec.GitIgnoreSpec.from_lines(perms.deny_write)
-    bad: list[str] = []
-    for f in files:
-        if (not allowed.match_file(f) or denied.match_file(f)) and f not in bad:
-            bad.append(f)
-    return bad
-
-
 def _fence(text: str) -> str:
     """A code fence longer than any backtick run inside, so task text can never break out of its block."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -120,6 +106,28 @@ def _duration(seconds: float) -> str:
     return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
 
 
+def _shown_name(name: str) -> str:
+    """A file name on one line of a code block: backslashes and control characters (a newline, an ESC)
+    shown as escapes, so a name can neither start a new line nor carry a terminal sequence."""
+    shown: list[str] = []
+    for ch in name:
+        code = ord(ch)
+        if ch == "\\":
+            shown.append("\\\\")
+        elif ch in "\n\r\t":
+            shown.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            shown.append(f"\\x{code:02x}")
+        else:
+            shown.append(ch)
+    return "".join(shown)
+
+
+def _fenced(text: str) -> list[str]:
+    fence = _fence(text)
+    return [fence, text, fence]
+
+
 def render_body(
     *,
     cycle_id: str,
@@ -131,20 +139,23 @@ def render_body(
 ) -> str:
     """The PR body: what was asked, why, what it cost, what changed, and the marker that ties it to the cycle.
 
-    Built only from the fields passed in, so nothing from the environment (tokens, keys) can leak into it.
+    Everything that came from people or agents (task, rationale, file names) sits inside code fences
+    longer than any backtick run in it, so none of it renders as markdown: no `Closes #9`, no image, no
+    mention, no heading. Secrets are masked before anything is clipped, and the whole body once more.
     """
-    task = _clip(decision.task.strip())
-    fence = _fence(task)
+    red = default_redactor()
+    task = _clip(red.text(decision.task.strip()))
+    rationale = _clip(red.text(decision.rationale.strip()))
     lines = [
         f"Opened by Orchestrate, cycle `{cycle_id}`.",
         "",
     ]
     if cycle_status != Status.SUCCEEDED:
         lines += [f"> **Unfinished:** the cycle ended `{cycle_status.value}`; review with care.", ""]
-    lines += ["### Task", "", fence, task, fence, ""]
-    lines += ["### Rationale", "", _clip(decision.rationale.strip()), ""]
+    lines += ["### Task", "", *_fenced(task), ""]
+    lines += ["### Rationale", "", *_fenced(rationale), ""]
     lines += ["### Run", "", "| | |", "| --- | --- |"]
-    lines.append(f"| Agent | `{decision.agent}`" + (f" ({agent.status})" if agent else "") + " |")
+    lines.append(f"| Agent | {_code(decision.agent)}" + (f" ({agent.status})" if agent else "") + " |")
     lines.append(f"| Cycle status | `{cycle_status.value}` |")
     lines.append(f"| Duration | {_duration(duration_s)} |")
     if agent:
@@ -156,32 +167,37 @@ def render_body(
         lines.append("| Turns / cost / tokens | not recorded |")
     lines.append(f"| Decision | {decision.source}, confidence {decision.confidence:.2f} |")
     lines += ["", f"### Files changed ({len(files)})", ""]
-    lines += [f"- {_code(f)}" for f in files[:MAX_FILES_LISTED]]
+    if files:
+        lines += _fenced("\n".join(_shown_name(red.text(f)) for f in files[:MAX_FILES_LISTED]))
     if len(files) > MAX_FILES_LISTED:
-        lines.append(f"- … and {len(files) - MAX_FILES_LISTED} more")
+        lines.append(f"… and {len(files) - MAX_FILES_LISTED} more")
     if not files:
         lines.append("_none_")
     lines += ["", MARKER.format(cycle_id=cycle_id), ""]
-    return "\n".join(lines)
+    return red.text("\n".join(lines))
+
+
+def _one_line(text: str) -> str:
+    """Secrets masked, terminal controls gone, whitespace runs (newlines too) collapsed to one space."""
+    return " ".join(strip_control(default_redactor().text(text)).split())
 
 
 def pr_title(decision: Decision, cycle_status: Status, cycle_id: str) -> str:
     """One line, bounded, `[unfinished] ` for a cycle that did not succeed (open_on_failure)."""
-    title = " ".join(decision.title.split()) or f"Orchestrate cycle {cycle_id}"
+    title = _one_line(decision.title) or f"Orchestrate cycle {cycle_id}"
     if cycle_status != Status.SUCCEEDED:
         title = UNFINISHED_PREFIX + title
     return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
 def commit_message(decision: Decision, cycle_id: str) -> str:
-    title = " ".join(decision.title.split()) or f"Orchestrate cycle {cycle_id}"
+    title = _one_line(decision.title) or f"Orchestrate cycle {cycle_id}"
     return f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
 
 
 def _scrub(text: str, limit: int = 300) -> str:
-    """Last line(s) of tool output for a reason, without credentials embedded in remote URLs."""
-    text = _CREDENTIALS.sub(r"\1***@", " ".join(text.split()))
-    return text[-limit:]
+    """Last line(s) of tool output for a reason, with secrets masked (credentials in remote URLs, tokens)."""
+    return default_redactor().text(" ".join(text.split()))[-limit:]
 
 
 def _gh_env() -> dict[str, str]:
@@ -280,12 +296,13 @@ def _parse_created_url(text: str) -> tuple[str, int] | None:
     return None
 
 
-def _push(worktree: Path, remote: str, branch: str) -> str | None:
+def _push(tree: Tree, remote: str, branch: str) -> str | None:
     """Push the branch, retrying transient failures; None on success, else a reason. Never forces."""
     last = ""
     for attempt in range(PUSH_ATTEMPTS):
         try:
-            git(["push", remote, f"{branch}:{branch}"], worktree, timeout=PUSH_TIMEOUT_S)
+            refspec = f"refs/heads/{branch}:refs/heads/{branch}"
+            git(["push", "--no-verify", "--", remote, refspec], tree, timeout=PUSH_TIMEOUT_S)
             return None
         except GitError as exc:
             last = exc.stderr
@@ -314,8 +331,9 @@ def _safe_emit(emit: Emit, kind: str, data: dict[str, Any]) -> None:
 class _Run:
     """One publish attempt: its inputs, whether the branch reached the remote, and the events it reports."""
 
-    def __init__(self, worktree: Path, branch: str, cfg: WorkspaceConfig, gh: str, emit: Emit) -> None:
-        self.worktree, self.branch, self.cfg, self.gh, self.emit = worktree, branch, cfg, gh, emit
+    def __init__(self, tree: Tree, branch: str, cfg: WorkspaceConfig, gh: str, emit: Emit) -> None:
+        self.tree, self.branch, self.cfg, self.gh, self.emit = tree, branch, cfg, gh, emit
+        self.worktree = tree.work_tree
         self.pushed = False
 
     def skipped(self, reason: str) -> PRResult:
@@ -346,17 +364,17 @@ class _Run:
         return _find_pr(self.gh, self.cfg, self.worktree, self.branch)
 
     def create(self, title: str, body: str, base: str, labels: list[str]) -> subprocess.CompletedProcess[str]:
-        args = ["pr", "create", "--title", title, "--body-file", "-", "--base", base, "--head", self.branch]
+        # `--flag=value`: a value can never be read as another flag.
+        args = ["pr", "create", f"--title={title}", "--body-file=-", f"--base={base}", f"--head={self.branch}"]
         if self.cfg.pr.draft:
             args.append("--draft")
-        for label in labels:
-            args += ["--label", label]
+        args += [f"--label={label}" for label in labels]
         return _run_gh(self.gh, [*args, *_repo_args(self.cfg)], self.worktree, input_text=body)
 
 
 def publish(
     *,
-    worktree: Path,
+    tree: Tree,
     branch: str,
     cfg: WorkspaceConfig,
     cycle_id: str,
@@ -373,7 +391,7 @@ def publish(
     Never raises; the branch is pushed before anything that depends on gh, so the work is safe remotely
     even when gh is missing, logged out or broken.
     """
-    run = _Run(Path(worktree), branch, cfg, gh, emit)
+    run = _Run(tree, branch, cfg, gh, emit)
     try:
         return _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref)
     except subprocess.TimeoutExpired as exc:
@@ -400,39 +418,45 @@ def _publish(
     duration_s: float,
     base_ref: str,
 ) -> PRResult:
-    cfg, wt, branch = run.cfg, run.worktree, run.branch
+    cfg, tree, wt, branch = run.cfg, run.tree, run.worktree, run.branch
 
-    # 1. Commit whatever the agent left uncommitted; the push below must carry all of it.
+    # 1. Commit whatever the agent left uncommitted; the push below must carry all of it. Every git call
+    #    goes through the tree's own admin dir and guard, never through the work tree's `.git`.
     try:
-        head_branch = out(["rev-parse", "--abbrev-ref", "HEAD"], wt)
+        head_branch = out(["rev-parse", "--abbrev-ref", "HEAD"], tree)
         if head_branch != branch:
             return run.failed(f"branch_mismatch: worktree is on {head_branch!r}, not {branch!r}")
-        commit_all(wt, commit_message(decision, cycle_id))
+        commit_all(tree, commit_message(decision, cycle_id))
     except GitError as exc:
         return run.failed(f"commit_failed: {_scrub(exc.stderr)}")
 
-    # 2. What the branch changes relative to where it started.
+    # 2. What the branch changes relative to the base commit pinned before the agent ran.
     try:
-        files = changed_files(wt, base_ref)
-        # --no-renames: a rename out of a denied directory must count as a change to the denied path too.
-        raw = out(["diff", "--name-only", "--no-renames", "-z", f"{base_ref}...HEAD"], wt)
-        touched = sorted(set(files) | {p for p in raw.split("\0") if p})
+        files = changed_files(tree, base_ref)
+        # --no-renames: a rename out of a denied directory counts as a change to the denied path too.
+        changes = parse_raw_diff(raw_diff(tree, base_ref))
     except GitError as exc:
         return run.failed(f"diff_failed: {_scrub(exc.stderr)}")
     if not files and cfg.pr.require_changes:
         return run.skipped("no_changes")
 
     # 3. Permissions: a forbidden change blocks the push and the PR, and the report names the files.
-    denied = check_permissions(touched, cfg.permissions)
+    def read_link(change: Change) -> str | None:
+        return blob_text(tree, change.new_sha)
+
+    denied = [f"{d.path} ({d.why})" for d in check_changes(changes, cfg.permissions, read_link)]
+    in_raw = {c.path for c in changes}
+    denied += [f"{f} (unreadable diff entry)" for f in files if f not in in_raw]
     if denied:
-        shown = ", ".join(denied[:MAX_FILES_IN_REASON])
-        more = f" (+{len(denied) - MAX_FILES_IN_REASON} more)" if len(denied) > MAX_FILES_IN_REASON else ""
+        names = list(dict.fromkeys(denied))
+        shown = ", ".join(names[:MAX_FILES_IN_REASON])
+        more = f" (+{len(names) - MAX_FILES_IN_REASON} more)" if len(names) > MAX_FILES_IN_REASON else ""
         return run.skipped(f"permission_denied: {shown}{more}")
     if not cfg.permissions.push:
         return run.skipped("push_disabled")
 
     # 4. Push (never forced): from here on the work is safe remotely whatever gh does.
-    problem = _push(wt, cfg.workspace.remote, branch)
+    problem = _push(tree, cfg.workspace.remote, branch)
     if problem:
         return run.failed(problem)
     run.pushed = True

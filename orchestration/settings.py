@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,18 +17,53 @@ def _default_state_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    """Where Redis, the broker, configs and local state live. Secrets stay in the URLs' env values."""
+    """Where Redis, the broker, configs and local state live, and what this host lets configs grant.
+    Secrets stay in the URLs' env values."""
 
     model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
 
+    # Redis for state, events and locks; also the broker and result backend unless those are set.
     redis_url: str = "redis://localhost:6379/0"
+    # Celery broker URL (default: redis_url).
     broker_url: str | None = None
+    # Celery result backend URL (default: redis_url).
     result_backend: str | None = None
+    # Directory of workspace *.json configs that beat schedules.
     config_dir: Path = Path("./orchestrate.d")
+    # Local state: worktrees, caches, `run --local` records.
     state_dir: Path = _default_state_dir()
+    # Prefix of every Redis key, so several deployments can share one Redis.
     key_prefix: str = "orch"
     # The Redis broker redelivers an unacked task after this long; it must exceed the longest cycle budget.
     visibility_timeout_s: int = 43200
+    # OS user the agents run as (a separate, unprivileged one); unset: the worker's own user.
+    agent_user: str | None = None
+    # The host's ceiling on what any config may grant: comma list of `bypass`, `shell`, `network:<host>[:<port>]`.
+    allow: str = ""
+    # Token that callers of the HTTP API must present.
+    serve_token: str | None = None
+
+    @field_validator("agent_user", "serve_token")
+    @classmethod
+    def _empty_is_unset(cls, v: str | None) -> str | None:
+        return v or None
+
+    @field_validator("agent_user")
+    @classmethod
+    def _agent_user(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", v):
+            raise ValueError(
+                "expected a POSIX user name: up to 32 letters, digits, '.', '_' or '-', starting with a letter or '_'"
+            )
+        return v
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: str) -> str:
+        from orchestration.policy import HostPolicy  # policy reads Settings; imported here to avoid a cycle
+
+        HostPolicy.parse(v)  # raises ValueError naming an unknown token
+        return v
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

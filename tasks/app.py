@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery, signals
+
+from orchestration.redact import install_logging_filter
 from orchestration.settings import get_settings
 
 settings = get_settings()
@@ -35,3 +38,10 @@ app.conf.update(
     enable_utc=True,
     worker_hijack_root_logger=False,
 )
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger: Any = None, **_: Any) -> None:
+    """Worker logs leave the machine too (files, collectors): secrets are masked in every record."""
+    install_logging_filter(logger)

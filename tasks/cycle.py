@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -49,12 +48,7 @@ def _run(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> 
         # The backstop fired: the stage's own cleanup ran as the exception unwound (agent group killed).
         # Mark the cycle timed out and let the chain go on, so publish saves the work and finish reports.
         log.warning("cycle %s: soft time limit in %s", ctx.cycle_id, stage.__name__)
-        record = services().state.get_cycle(ctx.cycle_id) or {}
-        if isinstance(record.get("ctx"), dict):
-            ctx = CycleContext.model_validate(record["ctx"])
-        if ctx.worktree and ctx.decision and ctx.status in (Status.RUNNING, Status.QUEUED):
-            cycle.save_work(Path(ctx.worktree), ctx.decision.title, ctx.cycle_id, "timed_out")
-        ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
+        ctx = cycle.timed_out_by_backstop(ctx, services())
     return ctx.model_dump(mode="json")
 
 

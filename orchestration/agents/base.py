@@ -14,6 +14,47 @@ Emit = Callable[[str, dict[str, Any]], None]
 TEXT_LIMIT = 2000
 
 
+@dataclass(frozen=True)
+class EnvGrant:
+    """Which of the worker's environment variables an agent CLI gets: exact names and name prefixes."""
+
+    names: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+
+    def grants(self, name: str) -> bool:
+        return name in self.names or name.startswith(self.prefixes)
+
+
+# What every agent gets: where programs are, a home, temp files, terminal and locale, proxies and CAs.
+BASE_ENV = EnvGrant(
+    names=frozenset(
+        {
+            "PATH",
+            "HOME",
+            "TMPDIR",
+            "TERM",
+            "LANG",
+            "LANGUAGE",
+            "TZ",
+            "USER",
+            "LOGNAME",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+            "all_proxy",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "NODE_EXTRA_CA_CERTS",
+        }
+    ),
+    prefixes=("LC_",),
+)
+
+
 def clip(text: str, limit: int = TEXT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestration.agents.base import Emit, RunTally, clip, count, parse_event, relative_to, text_or_none
+from orchestration.agents.base import Emit, EnvGrant, RunTally, clip, count, parse_event, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
 from orchestration.config import Price, WorkspaceConfig
 
 FILE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
+
+# Claude Code's own endpoint, credential and settings variables (on top of the base environment).
+ENV = EnvGrant(
+    names=frozenset(
+        {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CONFIG_DIR", "DISABLE_TELEMETRY", "DISABLE_AUTOUPDATER"}
+    ),
+    prefixes=("CLAUDE_CODE_",),
+)
 
 
 def build_argv(command: str, cfg: WorkspaceConfig, prompt: str) -> list[str]:

@@ -15,13 +15,16 @@ from typing import Any
 
 import orjson
 
-from orchestration.agents.base import Emit, RunTally, clip, count, parse_event, relative_to, text_or_none
+from orchestration.agents.base import Emit, EnvGrant, RunTally, clip, count, parse_event, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
 from orchestration.config import Price, WorkspaceConfig
 
 DEFAULT_MODEL = "gpt-5"  # what the price estimate assumes when neither config nor rollout names one
 ROLLOUT_POLL_S = 1.0
+
+# Codex's own home, endpoint and credential variables (on top of the base environment).
+ENV = EnvGrant(names=frozenset({"CODEX_HOME", "OPENAI_BASE_URL", "OPENAI_API_KEY", "CODEX_API_KEY"}))
 
 
 def build_argv(command: str, cfg: WorkspaceConfig, prompt: str, worktree: Path) -> list[str]:

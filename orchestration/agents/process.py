@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import queue
 import signal
 import subprocess
@@ -30,6 +31,28 @@ class Verdict:
     CONTINUE = "continue"
     FINAL = "final"  # the agent said its last word; it should exit on its own shortly
     STOP_COST = "cost_limit"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged OS user an agent runs as (ORCH_AGENT_USER): the worker, as root, drops to it."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @classmethod
+    def lookup(cls, name: str) -> RunAs:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(f"ORCH_AGENT_USER: no OS user {name!r} on this host") from None
+        if entry.pw_uid == 0:
+            raise ValueError(f"ORCH_AGENT_USER: {name!r} is root; name an unprivileged user")
+        if os.geteuid() != 0:
+            raise ValueError(f"ORCH_AGENT_USER={name} needs the worker to run as root (to drop privileges)")
+        return cls(name=name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
 
 
 @dataclass
@@ -126,11 +149,13 @@ def supervise(
     after_final_grace_s: float = AFTER_FINAL_GRACE_S,
     kill_grace_s: float = KILL_GRACE_S,
     stderr_path: Path | None = None,
+    run_as: RunAs | None = None,
 ) -> ProcessOutcome:
     """Runs argv with stdin closed in a new session and feeds each stdout line to `on_line`.
 
     `deadline` is a unix time. Stops: deadline, idle (no stdout line for idle_timeout_s), cost (a handler
-    verdict), cancel, and a process that keeps running after its final message.
+    verdict), cancel, and a process that keeps running after its final message. With `run_as`, the
+    process runs as that user with no supplementary groups.
     """
     started = time.monotonic()
     stderr_file = stderr_path.open("w+b") if stderr_path else None
@@ -143,6 +168,10 @@ def supervise(
             stdout=subprocess.PIPE,
             stderr=stderr_file if stderr_file else subprocess.DEVNULL,
             start_new_session=True,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+            umask=0o022 if run_as else -1,
         )
     except OSError as exc:
         if stderr_file:

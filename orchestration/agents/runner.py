@@ -3,47 +3,38 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestration.agents import claude, codex
-from orchestration.agents.base import Emit, RunTally, clip
-from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, supervise
-from orchestration.config import WorkspaceConfig, expand_env
+from orchestration.agents.base import BASE_ENV, Emit, RunTally, clip
+from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, RunAs, supervise
+from orchestration.config import ENV_REF, WorkspaceConfig, expand_env, never_for_agents
 from orchestration.models import AgentResult, AgentTokens
-
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
-
-
-class Redactor:
-    """Removes the values of secret-looking environment variables from anything we publish."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 8}
-        self.pattern = (
-            re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
-        )
-
-    def __call__(self, value: Any) -> Any:
-        if self.pattern is None:
-            return value
-        if isinstance(value, str):
-            return self.pattern.sub("***", value)
-        if isinstance(value, dict):
-            return {k: self(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self(v) for v in value]
-        return value
+from orchestration.redact import Redactor
 
 
-def agent_env(cfg: WorkspaceConfig, agent: str) -> dict[str, str]:
-    env = dict(os.environ)
+def agent_env(
+    cfg: WorkspaceConfig, agent: str, environ: Mapping[str, str] | None = None, run_as: RunAs | None = None
+) -> dict[str, str]:
+    """The least environment the agent needs: the base list, its own CLI's list, and what the config grants
+    (`agents.<name>.env`, whose `${env.NAME}` reads only names in `env_allow`). Never the worker's GitHub
+    token, ORCH_* settings or broker and Redis URLs, whatever a config says."""
+    source = os.environ if environ is None else environ
+    own = claude.ENV if agent == "claude-code" else codex.ENV
+    env = {k: v for k, v in source.items() if (BASE_ENV.grants(k) or own.grants(k)) and not never_for_agents(k)}
     for key, value in cfg.agents.env_for(agent).items():
-        env[key] = expand_env(value, cfg.env_allow, dict(os.environ))
+        if never_for_agents(key) or any(never_for_agents(ref) for ref in ENV_REF.findall(value)):
+            continue  # refused when the config was validated; never reached here either
+        env[key] = expand_env(value, cfg.env_allow, dict(source))
+    if run_as is not None:
+        env.update(HOME=run_as.home, USER=run_as.name, LOGNAME=run_as.name)
+        env.pop("TMPDIR", None)  # the worker's temp dir is not the agent's
+        # The admin dir stays the worker's: let the agent's own read-only git calls look at its work tree.
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*")
     return env
 
 
@@ -65,13 +56,17 @@ def run_agent(
     on_started: Callable[[int], None] | None = None,
     log_dir: Path | None = None,
     after_final_grace_s: float = AFTER_FINAL_GRACE_S,
+    run_as: RunAs | None = None,
 ) -> AgentResult:
     """Never raises for anything the agent does; the result says what happened."""
-    env = agent_env(cfg, agent)
-    redact = Redactor(env)
+    env = agent_env(cfg, agent, run_as=run_as)
+    # The worker's own secrets and whatever the config gave the agent; one stream per run, so that a
+    # secret split over two events is masked in both.
+    redact = Redactor({**os.environ, **env})
+    stream = redact.stream()
 
     def safe_emit(kind: str, data: dict[str, Any]) -> None:
-        emit(kind, redact(data))
+        emit(kind, stream(data))
 
     command = resolve_command(cfg.agents.command_for(agent))
     if command is None:
@@ -127,6 +122,7 @@ def run_agent(
         poll=poll,
         stderr_path=stderr_path,
         after_final_grace_s=after_final_grace_s,
+        run_as=run_as,
     )
     result = to_result(outcome, tally, parser.current_cost())
     result.summary = redact(result.summary)

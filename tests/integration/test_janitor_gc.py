@@ -30,9 +30,16 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     return repo, bare, cfg, svc
 
 
+def new_worktree(svc: cycle.Services, cfg, name: str) -> Path:  # type: ignore[no-untyped-def]
+    """A cycle worktree as execute makes it: from the private clone, at the pinned base commit."""
+    mirror = wt.repo_dir(cfg, svc.state_dir)
+    base = wt.base_commit(mirror, cfg.workspace.remote, cfg.workspace.base_branch)
+    return wt.create(mirror, svc.state_dir, name, f"agent/{name}", base).path
+
+
 def ended_cycle_with_worktree(svc: cycle.Services, cfg, repo: Path, name: str, change: bool, push: bool) -> Path:  # type: ignore[no-untyped-def]
     ctx = cycle.enqueue(svc, cfg, cycle_id=name)
-    path = wt.create(repo, svc.state_dir, name, f"agent/{name}", "refs/heads/main")
+    path = new_worktree(svc, cfg, name)
     if change:
         (path / f"{name}.txt").write_text("work\n")
         sh(["git", "add", "-A"], path)
@@ -57,8 +64,9 @@ def test_gc_removes_only_what_is_safe(env) -> None:  # type: ignore[no-untyped-d
     rows = {w.cycle_id: w for w in gc_worktrees(svc)}
     assert rows["c-pushed"].action == "removed" and not pushed.exists()
     assert unpushed.exists() and dirty.exists()
-    # The branch and its commit outlive the worktree.
-    assert sh(["git", "log", "-1", "--format=%s", "agent/c-pushed"], repo) == "work"
+    # The branch and its commit outlive the worktree (in the private clone, and on the remote).
+    assert sh(["git", "log", "-1", "--format=%s", "agent/c-pushed"], svc.state_dir / "mirrors" / "demo") == "work"
+    assert sh(["git", "branch", "--list", "agent/*"], repo) == ""  # the user's repository was never touched
 
 
 def test_gc_command_in_local_mode(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +82,7 @@ def test_janitor_reaps_orphan_of_a_dead_runner(env, tmp_path: Path) -> None:  # 
     repo, _bare, cfg, svc = env
     ctx = cycle.enqueue(svc, cfg, cycle_id="c-orphan")
     ctx = cycle.start(ctx, svc)
-    path = wt.create(repo, svc.state_dir, ctx.cycle_id, "agent/c-orphan", "refs/heads/main")
+    path = new_worktree(svc, cfg, ctx.cycle_id)
     (path / "half-done.txt").write_text("written before the crash\n")
     marker = f"orch-orphan-{time.time_ns()}"
     agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker], start_new_session=True)  # noqa: S603
@@ -104,7 +112,8 @@ def test_janitor_reaps_orphan_of_a_dead_runner(env, tmp_path: Path) -> None:  # 
     agent.wait(5)
     rec = svc.state.get_cycle(ctx.cycle_id)
     assert rec and rec["status"] == "failed" and rec["reason"] == "worker_lost"
-    assert sh(["git", "log", "-1", "--format=%s", "agent/c-orphan"], repo).startswith("WIP: Half done")
+    mirror = svc.state_dir / "mirrors" / "demo"
+    assert sh(["git", "log", "-1", "--format=%s", "agent/c-orphan"], mirror).startswith("WIP: Half done")
     assert svc.state.acquire_lock("demo", 10)  # released
     # A second pass finds nothing left to do; a live runner is never reaped.
     assert reap(svc) == []

@@ -76,7 +76,7 @@ FULL = {
         "push": True,
         "open_pr": True,
         "shell": False,
-        "network": False,
+        "network": [],
     },
     "env_allow": [],
     "pipeline": None,

@@ -12,7 +12,7 @@ import pytest
 
 from orchestration import pr as pr_mod
 from orchestration.config import Permissions, WorkspaceConfig
-from orchestration.git import GitError, git
+from orchestration.git import GitError, Tree, git
 from orchestration.models import AgentResult, AgentTokens, Decision, Status
 from orchestration.pr import check_permissions, publish, render_body
 from tests.fixtures.fake_gh import install_fake_gh, read_calls, read_state
@@ -117,7 +117,7 @@ def run(
     gh: str | None = None,
 ) -> Any:
     return publish(
-        worktree=env.wt,
+        tree=Tree.discover(env.wt),
         branch=BRANCH,
         cfg=cfg or config(env),
         cycle_id=CYCLE,
@@ -173,11 +173,12 @@ def test_body_carries_fields_and_marker() -> None:
         "1,200 in",
         "340 out",
         "5,000 cached",
-        "`src/x.py`",
-        "``a`b.py``",
         "`succeeded`",
     ):
         assert needle in body, needle
+    # the file names, one a line, in one code block whose fence outlasts the backtick in a name
+    assert "\n```\nsrc/x.py\na`b.py\n```\n" in body
+    assert "```\nBilling has no tests.\n```" in body
     # the task's own ``` cannot close the block it sits in
     assert "````\n" + NASTY.strip() + "\n````" in body
 
@@ -201,9 +202,9 @@ def test_creates_draft_pr_with_body_intact(env: Env) -> None:
     assert result.url == "https://github.com/acme/api/pull/1" and result.number == 1 and result.draft is True
     [create] = env.calls("pr", "create")
     argv = create["argv"]
-    assert argv[argv.index("--title") + 1] == title
-    assert argv[argv.index("--body-file") + 1] == "-"
-    assert argv[argv.index("--base") + 1] == "main" and argv[argv.index("--head") + 1] == BRANCH
+    # `--flag=value`: no value (a title, a branch) can be read as another flag.
+    assert f"--title={title}" in argv and "--body-file=-" in argv
+    assert "--base=main" in argv and f"--head={BRANCH}" in argv
     assert "--draft" in argv and "--repo" not in argv
     assert create["cwd"] == str(env.wt)
     assert create["env"] == {"GH_PROMPT_DISABLED": "1", "GH_NO_UPDATE_NOTIFIER": "1", "NO_COLOR": "1"}
@@ -301,7 +302,7 @@ def test_unknown_label_retries_without_labels(env: Env) -> None:
     result = run(env, config(env, pr={"labels": ["bot", "missing"]}))
     assert result.status == "created"
     first, second = env.calls("pr", "create")
-    assert "missing" in first["argv"] and "--label" not in second["argv"]
+    assert "--label=missing" in first["argv"] and not any(a.startswith("--label") for a in second["argv"])
 
 
 def test_create_fails_once_then_created(tmp_path: Path) -> None:
@@ -336,7 +337,7 @@ def test_denied_path_skips_without_pushing(env: Env) -> None:
     env.write(".github/workflows/ci.yml", "on: pull_request\n")
     result = run(env)
     assert result.status == "skipped"
-    assert result.reason == "permission_denied: .github/workflows/ci.yml"
+    assert result.reason == "permission_denied: .github/workflows/ci.yml (deny_write)"
     assert env.remote_head() is None
     assert read_calls(env.state) == []
     # the work is kept locally, committed on the branch
@@ -411,7 +412,7 @@ def test_repo_labels_base_and_not_draft(env: Env) -> None:
             assert argv == ["auth", "status", "--hostname", "ghe.example.com"]
     [create] = env.calls("pr", "create")
     assert "--draft" not in create["argv"]
-    labels = [create["argv"][i + 1] for i, a in enumerate(create["argv"]) if a == "--label"]
+    labels = [a.removeprefix("--label=") for a in create["argv"] if a.startswith("--label=")]
     assert labels == ["bot", "nightly"]
 
 
@@ -452,7 +453,7 @@ def test_transient_push_failure_is_retried(env: Env, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(pr_mod, "git", flaky)
     env.write("src/x.py")
     assert run(env).status == "created"
-    assert len(pushes) == 3 and pushes[0][-2:] == ["origin", f"{BRANCH}:{BRANCH}"]
+    assert len(pushes) == 3 and pushes[0][-2:] == ["origin", f"refs/heads/{BRANCH}:refs/heads/{BRANCH}"]
     assert env.remote_head() is not None
 
 
@@ -473,7 +474,7 @@ def test_emit_failure_does_not_break_publish(env: Env) -> None:
 
     env.write("src/x.py")
     result = publish(
-        worktree=env.wt,
+        tree=Tree.discover(env.wt),
         branch=BRANCH,
         cfg=config(env),
         cycle_id=CYCLE,
@@ -491,7 +492,7 @@ def test_emit_failure_does_not_break_publish(env: Env) -> None:
 def test_not_a_repository_is_a_failed_result(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     result = publish(
-        worktree=tmp_path / "missing",
+        tree=Tree(work_tree=tmp_path / "missing", git_dir=tmp_path / "missing" / ".git"),
         branch=BRANCH,
         cfg=config(env),
         cycle_id=CYCLE,
@@ -510,7 +511,7 @@ def test_fake_gh_on_path(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{env.gh.parent}:{__import__('os').environ['PATH']}")
     env.write("src/x.py")
     result = publish(
-        worktree=env.wt,
+        tree=Tree.discover(env.wt),
         branch=BRANCH,
         cfg=config(env),
         cycle_id=CYCLE,
