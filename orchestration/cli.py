@@ -36,8 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Markup off everywhere: configs, paths and task titles are printed verbatim ("[/api]" is text, not a tag).
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def _tagged(tag: str, style: str, text: str) -> Text:
@@ -592,6 +592,14 @@ def worker(
             )
     else:
         names = [a for a in AGENT_NAMES if shutil.which("claude" if a == "claude-code" else "codex")]
+    user = get_settings().agent_user
+    if user:
+        from orchestration.agents.process import RunAs
+
+        try:
+            RunAs.lookup(user)
+        except ValueError as exc:
+            _die(str(exc), EXIT_INVALID)
     queues = ",".join(["orchestrate", *[f"agent.{a}" for a in names]])
     err.print(f"worker queues: {queues}", style="dim")
     argv = [

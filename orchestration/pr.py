@@ -140,8 +140,8 @@ def render_body(
     """The PR body: what was asked, why, what it cost, what changed, and the marker that ties it to the cycle.
 
     Everything that came from people or agents (task, rationale, file names) sits inside code fences
-    longer than any backtick run in it, so none of it renders as markdown: no `Closes #9`, no image, no
-    mention, no heading. Secrets are masked before anything is clipped, and the whole body once more.
+    longer than any backtick run in it, so none of it renders as markdown: no issue-closing keyword, no
+    image, no mention, no heading. Secrets are masked before anything is clipped, and the whole body once more.
     """
     red = default_redactor()
     task = _clip(red.text(decision.task.strip()))

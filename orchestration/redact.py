@@ -66,6 +66,28 @@ NOT_SECRET_NAMES = frozenset(
 )
 _NOT_SECRET_PREFIXES = ("XDG_SESSION_",)
 
+# Values that secret-named switches commonly hold (PIP_KEYRING_PROVIDER=subprocess): never secrets, and
+# masking them would mangle ordinary words everywhere.
+NOT_SECRET_VALUES = frozenset(
+    {
+        "true",
+        "false",
+        "none",
+        "null",
+        "enabled",
+        "disabled",
+        "default",
+        "required",
+        "optional",
+        "always",
+        "never",
+        "localhost",
+        "subprocess",
+        "keyring",
+        "keychain",
+    }
+)
+
 _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:([^\s/@]+)@")
 
 
@@ -82,7 +104,7 @@ def secret_values(env: Mapping[str, str]) -> set[str]:
     for name, value in env.items():
         if not isinstance(value, str):
             continue
-        if len(value) >= MIN_SECRET_LEN and is_secret_name(name):
+        if len(value) >= MIN_SECRET_LEN and value.lower() not in NOT_SECRET_VALUES and is_secret_name(name):
             found.add(value)
         if "://" in value and "@" in value:
             for password in _URL_PASSWORD.findall(value):
@@ -228,12 +250,12 @@ RULES: tuple[_Rule, ...] = (
     _Rule(re.compile(rf"(?<![A-Za-z0-9])(?:{_TOKEN_SHAPES})")),
     _Rule(re.compile(r"hooks\.slack\.com/services/(?P<s>[A-Za-z0-9/_-]+)")),
 )
-# The start of a token shape running to the end of a string: the rest may come in the next one.
+# The start of a token shape, or of a credential after `Bearer`/`Basic`, running to the end of a string:
+# the rest may come in the next one.
 _SHAPE_PREFIX_AT_END = re.compile(
     r"(?<![A-Za-z0-9])(?:gh[pousr]_|github_pat_|sk-|xox[abposr]-|AKIA|ASIA|AIza|eyJ)[A-Za-z0-9_.-]*\Z"
-    r"|(?<![A-Za-z0-9_])(?:bearer|basic)\s+(?P<s>[A-Za-z0-9._~+/=-]+)\Z",
-    re.IGNORECASE,
 )
+_CREDENTIAL_AT_END = re.compile(rf"(?<![{_W}])(?:bearer|basic)\s+(?P<s>[A-Za-z0-9._~+/=-]+)\Z", re.IGNORECASE)
 
 Span = tuple[int, int]
 
@@ -283,8 +305,10 @@ class Redactor:
             cores |= base64_cores(value)
         cores -= literals
         self._literals = sorted(literals, key=len, reverse=True)
+        self.longest = len(self._literals[0]) if self._literals else 0
         alts = [p for p in (_alternation(literals, True), _alternation(cores, False)) if p]
-        self._known = re.compile("|".join(alts)) if alts else None
+        # Inside a lookahead: a match at every position, so overlapping secrets are all found.
+        self._known = re.compile("(?=(" + "|".join(alts) + "))") if alts else None
 
     # -- matching ------------------------------------------------------------------------------------
 
@@ -292,7 +316,7 @@ class Redactor:
         """Where the secrets are in `text` (overlapping spans possible; `_apply` merges them)."""
         found: list[Span] = []
         if self._known is not None:
-            found += [m.span() for m in self._known.finditer(text)]
+            found += [m.span(1) for m in self._known.finditer(text)]
         for rule in RULES:
             for m in rule.pattern.finditer(text):
                 a, b = _span(m)
@@ -306,7 +330,10 @@ class Redactor:
         best: int | None = None
         m = _SHAPE_PREFIX_AT_END.search(text)
         if m:
-            best = _span(m)[0]
+            best = m.start()
+        m = _CREDENTIAL_AT_END.search(text)
+        if m and _credential_like(m.group("s")):
+            best = m.start("s") if best is None else min(best, m.start("s"))
         n = len(text)
         for form in self._literals:
             head = form[:MIN_PARTIAL_LEN]
@@ -365,20 +392,23 @@ class RedactStream:
     event continues `data["text"]` of the previous one; bare strings continue each other):
 
     - each string is masked as `Redactor` masks it on its own;
-    - a match that starts in the last `tail` characters of the earlier strings at that key path and ends in
-      this one is masked in this one (the earlier part was masked by the next rule);
+    - a match that starts in the last `tail` characters (at least the longest known value) of the earlier
+      strings at that key path and ends in this one is masked in this one (the earlier part was masked by
+      the next rule);
     - the end of each string that is a prefix (4+ characters) of a known secret value, or the start of a
       token shape (`ghp_`, `github_pat_`, `sk-`, `xoxb-`, `AKIA`, ...) or `Bearer` credential running to
       the end, is masked, since the rest may come next;
     - the start of each string that is the end (4+ characters) of a known secret value is masked.
 
-    So of a known value split anywhere, at most its first and last 3 characters can show; of a token shape,
-    at most the 3 characters before its fixed prefix is complete.
+    So of a known value split anywhere, at most its first and its last 3 characters can show; of a token
+    shape, at most part of its fixed prefix (`gh`, `github_pa`); of a `Bearer` credential, a fragment with
+    no digit, inner capital or base64 punctuation. A text that merely ends with the first 4 characters of a
+    known value, or with `sk-`, loses them too: the price of the guarantee.
     """
 
     def __init__(self, redactor: Redactor, tail: int = STREAM_TAIL) -> None:
         self.redactor = redactor
-        self.size = tail
+        self.size = max(tail, redactor.longest)
         self._tails: dict[tuple[str, ...], str] = {}
         self._lock = threading.Lock()
 

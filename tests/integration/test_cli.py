@@ -51,7 +51,6 @@ def local(tmp_path: Path, orch_env: dict[str, str]) -> dict[str, Any]:
     bin_dir = tmp_path / "bin"
     install_fake_gh(bin_dir, tmp_path / "gh")
     env = dict(orch_env, ORCH_REDIS_URL=DEAD_REDIS, PATH=f"{bin_dir}:{orch_env['PATH']}")
-    env.pop("FAKE_CLAUDE_MODE", None)
     cfg = write_json(tmp_path / "demo.json", workspace_config(tmp_path, repo))
     return {"tmp": tmp_path, "repo": repo, "bare": bare, "env": env, "cfg": cfg, "state": Path(env["ORCH_STATE_DIR"])}
 
@@ -211,8 +210,10 @@ def test_run_local_dry_run_decides_and_stops(local: dict[str, Any]) -> None:
 
 
 def test_run_local_failed_agent_exits_1(local: dict[str, Any]) -> None:
-    env = dict(local["env"], FAKE_CLAUDE_MODE="error_result")
-    proc = orchestrate(["run", str(local["cfg"]), "--local", "--json"], env, timeout=60)
+    claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": "error_result"}}
+    cfg = workspace_config(local["tmp"], local["repo"], agents={"allow": ["claude-code"], "claude-code": claude})
+    path = write_json(local["tmp"] / "failing.json", cfg)
+    proc = orchestrate(["run", str(path), "--local", "--json"], local["env"], timeout=60)
     assert proc.returncode == 1, show(proc)
     report = json.loads(proc.stdout)
     assert report["status"] == "failed" and report["reason"] == "agent_failed", report

@@ -19,14 +19,16 @@ FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration
 
 
-def write_config(tmp: Path, repo: Path, **budget: int) -> Path:
+def write_config(tmp: Path, repo: Path, mode: str = "ok", **budget: int) -> Path:
+    """The stand-in agent's mode reaches it the only way a variable reaches an agent: the config's env."""
+    claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": mode}}
     cfg = {
         "id": "demo",
         "workspace": {"repo": str(repo)},
         "budget": {"cycle_s": 120, "idle_timeout_s": 60, **budget},
         "sessions": {"claude_dir": str(tmp / "no-claude"), "codex_dir": str(tmp / "no-codex")},
         "goals": ["Write orchestrated.txt"],
-        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+        "agents": {"allow": ["claude-code"], "claude-code": claude},
     }
     path = tmp / "demo.json"
     path.write_text(json.dumps(cfg))
@@ -93,8 +95,7 @@ def test_cycle_succeeds_pushes_and_opens_draft_pr(setup) -> None:  # type: ignor
 
 def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: ignore[no-untyped-def]
     tmp, repo, _bare, env = setup
-    cfg = write_config(tmp, repo)
-    env = dict(env, FAKE_CLAUDE_MODE="slow")  # keeps the first cycle busy until it is cancelled
+    cfg = write_config(tmp, repo, mode="slow")  # keeps the first cycle busy until it is cancelled
     with celery_worker(env, tmp / "worker.log", concurrency=2):
         a = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
         b = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
@@ -121,8 +122,7 @@ def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: igno
 
 def test_hanging_agent_times_out_within_budget_and_keeps_work(setup) -> None:  # type: ignore[no-untyped-def]
     tmp, repo, bare, env = setup
-    cfg = write_config(tmp, repo, cycle_s=20, idle_timeout_s=300)
-    env = dict(env, FAKE_CLAUDE_MODE="hang")
+    cfg = write_config(tmp, repo, mode="hang", cycle_s=20, idle_timeout_s=300)
     with celery_worker(env, tmp / "worker.log"):
         t0 = time.monotonic()
         proc = orchestrate(["run", str(cfg), "--json"], env)
@@ -158,8 +158,7 @@ def test_stage_error_ends_cycle_failed_and_releases_lock(setup) -> None:  # type
 
 def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> None:  # type: ignore[no-untyped-def]
     tmp, repo, _bare, env = setup
-    cfg = write_config(tmp, repo)
-    env = dict(env, FAKE_CLAUDE_MODE="slow")
+    cfg = write_config(tmp, repo, mode="slow")
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     prefix = env["ORCH_KEY_PREFIX"]
     with celery_worker(env, tmp / "worker.log"):
@@ -181,7 +180,8 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
         assert r.get(f"{prefix}:lock:demo") is None
         report = json.loads(r.hget(key, "report"))
     # The agent's work was committed on the cycle branch (WIP) before the cycle was closed.
-    log = sh(["git", "log", "-1", "--format=%s", report["branch"]], repo)
+    clone = Path(env["ORCH_STATE_DIR"]) / "mirrors" / "demo"  # cycles work in a private clone
+    log = sh(["git", "log", "-1", "--format=%s", report["branch"]], clone)
     assert log.startswith("WIP:"), log
 
 
@@ -212,8 +212,7 @@ def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ig
     """SIGKILL of the worker's whole process group: no error callback runs. The agent (in its own session)
     survives the worker; the next worker's janitor kills it, saves its work and ends the cycle."""
     tmp, repo, _bare, env = setup
-    cfg = write_config(tmp, repo)
-    env = dict(env, FAKE_CLAUDE_MODE="slow")
+    cfg = write_config(tmp, repo, mode="slow")
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     prefix = env["ORCH_KEY_PREFIX"]
     with celery_worker(env, tmp / "worker.log") as worker:
@@ -233,4 +232,5 @@ def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ig
     assert not Path(f"/proc/{agent_pid}").exists() or "Z" in Path(f"/proc/{agent_pid}/stat").read_text()
     assert r.get(f"{prefix}:lock:demo") is None
     report = json.loads(r.hget(key, "report"))
-    assert sh(["git", "log", "-1", "--format=%s", report["branch"]], repo).startswith("WIP:")
+    clone = Path(env["ORCH_STATE_DIR"]) / "mirrors" / "demo"  # cycles work in a private clone
+    assert sh(["git", "log", "-1", "--format=%s", report["branch"]], clone).startswith("WIP:")

@@ -79,7 +79,7 @@ def test_gc_command_in_local_mode(env, tmp_path: Path) -> None:  # type: ignore[
 
 
 def test_janitor_reaps_orphan_of_a_dead_runner(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    repo, _bare, cfg, svc = env
+    _repo, _bare, cfg, svc = env
     ctx = cycle.enqueue(svc, cfg, cycle_id="c-orphan")
     ctx = cycle.start(ctx, svc)
     path = new_worktree(svc, cfg, ctx.cycle_id)

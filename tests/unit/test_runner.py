@@ -48,11 +48,22 @@ class Run:
         return data
 
 
-def make_cfg(tmp_path: Path, command: str | Path = FAKE_CLAUDE, **budget: Any) -> WorkspaceConfig:
+def make_cfg(
+    tmp_path: Path,
+    command: str | Path = FAKE_CLAUDE,
+    mode: str | None = None,
+    grant: tuple[str, ...] = (),
+    **budget: Any,
+) -> WorkspaceConfig:
+    """The stand-in's mode, and any worker variable the agent should see, reach it the only way anything
+    reaches an agent: the config's `agents.<name>.env` (reading `${env.NAME}` for names in env_allow)."""
+    env = {"FAKE_CLAUDE_MODE": mode} if mode else {}
+    env.update({name: f"${{env.{name}}}" for name in grant})
     return parse_config(
         {
             "workspace": {"repo": str(tmp_path)},
-            "agents": {"allow": ["claude-code"], "claude-code": {"command": str(command)}},
+            "env_allow": list(grant),
+            "agents": {"allow": ["claude-code"], "claude-code": {"command": str(command), "env": env}},
             "budget": {"max_cost_usd": 1.0, "idle_timeout_s": 30, **budget},
         }
     )
@@ -97,9 +108,8 @@ def assert_nothing_alive(r: Run) -> None:
 
 
 def test_ok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "ok")
     started: list[int] = []
-    r = run(make_cfg(tmp_path), worktree, on_started=started.append, log_dir=tmp_path / "logs")
+    r = run(make_cfg(tmp_path, mode="ok"), worktree, on_started=started.append, log_dir=tmp_path / "logs")
     res = r.result
     assert res.status == "succeeded"
     assert res.exit_code == 0
@@ -152,8 +162,7 @@ def test_argv_reaches_the_agent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 
 
 def test_error_result_is_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "error_result")
-    r = run(make_cfg(tmp_path), worktree)
+    r = run(make_cfg(tmp_path, mode="error_result"), worktree)
     assert r.result.status == "failed"
     assert r.result.exit_code == 0  # the exit code said fine; the result event said otherwise
     assert r.result.stop_reason == "is_error"
@@ -165,8 +174,7 @@ def test_error_result_is_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 def test_exit1_with_success_result_is_succeeded(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path
 ) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "exit1_success")
-    r = run(make_cfg(tmp_path), worktree)
+    r = run(make_cfg(tmp_path, mode="exit1_success"), worktree)
     assert r.result.status == "succeeded"
     assert r.result.exit_code == 1
     assert r.result.cost_usd == pytest.approx(0.0123)
@@ -174,8 +182,7 @@ def test_exit1_with_success_result_is_succeeded(
 
 
 def test_garbage_lines_do_not_break_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "garbage")
-    r = run(make_cfg(tmp_path), worktree)
+    r = run(make_cfg(tmp_path, mode="garbage"), worktree)
     assert r.result.status == "succeeded"
     assert r.result.files_changed == ["orchestrated.txt"]
     assert r.result.cost_usd == pytest.approx(0.0123)
@@ -186,8 +193,7 @@ def test_garbage_lines_do_not_break_the_run(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_final_without_exit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
     # The supervisor waits after_final_grace_s after the result event before killing the lingering agent.
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "final_no_exit")
-    r = run(make_cfg(tmp_path), worktree, deadline_s=40, after_final_grace_s=1.5)
+    r = run(make_cfg(tmp_path, mode="final_no_exit"), worktree, deadline_s=40, after_final_grace_s=1.5)
     assert r.result.status == "succeeded"  # the result event said success
     assert r.result.stop_reason == "no_exit_after_final"
     assert r.result.cost_usd == pytest.approx(0.0123)
@@ -196,8 +202,7 @@ def test_final_without_exit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, wor
 
 
 def test_hang_is_stopped_at_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "hang")
-    r = run(make_cfg(tmp_path), worktree, deadline_s=3)
+    r = run(make_cfg(tmp_path, mode="hang"), worktree, deadline_s=3)
     assert r.result.status == "timed_out"
     assert r.result.stop_reason == "deadline"
     assert r.result.files_changed == ["orchestrated.txt"]
@@ -207,8 +212,7 @@ def test_hang_is_stopped_at_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 def test_hang_is_stopped_when_idle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "hang")
-    r = run(make_cfg(tmp_path, idle_timeout_s=2), worktree, deadline_s=30)
+    r = run(make_cfg(tmp_path, mode="hang", idle_timeout_s=2), worktree, deadline_s=30)
     assert r.result.status == "failed"
     assert r.result.stop_reason == "idle_timeout"
     assert r.elapsed < 15
@@ -216,9 +220,8 @@ def test_hang_is_stopped_when_idle(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_cancel_stops_the_agent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path) -> None:
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "slow")
     t0 = time.monotonic()
-    r = run(make_cfg(tmp_path), worktree, deadline_s=30, cancel=lambda: time.monotonic() - t0 > 2)
+    r = run(make_cfg(tmp_path, mode="slow"), worktree, deadline_s=30, cancel=lambda: time.monotonic() - t0 > 2)
     assert r.result.status == "cancelled"
     assert r.result.stop_reason == "cancelled"
     assert r.elapsed < 15
@@ -274,13 +277,42 @@ def test_secrets_never_reach_events(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         "     'total_cost_usd': 0.0, 'result': 'failed with key ' + key})\n"
     )
     leaky.chmod(0o755)
-    r = run(make_cfg(tmp_path, leaky), worktree, log_dir=tmp_path / "logs")
+    r = run(make_cfg(tmp_path, leaky, grant=("MY_API_KEY",)), worktree, log_dir=tmp_path / "logs")
     dumped = json.dumps(r.events)
     assert r.of("agent.message"), "the assistant text was emitted"
     assert "***" in r.of("agent.message")[0]["text"]
     assert SECRET not in dumped
     assert SECRET not in r.result.summary
     assert r.result.status == "failed"  # is_error true
+
+
+def test_a_secret_split_over_two_agent_events_is_masked_in_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, worktree: Path
+) -> None:
+    """The run's redactor knows the worker's secrets and remembers the previous event: neither half of a
+    value (nor of a token shape) split over two messages shows."""
+    monkeypatch.setenv("MY_API_KEY", SECRET)
+    token = "ghp_" + "Xy7" * 12
+    splitter = tmp_path / "splitter.py"
+    splitter.write_text(
+        f"#!{sys.executable}\n"
+        "import json\n"
+        "def out(o): print(json.dumps(o), flush=True)\n"
+        "def say(i, text): out({'type': 'assistant', 'message': {'id': f'm{i}', 'content': [\n"
+        "    {'type': 'text', 'text': text}]}})\n"
+        "out({'type': 'system', 'subtype': 'init', 'session_id': 's1', 'model': 'm'})\n"
+        f"say(1, 'the key is {SECRET[:9]}')\n"
+        f"say(2, '{SECRET[9:]} and the token is {token[:12]}')\n"
+        f"say(3, '{token[12:]} - done')\n"
+        "out({'type': 'result', 'subtype': 'success', 'is_error': False, 'num_turns': 1,\n"
+        "     'total_cost_usd': 0.0, 'result': 'ok'})\n"
+    )
+    splitter.chmod(0o755)
+    r = run(make_cfg(tmp_path, splitter), worktree)
+    texts = [d["text"] for d in r.of("agent.message")]
+    assert texts == ["the key is ***", "*** and the token is ***", "*** - done"]
+    joined = "".join(texts)
+    assert SECRET[:6] not in joined and SECRET[-6:] not in joined and token[4:] not in joined
 
 
 def test_streamed_usage_over_the_cost_cap_stops_the_agent(tmp_path: Path, worktree: Path) -> None:
@@ -311,8 +343,7 @@ def test_success_result_stands_when_the_agent_lingers_past_a_limit(
 ) -> None:
     """The final result event said success; the agent then failed to exit and was stopped by a limit
     that fell inside the 10 s after-final grace. Events are the authority: the run succeeded."""
-    monkeypatch.setenv("FAKE_CLAUDE_MODE", "final_no_exit")
-    cfg = make_cfg(tmp_path, idle_timeout_s=limit.get("idle_timeout_s", 30))
+    cfg = make_cfg(tmp_path, mode="final_no_exit", idle_timeout_s=limit.get("idle_timeout_s", 30))
     r = run(cfg, worktree, deadline_s=limit.get("deadline_s", 30), after_final_grace_s=5)
     assert_nothing_alive(r)
     assert r.result.cost_usd == pytest.approx(0.0123)
