@@ -24,7 +24,7 @@ from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load
 from orchestration.hub import LocalHub, RedisHub
 from orchestration.models import CycleReport, Event, Status
 from orchestration.policy import HostPolicy, policy_problems, shell_warning
-from orchestration.redact import default_redactor, strip_control
+from orchestration.redact import default_redactor, redact_model, strip_control
 from orchestration.settings import get_settings, redact_url
 from orchestration.state import LocalState, RedisState
 
@@ -419,8 +419,9 @@ def analyze(
             bar.update(tasks[provider], completed=done)
 
         ins = analyze_sessions(cfg.repo_path(), cfg.sessions, progress=tick)
+    ins = redact_model(ins)  # session text is untrusted: what people typed may hold secrets or escapes
     if as_json:
-        sys.stdout.write(orjson.dumps(ins.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_report(ins.model_dump(mode="json"), True)  # masked and stripped like every report
         return
     t = Table(title=f"sessions in {cfg.workspace.repo}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     t.add_column("provider", no_wrap=True)
@@ -443,13 +444,13 @@ def analyze(
     top = {"top files": ins.files, "top tools": ins.tools, "failures": ins.failures}
     for label, counts in top.items():
         if counts:
-            out.print(f"{label}: " + ", ".join(f"{k} ({n})" for k, n in list(counts.items())[:8]))
+            out.print(f"{label}: " + ", ".join(f"{_cell(k)} ({n})" for k, n in list(counts.items())[:8]))
     out.print(f"trouble: {ins.interruptions} interruptions, {ins.abandoned} sessions ended on an error")
     for u in ins.unfinished:
-        why = f"failing {u.failure}" if u.reason == "error" else "interrupted"
-        out.print(f"  unfinished ({u.provider}, {(u.at or '')[:16]}, {why}): {u.last_prompt[:100]}")
+        why = f"failing {_cell(u.failure)}" if u.reason == "error" else "interrupted"
+        out.print(f"  unfinished ({u.provider}, {_cell(u.at or '')[:16]}, {why}): {_cell(u.last_prompt)[:100]}")
     if ins.goals:
-        out.print("recent requests: " + " | ".join(g[:60] for g in ins.goals[:5]))
+        out.print("recent requests: " + " | ".join(_cell(g)[:60] for g in ins.goals[:5]))
 
 
 @app.command()
@@ -474,8 +475,8 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
             available=cycle.agent_on_path(cfg),
             repo=None if cfg.workspace.is_url else cfg.repo_path(),
         )
-    decision = outcome.decision
-    runners_up = [{"title": c.title, "score": c.score, "op_hash": c.op_hash} for c in outcome.runners_up]
+    decision = redact_model(outcome.decision) if outcome.decision else None
+    runners_up = [{"title": _cell(c.title), "score": c.score, "op_hash": c.op_hash} for c in outcome.runners_up]
     if as_json:
         data = decision.model_dump(mode="json") if decision else None
         print_report({"decision": data, "reason": outcome.reason, "runners_up": runners_up}, True)
@@ -489,13 +490,14 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
         raise typer.Exit(EXIT_FAILED)
     out.print(
         Text.assemble(
-            (decision.title, "bold"), f"  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})"
+            (_cell(decision.title), "bold"),
+            f"  ({decision.source}, confidence {decision.confidence}, agent {decision.agent})",
         )
     )
-    out.print(f"why: {decision.rationale}")
+    out.print(f"why: {_cell(decision.rationale)}")
     if decision.fallback_reason:
-        out.print(f"llm not used: {decision.fallback_reason}", style="yellow")
-    out.print(decision.task)
+        out.print(f"llm not used: {_cell(decision.fallback_reason)}", style="yellow")
+    out.print(strip_control(decision.task))
     if runners_up:
         out.print("runners-up: " + "; ".join(f"{c['title']} ({c['score']:.0f})" for c in runners_up))
 

@@ -29,6 +29,7 @@ from orchestration.models import (
     AgentResult,
     CycleContext,
     CycleReport,
+    Decision,
     PRResult,
     Reason,
     Status,
@@ -383,7 +384,7 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             result.fallback_from = decision.agent
             result.fallback_reason = why
         svc.state.put_cycle(ctx.cycle_id, {"agent_pid": None, "agent_pgid": None})
-        result.commit = save_work(checkout, decision.title, ctx.cycle_id, result.status)
+        result.commit = save_work(checkout, decision, ctx.cycle_id, result.status)
         result.files_changed = _files(checkout, base) or result.files_changed
         ctx.agent = result
         if _tampered(svc, ctx, checkout, "execute"):
@@ -413,19 +414,13 @@ def _tampered(svc: Services, ctx: CycleContext, checkout: wt.Checkout, stage: st
     return True
 
 
-def save_work(checkout: wt.Checkout, title: str, cycle_id: str, agent_status: str) -> str | None:
+def save_work(checkout: wt.Checkout, decision: Decision, cycle_id: str, agent_status: str) -> str | None:
     """Commits whatever the agent left in the worktree; a WIP commit says so when the run did not succeed.
     Every git call goes through the checkout's guard: a tampered admin dir is restored first."""
-    if agent_status == "succeeded":
-        message = f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
-    else:
-        message = (
-            f"WIP: {title} (agent {agent_status}, work saved by orchestrate)\n\n"
-            f"The agent did not finish; this commit keeps what it had written.\n\n"
-            f"Orchestrate-Cycle: {cycle_id}\n"
-        )
+    from orchestration.pr import commit_message
+
     try:
-        return git.commit_all(checkout.tree, message)
+        return git.commit_all(checkout.tree, commit_message(decision, cycle_id, agent_status))
     except (GitError, wt.WorktreeError):
         return None
 
@@ -566,7 +561,7 @@ def fail_cycle(
     emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
     checkout = wt.Checkout.load(svc.state_dir, cycle_id) if ctx.worktree else None
     if checkout is not None and checkout.path.exists() and ctx.decision:
-        commit = save_work(checkout, ctx.decision.title, cycle_id, status.value)
+        commit = save_work(checkout, ctx.decision, cycle_id, status.value)
         if ctx.agent is None:
             ctx.agent = AgentResult(status="failed", stop_reason=str(reason), summary=error[:500], commit=commit)
         checkout.save(svc.state_dir)
@@ -588,7 +583,7 @@ def timed_out_by_backstop(ctx: CycleContext, svc: Services) -> CycleContext:
         ctx = CycleContext.model_validate(record["ctx"])
     checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
     if checkout is not None and ctx.decision and ctx.status in (Status.RUNNING, Status.QUEUED):
-        save_work(checkout, ctx.decision.title, ctx.cycle_id, "timed_out")
+        save_work(checkout, ctx.decision, ctx.cycle_id, "timed_out")
     ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
     return ctx
 

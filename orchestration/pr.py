@@ -190,9 +190,17 @@ def pr_title(decision: Decision, cycle_status: Status, cycle_id: str) -> str:
     return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
-def commit_message(decision: Decision, cycle_id: str) -> str:
+def commit_message(decision: Decision, cycle_id: str, agent_status: str = "succeeded") -> str:
+    """Every commit orchestrate makes: the title on one line (masked, no controls) and the cycle trailer;
+    a run that did not succeed gets a `WIP:` commit that says so."""
     title = _one_line(decision.title) or f"Orchestrate cycle {cycle_id}"
-    return f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
+    if agent_status == "succeeded":
+        return f"{title}\n\nOrchestrate-Cycle: {cycle_id}\n"
+    return (
+        f"WIP: {title} (agent {agent_status}, work saved by orchestrate)\n\n"
+        f"The agent did not finish; this commit keeps what it had written.\n\n"
+        f"Orchestrate-Cycle: {cycle_id}\n"
+    )
 
 
 def _scrub(text: str, limit: int = 300) -> str:

@@ -234,3 +234,28 @@ def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ig
     report = json.loads(r.hget(key, "report"))
     clone = Path(env["ORCH_STATE_DIR"]) / "mirrors" / "demo"  # cycles work in a private clone
     assert sh(["git", "log", "-1", "--format=%s", report["branch"]], clone).startswith("WIP:")
+
+
+def test_worker_enforces_its_own_ceiling_whatever_the_sender_allows(setup) -> None:  # type: ignore[no-untyped-def]
+    """A config asking for bypassPermissions, sent by a client whose ORCH_ALLOW permits it, to a worker
+    whose ORCH_ALLOW does not: the cycle ends failed / policy_denied and no agent ever starts."""
+    tmp, repo, bare, env = setup
+    path = write_config(tmp, repo)
+    cfg = json.loads(path.read_text())
+    cfg["agents"]["claude-code"]["permission_mode"] = "bypassPermissions"
+    path.write_text(json.dumps(cfg))
+    worker_env = {k: v for k, v in env.items() if k != "ORCH_ALLOW"}
+    with celery_worker(worker_env, tmp / "worker.log"):
+        proc = orchestrate(["run", str(path), "--json"], dict(env, ORCH_ALLOW="bypass"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["status"] == "failed" and report["reason"] == "policy_denied"
+    assert report["agent"] is None and report["branch"] is None
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    rows = r.xrange(f"{env['ORCH_KEY_PREFIX']}:cycle:{report['cycle_id']}:events")
+    events = [json.loads(fields[b"event"]) for _, fields in rows]
+    assert not [e for e in events if e["kind"].startswith("agent.")]
+    [failed] = [e for e in events if e["kind"] == "stage.failed"]
+    assert "bypassPermissions" in failed["data"]["error"] and failed["stage"] == "start"
+    assert sh(["git", "--git-dir", str(bare), "for-each-ref", "refs/heads/agent"], tmp) == ""
+    assert r.get(f"{env['ORCH_KEY_PREFIX']}:lock:demo") is None
