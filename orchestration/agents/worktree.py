@@ -58,10 +58,15 @@ def repo_dir(cfg: WorkspaceConfig, state_dir: Path) -> Path:
             _clone(cfg, source, mirror)
         if not cfg.workspace.is_url:
             _point_remote(mirror, cfg.workspace.remote, _upstream_url(Path(source), cfg.workspace.remote) or source)
-        git.git(["fetch", "--quiet", "--prune", "--no-tags", "--", cfg.workspace.remote], mirror, timeout=600)
+        git.git(["fetch", "--quiet", "--prune", "--no-tags", "--", cfg.workspace.remote], _in_clone(mirror), timeout=600)
     except GitError as exc:
         raise WorktreeError(f"cannot clone or fetch {cfg.workspace.repo}: {exc.stderr[-300:]}") from exc
     return mirror
+
+
+def _in_clone(mirror: Path) -> git.Tree:
+    """The private clone itself, its admin dir named (git never looks for one)."""
+    return git.Tree(work_tree=mirror, git_dir=mirror / ".git")
 
 
 def _local_repo(cfg: WorkspaceConfig) -> Path:
@@ -82,7 +87,7 @@ def _clone(cfg: WorkspaceConfig, source: str, mirror: Path) -> None:
     shutil.rmtree(hooks, ignore_errors=True)
     hooks.mkdir()
     for key, value in _identity(None if cfg.workspace.is_url else Path(source)).items():
-        git.git(["config", key, value], partial)
+        git.git(["config", key, value], _in_clone(partial))
     partial.rename(mirror)
 
 
@@ -122,17 +127,19 @@ def _upstream_url(source: Path, remote: str) -> str | None:
 
 
 def _point_remote(mirror: Path, remote: str, url: str) -> None:
-    current = git.git(["config", "--get", f"remote.{remote}.url"], mirror, check=False).stdout.strip()
+    current = git.git(["config", "--get", f"remote.{remote}.url"], _in_clone(mirror), check=False).stdout.strip()
     if current != url:
-        git.git(["config", f"remote.{remote}.url", url], mirror)
-        git.git(["config", f"remote.{remote}.fetch", f"+refs/heads/*:refs/remotes/{remote}/*"], mirror)
+        git.git(["config", f"remote.{remote}.url", url], _in_clone(mirror))
+        git.git(["config", f"remote.{remote}.fetch", f"+refs/heads/*:refs/remotes/{remote}/*"], _in_clone(mirror))
 
 
 def base_commit(repo: Path, remote: str, base_branch: str) -> str:
     """The base branch as a commit id: `<remote>/<base>` when the remote has it (fetched by `repo_dir`),
     else the clone's own branch of that name. Pinned here, before the agent runs."""
     for ref in (f"refs/remotes/{remote}/{base_branch}", f"refs/heads/{base_branch}"):
-        proc = git.git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], repo, check=False)
+        proc = git.git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], _in_clone(repo), check=False
+        )
         if proc.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", proc.stdout.strip()):
             return proc.stdout.strip()
     raise WorktreeError(f"base branch {base_branch!r} exists neither on {remote!r} nor in {repo}")
@@ -342,14 +349,14 @@ def create(repo: Path, state_dir: Path, cycle_id: str, branch: str, base: str) -
         return existing
     root = _private_dir(state_dir / "worktrees", 0o711)  # others may pass through to their own worktree only
     path = root / cycle_id
-    git.git(["worktree", "prune"], repo, check=False)
+    git.git(["worktree", "prune"], _in_clone(repo), check=False)
     try:
-        git.git(["worktree", "add", "--quiet", "-b", branch, "--", str(path), base], repo)
+        git.git(["worktree", "add", "--quiet", "-b", branch, "--", str(path), base], _in_clone(repo))
     except GitError as exc:
         if "already exists" not in exc.stderr:
             raise WorktreeError(f"cannot create worktree: {exc.stderr[-300:]}") from exc
         try:
-            git.git(["worktree", "add", "--quiet", "--", str(path), branch], repo)
+            git.git(["worktree", "add", "--quiet", "--", str(path), branch], _in_clone(repo))
         except GitError as again:
             raise WorktreeError(f"cannot create worktree: {again.stderr[-300:]}") from again
     # Read once, now, while only we have written it; never again.
@@ -386,9 +393,7 @@ def remove(checkout: Checkout, state_dir: Path) -> None:
     if checkout.path.exists():
         shutil.rmtree(checkout.path, ignore_errors=True)
     # The worktree's admin dir is gone now, and with it what the guard watched: prune without it.
-    git.git(
-        ["worktree", "prune"], git.Tree(work_tree=checkout.common_dir.parent, git_dir=checkout.common_dir), check=False
-    )
+    git.git(["worktree", "prune"], _in_clone(checkout.common_dir.parent), check=False)
     checkout.forget(state_dir)
 
 
