@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestration import cycle
+from orchestration import cycle, lifecycle
 from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load_config
 from orchestration.hub import LocalHub, RedisHub
-from orchestration.models import CycleReport, Event, Status
+from orchestration.models import Event, Status
 from orchestration.policy import HostPolicy, policy_problems, shell_warning
 from orchestration.redact import default_redactor, redact_model, strip_control
 from orchestration.settings import get_settings, redact_url
@@ -75,7 +75,7 @@ def _load(path: Path) -> WorkspaceConfig:
     return cfg
 
 
-def _redis_services() -> tuple[cycle.Services, redis.Redis]:
+def _redis_services() -> tuple[lifecycle.Services, redis.Redis]:
     s = get_settings()
     client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=5, health_check_interval=30)
     try:
@@ -85,15 +85,15 @@ def _redis_services() -> tuple[cycle.Services, redis.Redis]:
             f"cannot reach Redis at {redact_url(s.redis_url)} ({exc}). Start redis-server, set ORCH_REDIS_URL, "
             "or use `orchestrate run --local`."
         )
-    svc = cycle.Services(
+    svc = lifecycle.Services(
         state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir
     )
     return svc, client
 
 
-def _local_services(printer: Any = None) -> cycle.Services:
+def _local_services(printer: Any = None) -> lifecycle.Services:
     root = get_settings().state_dir / "local"
-    return cycle.Services(
+    return lifecycle.Services(
         state=LocalState(root),
         hub=LocalHub(root / "events", printer),
         state_dir=get_settings().state_dir,
@@ -266,7 +266,7 @@ def run(
     try:
         send_cycle(ctx, cfg)
     except Exception as exc:
-        cycle.fail_cycle(ctx.cycle_id, svc, f"could not send the cycle to the broker: {exc}")
+        lifecycle.fail(ctx.cycle_id, svc, f"could not send the cycle to the broker: {exc}")
         _die(f"cannot reach the Celery broker at {redact_url(get_settings().broker)}: {exc}")
     if no_follow:
         if as_json:
@@ -281,7 +281,7 @@ def run(
     raise typer.Exit(_exit_for(report))
 
 
-def _follow(svc: cycle.Services, cycle_id: str, announce_wait: bool = True) -> dict[str, Any]:
+def _follow(svc: lifecycle.Services, cycle_id: str, announce_wait: bool = True) -> dict[str, Any]:
     assert isinstance(svc.hub, RedisHub)
     t0 = time.monotonic()
     hinted = False
@@ -289,8 +289,8 @@ def _follow(svc: cycle.Services, cycle_id: str, announce_wait: bool = True) -> d
     def waiting() -> bool:
         nonlocal hinted
         if announce_wait and not hinted and time.monotonic() - t0 > 15:
-            rec = svc.state.get_cycle(cycle_id) or {}
-            if rec.get("status") == Status.QUEUED.value:
+            record = svc.state.get_cycle(cycle_id)
+            if record is not None and record.status is Status.QUEUED:
                 err.print("still queued: is a worker running? (`orchestrate worker`)", style="yellow")
                 hinted = True
         return False
@@ -301,9 +301,8 @@ def _follow(svc: cycle.Services, cycle_id: str, announce_wait: bool = True) -> d
     except KeyboardInterrupt:
         err.print(f"\nstopped following; the cycle goes on. Cancel it with `orchestrate cancel {cycle_id}`.")
         raise typer.Exit(130) from None
-    rec = svc.state.get_cycle(cycle_id) or {}
-    report = rec.get("report")
-    return report if isinstance(report, dict) else {"cycle_id": cycle_id, "status": rec.get("status")}
+    record = svc.state.get_cycle(cycle_id)
+    return record.summary().public() if record else {"cycle_id": cycle_id, "status": None}
 
 
 @app.command()
@@ -333,63 +332,42 @@ def status(
     """One cycle's report, or a table of recent cycles."""
     svc, _ = _redis_services()
     if cycle_id:
-        rec = svc.state.get_cycle(cycle_id)
-        if rec is None:
+        record = svc.state.get_cycle(cycle_id)
+        if record is None:
             _die(f"no cycle {cycle_id!r}")
-        stored = rec.get("report")
-        print_report(stored if isinstance(stored, dict) else _record_report(rec), as_json)
+        print_report(record.summary().public(), as_json)
         return
-    recs = svc.state.recent_cycles(workspace, limit)
+    records = svc.state.recent_cycles(workspace, limit)
     if as_json:
-        rows = [r.get("report") if isinstance(r.get("report"), dict) else _record_report(r) for r in recs]
-        rows = _untrusted(rows)
+        rows = _untrusted([r.summary().public() for r in records])
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     t = Table(title="recent cycles")
     for col in ("cycle", "workspace", "status", "reason", "queued", "task", "pr"):
         t.add_column(col)
-    for r in recs:
-        rep = r.get("report") if isinstance(r.get("report"), dict) else {}
-        pr = (rep or {}).get("pr") or {}
-        dec = (rep or {}).get("decision") or {}
+    for r in records:
+        report = r.summary()
         t.add_row(
-            _cell(r.get("cycle_id")),
-            _cell(r.get("workspace")),
-            _cell(r.get("status")),
-            _cell(r.get("reason") or ""),
-            _cell(r.get("queued_at") or "")[:19],
-            _cell(dec.get("title") or "")[:40],
-            _cell(pr.get("url") or ""),
+            _cell(r.cycle_id),
+            _cell(r.workspace),
+            _cell(r.status.value),
+            _cell(r.ctx.reason.value if r.ctx.reason else ""),
+            _cell(r.ctx.queued_at or "")[:19],
+            _cell(report.decision.title if report.decision else "")[:40],
+            _cell(report.pr.url if report.pr and report.pr.url else ""),
         )
     out.print(t)
-
-
-def _record_report(rec: dict[str, Any]) -> dict[str, Any]:
-    """A report for a cycle that has not finished yet, from its record."""
-    raw = rec.get("ctx")
-    ctx: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    return CycleReport(
-        cycle_id=str(rec.get("cycle_id")),
-        workspace=str(rec.get("workspace")),
-        status=Status(rec.get("status", "queued")),
-        reason=rec.get("reason"),
-        started_at=rec.get("started_at"),
-        decision=ctx.get("decision"),
-        agent=ctx.get("agent"),
-        branch=ctx.get("branch"),
-        pr=ctx.get("pr"),
-    ).public()
 
 
 @app.command()
 def cancel(cycle_id: str) -> None:
     """Stop a cycle: the agent is stopped within seconds and its work is kept on the branch."""
     svc, _ = _redis_services()
-    rec = svc.state.get_cycle(cycle_id)
-    if rec is None:
+    record = svc.state.get_cycle(cycle_id)
+    if record is None:
         _die(f"no cycle {cycle_id!r}")
-    if rec.get("finished_at"):
-        out.print(f"cycle {cycle_id} already ended ({rec.get('status')})")
+    if record.finished_at:
+        out.print(f"cycle {cycle_id} already ended ({record.status.value})")
         return
     svc.state.request_cancel(cycle_id)
     out.print(f"cancel requested for {cycle_id}; `orchestrate watch {cycle_id}` shows it end")

@@ -1,4 +1,4 @@
-"""Workspace config (SPEC §3): pydantic models, loading, and errors that name the JSON path."""
+"""Workspace config: pydantic models, loading, and errors that name the JSON path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 import zoneinfo
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 
 import orjson
 from pydantic import (
@@ -15,13 +15,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-AgentName = Literal["claude-code", "codex"]
-_ALL_AGENTS: tuple[AgentName, ...] = ("claude-code", "codex")
-AGENT_NAMES: tuple[str, ...] = _ALL_AGENTS
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -221,31 +219,6 @@ class WorkspaceSection(Strict):
         return bool(re.match(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", self.repo))
 
 
-_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
-_CRON_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
-    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
-}
-
-
-def _cron_field_problem(field: str, lo: int, hi: int) -> str | None:
-    """Checks one crontab field the way Celery's crontab parser will read it (kept Celery-free)."""
-    for part in field.split(","):
-        m = re.fullmatch(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?", part.lower())
-        if not m:
-            return f"cannot parse {part!r}"
-        if m.group(2) is not None and int(m.group(2)) == 0:
-            return "step must be positive"
-        if m.group(1) == "*":
-            continue
-        for bound in m.group(1).split("-"):
-            num = int(bound) if bound.isdigit() else _CRON_NAMES.get(bound)
-            if num is None:
-                return f"unknown name {bound!r}"
-            if not lo <= num <= hi:
-                return f"{num} is outside {lo}-{hi}"
-    return None
-
-
 class Window(Strict):
     start: str = "00:00"
     end: str = "23:59"
@@ -281,13 +254,11 @@ class Schedule(Strict):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        fields = v.split()
-        if len(fields) != 5:
-            raise ValueError(f"expected 5 cron fields (minute hour day month weekday), got {len(fields)}")
-        for value, (name, lo, hi) in zip(fields, _CRON_FIELDS, strict=True):
-            problem = _cron_field_problem(value, lo, hi)
-            if problem:
-                raise ValueError(f"invalid cron {name} field {value!r}: {problem}")
+        from orchestration import schedule  # Celery's crontab parser: loaded only for a config with a cron
+
+        problem = schedule.problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
@@ -306,8 +277,106 @@ class Budget(Strict):
     prices: dict[str, Price] = Field(default_factory=dict)
 
 
+class AgentConfigBase(Strict):
+    """What every agent's section under `agents` has. `command`: the CLI, a program name looked up on PATH
+    or an absolute path; each agent's model gives it a default, which is also the name `orchestrate worker`
+    looks for to tell whether the agent is installed. `model`: passed to the CLI when set. `env`: variables
+    added to the agent's minimal environment (`${env.NAME}` reads a name listed in `env_allow`)."""
+
+    command: Command
+    model: CliArg | None = None
+    env: AgentEnv = Field(default_factory=dict)
+
+
+class ClaudeAgent(AgentConfigBase):
+    command: Command = "claude"
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] = "acceptEdits"
+    allowed_tools: list[Tool] = Field(default_factory=list)
+    disallowed_tools: list[Tool] = Field(default_factory=list)
+
+
+class CodexAgent(AgentConfigBase):
+    command: Command = "codex"
+    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
+
+
+# The agents this version knows, in order: each one's name (the JSON key of its section under `agents`, and
+# what `agents.allow`, `agents.prefer`, `sessions.providers`, events, reports and the `agent.<name>` queue
+# call it) and its config model. The first one is the default of `agents.prefer`. Everything else about an
+# agent (command line, event parser, environment, session files) is in its module under
+# orchestration/agents/, which registers it with orchestration.agents.registry.
+AGENT_CONFIGS: dict[str, type[AgentConfigBase]] = {"claude-code": ClaudeAgent, "codex": CodexAgent}
+AGENT_NAMES: tuple[str, ...] = tuple(AGENT_CONFIGS)
+
+if TYPE_CHECKING:
+    AgentName = str
+else:
+    AgentName = Literal[AGENT_NAMES]
+
+
+def section_field(agent: str) -> str:
+    """The attribute that holds an agent's section (`claude-code` → `claude_code`)."""
+    return agent.replace("-", "_")
+
+
+class AgentsBase(Strict):
+    """`agents`: which agents a cycle may run, the one it prefers, and one section per agent. The model
+    itself is made from a table of agents by `agents_model` (`Agents` from AGENT_CONFIGS)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+    # the table this model was made from: agent name → config model
+    configs: ClassVar[dict[str, type[AgentConfigBase]]] = {}
+
+    # typed here, made to accept only the table's names by `agents_model`
+    allow: list[str] = Field(default_factory=list)
+    prefer: str = ""
+
+    @model_validator(mode="after")
+    def _prefer_allowed(self) -> AgentsBase:
+        if self.prefer not in self.allow:
+            raise ValueError(f"prefer {self.prefer!r} is not in allow {self.allow}")
+        return self
+
+    def section(self, agent: str) -> AgentConfigBase:
+        """The config section of an agent; KeyError for a name this model has no section for."""
+        value = getattr(self, section_field(agent), None) if agent in self.configs else None
+        if not isinstance(value, AgentConfigBase):
+            raise KeyError(f"no config section for agent {agent!r}")
+        return value
+
+    def command_for(self, agent: str) -> str:
+        return self.section(agent).command
+
+    def env_for(self, agent: str) -> dict[str, str]:
+        return self.section(agent).env
+
+
+def agents_model(configs: dict[str, type[AgentConfigBase]]) -> type[AgentsBase]:
+    """The `agents` model for a table of agents: `allow` [all of them] and `prefer` [the first] accept only
+    their names, and each agent's section is a field whose JSON key is the agent's name."""
+    names = tuple(configs)
+    name_type: Any = cast(Any, Literal)[names]
+    fields: dict[str, Any] = {
+        "allow": (list[name_type], Field(default_factory=lambda: list(names), min_length=1)),
+        "prefer": (name_type, names[0]),
+    }
+    for name, section in configs.items():
+        attr = section_field(name)
+        fields[attr] = (section, Field(default_factory=section, alias=name if attr != name else None))
+    model = create_model("Agents", __base__=AgentsBase, __module__=__name__, **fields)
+    model.configs = dict(configs)
+    return model
+
+
+if TYPE_CHECKING:
+    Agents = AgentsBase
+else:
+    Agents = agents_model(AGENT_CONFIGS)
+
+
 class Sessions(Strict):
-    providers: list[AgentName] = Field(default_factory=lambda: list(_ALL_AGENTS))
+    providers: list[AgentName] = Field(default_factory=lambda: list(AGENT_NAMES))
     claude_dir: str = "~/.claude"
     codex_dir: str = "~/.codex"
     since_days: int = Field(default=14, gt=0)
@@ -317,43 +386,6 @@ class Sessions(Strict):
 class Focus(Strict):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
-
-
-class ClaudeAgent(Strict):
-    command: Command = "claude"
-    model: CliArg | None = None
-    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] = "acceptEdits"
-    allowed_tools: list[Tool] = Field(default_factory=list)
-    disallowed_tools: list[Tool] = Field(default_factory=list)
-    env: AgentEnv = Field(default_factory=dict)
-
-
-class CodexAgent(Strict):
-    command: Command = "codex"
-    model: CliArg | None = None
-    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
-    env: AgentEnv = Field(default_factory=dict)
-
-
-class Agents(Strict):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
-
-    allow: list[AgentName] = Field(default_factory=lambda: list(_ALL_AGENTS), min_length=1)
-    prefer: AgentName = "claude-code"
-    claude_code: ClaudeAgent = Field(default_factory=ClaudeAgent, alias="claude-code")
-    codex: CodexAgent = Field(default_factory=CodexAgent)
-
-    @model_validator(mode="after")
-    def _prefer_allowed(self) -> Agents:
-        if self.prefer not in self.allow:
-            raise ValueError(f"prefer {self.prefer!r} is not in allow {self.allow}")
-        return self
-
-    def command_for(self, agent: str) -> str:
-        return self.claude_code.command if agent == "claude-code" else self.codex.command
-
-    def env_for(self, agent: str) -> dict[str, str]:
-        return self.claude_code.env if agent == "claude-code" else self.codex.env
 
 
 class LLM(Strict):
@@ -481,7 +513,7 @@ class WorkspaceConfig(Strict):
             name = self.workspace.repo.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
             self.id = slugify(name.removesuffix(".git"))
         problems = []
-        for agent in AGENT_NAMES:
+        for agent in self.agents.configs:
             for key, value in self.agents.env_for(agent).items():
                 for ref in ENV_REF.findall(value):
                     if ref not in self.env_allow:

@@ -12,27 +12,40 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from orchestration import git
 from orchestration.agents import worktree as wt
-from orchestration.agents.process import RunAs, group_alive, kill_group, process_identity
+from orchestration.agents.process import RunAs, process_identity
 from orchestration.agents.runner import resolve_command, run_agent
-from orchestration.config import WorkspaceConfig, parse_config
+from orchestration.config import WorkspaceConfig
 from orchestration.decide.orchestrator import RUNNABLE_AGENTS, make_decision
 from orchestration.git import GitError
-from orchestration.hub import Hub
+from orchestration.lifecycle import (
+    GRACE_S,
+    LOCK_MARGIN_S,
+    Services,
+    announce_end,
+    close,
+    config_of,
+    elapsed_s,
+    emit,
+    end,
+    fail,
+    note_tampering,
+    save,
+    save_work,
+    today,
+)
 from orchestration.models import (
     AgentResult,
     CycleContext,
+    CycleRecord,
     CycleReport,
-    Decision,
     PRResult,
     Reason,
     Status,
+    StopReason,
     iso,
     utcnow,
 )
@@ -40,21 +53,23 @@ from orchestration.policy import HostPolicy, policy_problems
 from orchestration.redact import redact_model
 from orchestration.sessions import analyze_sessions
 from orchestration.settings import Settings, get_settings
-from orchestration.state import State
 
 # Time kept back from the agent at the end of the budget for committing, pushing and the PR.
 WRAP_UP_MIN_S = 2.0
 WRAP_UP_MAX_S = 120.0
 WRAP_UP_SHARE = 0.1
-# How long past its budget a cycle may run: the agent's kill grace plus the wrap-up stages.
-GRACE_S = 30
-
-
-@dataclass
-class Services:
-    state: State
-    hub: Hub
-    state_dir: Path
+# What the broker's visibility timeout must leave beyond a cycle's budget and grace: the stages around
+# execute (start, analyze, decide, publish, finish) run within it too.
+VISIBILITY_MARGIN_S = 300
+# The agent results that end a cycle, and how.
+AGENT_END: dict[str, tuple[Status, Reason]] = {
+    "timed_out": (Status.TIMED_OUT, Reason.DEADLINE),
+    "cancelled": (Status.CANCELLED, Reason.CANCELLED),
+}
+FAILED_BECAUSE: dict[str | None, Reason] = {
+    StopReason.IDLE_TIMEOUT: Reason.IDLE_TIMEOUT,
+    StopReason.COST_LIMIT: Reason.COST_LIMIT,
+}
 
 
 class AlreadyHandled(Exception):
@@ -62,17 +77,13 @@ class AlreadyHandled(Exception):
     stage owns it (a redelivered message under acks_late). The Celery layer drops it without a trace."""
 
 
-def _now() -> float:
-    return time.time()
-
-
 def config_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
     """What makes a valid file unusable on this deployment; each line starts with its JSON path."""
     problems = []
-    need = cfg.budget.cycle_s + GRACE_S + 300
+    need = cfg.budget.cycle_s + GRACE_S + VISIBILITY_MARGIN_S
     if settings.visibility_timeout_s < need:
-        # SPEC §7/§13: with acks_late, a stage running past the visibility timeout is redelivered to a
-        # second worker while the first still runs.
+        # With acks_late, a stage running past the visibility timeout is redelivered to a second worker
+        # while the first still runs.
         problems.append(
             f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
             f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
@@ -90,35 +101,32 @@ def new_cycle_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
+# Celery's (soft, hard) time limits per stage are the backstop behind the runner's own deadline: analyze and
+# decide are bounded well inside a long budget, publish by its git and gh timeouts, start and finish are
+# bookkeeping.
+START_LIMIT_S = 60
+ANALYZE_LIMIT_S = 900
+DECIDE_LIMIT_S = 600
+EXECUTE_SOFT_MARGIN_S = 10  # execute's soft limit: the budget plus this (the runner stops the agent first)
+PUBLISH_LIMIT_S = 300
+FINISH_LIMIT_S = 90
+
+
+def stage_limits(cfg: WorkspaceConfig) -> dict[str, tuple[int, int]]:
+    """(soft, hard) seconds per stage, derived from the cycle budget; the runner stops the agent first."""
+    budget = cfg.budget.cycle_s
+    return {
+        "start": (START_LIMIT_S, START_LIMIT_S + GRACE_S),
+        "analyze": (min(budget, ANALYZE_LIMIT_S), min(budget, ANALYZE_LIMIT_S) + GRACE_S),
+        "decide": (min(budget, DECIDE_LIMIT_S), min(budget, DECIDE_LIMIT_S) + GRACE_S),
+        "execute": (budget + EXECUTE_SOFT_MARGIN_S, budget + GRACE_S),
+        "publish": (PUBLISH_LIMIT_S, PUBLISH_LIMIT_S + GRACE_S),
+        "finish": (FINISH_LIMIT_S, FINISH_LIMIT_S + GRACE_S),
+    }
+
+
 def wrap_up_s(cfg: WorkspaceConfig) -> float:
     return min(WRAP_UP_MAX_S, max(WRAP_UP_MIN_S, cfg.budget.cycle_s * WRAP_UP_SHARE))
-
-
-def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str, Any] | None = None) -> None:
-    svc.hub.emit(ctx.cycle_id, ctx.workspace, stage, kind, data or {})
-
-
-def _config(ctx: CycleContext) -> WorkspaceConfig:
-    return parse_config(ctx.config, f"cycle {ctx.cycle_id} config")
-
-
-def _save(svc: Services, ctx: CycleContext, **extra: Any) -> None:
-    svc.state.put_cycle(
-        ctx.cycle_id,
-        {
-            "status": ctx.status.value,
-            "reason": ctx.reason,
-            "ctx": ctx.model_dump(mode="json"),
-            **extra,
-        },
-    )
-
-
-def _end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: str) -> CycleContext:
-    ctx.status, ctx.reason = status, reason
-    if status is Status.SKIPPED:
-        emit(svc, ctx, stage, "cycle.skipped", {"reason": reason})
-    return ctx
 
 
 @contextmanager
@@ -137,7 +145,7 @@ def _stage(svc: Services, ctx: CycleContext, name: str, always: bool = False) ->
     except Exception as exc:
         emit(svc, ctx, name, "stage.failed", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
-    _save(svc, ctx)
+    save(svc, ctx)
     emit(
         svc,
         ctx,
@@ -152,10 +160,10 @@ def _gate(svc: Services, ctx: CycleContext, stage: str) -> bool:
     if ctx.ended:
         return False
     if svc.state.is_cancelled(ctx.cycle_id):
-        _end(svc, ctx, stage, Status.CANCELLED, Reason.CANCELLED)
+        end(svc, ctx, stage, Status.CANCELLED, Reason.CANCELLED)
         return False
-    if ctx.deadline is not None and _now() >= ctx.deadline:
-        _end(svc, ctx, stage, Status.TIMED_OUT, Reason.DEADLINE)
+    if ctx.deadline is not None and time.time() >= ctx.deadline:
+        end(svc, ctx, stage, Status.TIMED_OUT, Reason.DEADLINE)
         return False
     return True
 
@@ -183,18 +191,7 @@ def enqueue(
         dry_run=dry_run,
         ignore_window=ignore_window,
     )
-    svc.state.put_cycle(
-        ctx.cycle_id,
-        {
-            "cycle_id": ctx.cycle_id,
-            "workspace": ctx.workspace,
-            "status": Status.QUEUED.value,
-            "trigger": trigger,
-            "queued_at": ctx.queued_at,
-            "queued_at_ts": now.timestamp(),
-            "ctx": ctx.model_dump(mode="json"),
-        },
-    )
+    svc.state.save_cycle(CycleRecord(ctx=ctx))
     emit(svc, ctx, "start", "cycle.queued", {"trigger": trigger, "dry_run": dry_run})
     return ctx
 
@@ -203,35 +200,27 @@ def enqueue(
 
 
 def start(ctx: CycleContext, svc: Services) -> CycleContext:
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     with _stage(svc, ctx, "start"):
         if not _gate(svc, ctx, "start"):
             return ctx
         if not ctx.ignore_window and not in_window(cfg, datetime.now(UTC)):
-            return _end(svc, ctx, "start", Status.SKIPPED, Reason.OUTSIDE_WINDOW)
+            return end(svc, ctx, "start", Status.SKIPPED, Reason.OUTSIDE_WINDOW)
         if _policy_denied(svc, ctx, cfg, "start"):
             return ctx
-        token = svc.state.acquire_lock(ctx.workspace, cfg.budget.cycle_s + 600)
+        token = svc.state.acquire_lock(ctx.workspace, cfg.budget.cycle_s + LOCK_MARGIN_S)
         if token is None:
-            return _end(svc, ctx, "start", Status.SKIPPED, Reason.LOCKED)
+            return end(svc, ctx, "start", Status.SKIPPED, Reason.LOCKED)
         ctx.lock_token = token
-        spent = svc.state.get_spend(ctx.workspace, _today())
+        save(svc, ctx)  # the token is in the record at once: whatever fails next, the error path releases it
+        spent = svc.state.get_spend(ctx.workspace, today())
         if spent >= cfg.budget.daily_cost_usd:
-            _end(svc, ctx, "start", Status.SKIPPED, Reason.DAILY_BUDGET_EXHAUSTED)
-            return ctx
+            return end(svc, ctx, "start", Status.SKIPPED, Reason.DAILY_BUDGET_EXHAUSTED)
         now = utcnow()
         ctx.started_at = iso(now)
         ctx.deadline = now.timestamp() + cfg.budget.cycle_s
         ctx.status = Status.RUNNING
-        svc.state.put_cycle(
-            ctx.cycle_id,
-            {
-                "started_at": ctx.started_at,
-                "deadline": ctx.deadline,
-                "lock_token": token,
-                "host": socket.gethostname(),
-            },
-        )
+        save(svc, ctx, host=socket.gethostname())
         emit(
             svc,
             ctx,
@@ -247,7 +236,7 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
 
 
 def analyze(ctx: CycleContext, svc: Services) -> CycleContext:
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     with _stage(svc, ctx, "analyze"):
         if not _gate(svc, ctx, "analyze"):
             return ctx
@@ -260,11 +249,11 @@ def analyze(ctx: CycleContext, svc: Services) -> CycleContext:
 
 
 def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | None = None) -> CycleContext:
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     with _stage(svc, ctx, "decide"):
         if not _gate(svc, ctx, "decide"):
             return ctx
-        since = _now() - cfg.decision.avoid_repeat_days * 86400
+        since = time.time() - cfg.decision.avoid_repeat_days * 86400
         outcome = make_decision(
             insights=ctx.insights,
             cfg=cfg,
@@ -277,7 +266,7 @@ def decide(ctx: CycleContext, svc: Services, available: Callable[[str], bool] | 
         decision = outcome.decision
         if decision is None:
             reason = Reason.NO_AGENT_AVAILABLE if outcome.reason == "no_agent_available" else Reason.NO_TASK
-            return _end(svc, ctx, "decide", Status.SKIPPED, reason)
+            return end(svc, ctx, "decide", Status.SKIPPED, reason)
         # Task, title and rationale reach the agent, commits, the PR and events: no secret from here on.
         decision = redact_model(decision)
         if outcome.took_backlog and not ctx.dry_run:
@@ -313,7 +302,7 @@ def _policy_denied(svc: Services, ctx: CycleContext, cfg: WorkspaceConfig, stage
         return False
     ctx.error = "; ".join(problems)[:1000]
     emit(svc, ctx, stage, "stage.failed", {"error": ctx.error[:500], "reason": Reason.POLICY_DENIED.value})
-    _end(svc, ctx, stage, Status.FAILED, Reason.POLICY_DENIED)
+    end(svc, ctx, stage, Status.FAILED, Reason.POLICY_DENIED)
     return True
 
 
@@ -328,7 +317,7 @@ def agent_on_path(cfg: WorkspaceConfig) -> Callable[[str], bool]:
 
 
 def execute(ctx: CycleContext, svc: Services) -> CycleContext:
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     with _stage(svc, ctx, "execute"):
         if not _gate(svc, ctx, "execute") or ctx.dry_run or ctx.decision is None:
             return ctx
@@ -348,14 +337,11 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             wt.hand_over(checkout, run_as.name, svc.state_dir)
         path = checkout.path
         ctx.worktree, ctx.base_sha = str(path), base
-        _save(svc, ctx, branch=ctx.branch, worktree=ctx.worktree, base_ref=base, repo=str(repo))
+        save(svc, ctx)
 
         def started(pid: int) -> None:
             # What the janitor needs if this process dies: the agent's group, and who was watching it.
-            svc.state.put_cycle(
-                ctx.cycle_id,
-                {"agent_pid": pid, "agent_pgid": pid, "host": socket.gethostname(), "runner": process_identity()},
-            )
+            save(svc, ctx, agent_pgid=pid, host=socket.gethostname(), runner=process_identity())
 
         assert ctx.deadline is not None
         agent_deadline = ctx.deadline - wrap_up_s(cfg)
@@ -383,46 +369,17 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             result = run(other)
             result.fallback_from = decision.agent
             result.fallback_reason = why
-        svc.state.put_cycle(ctx.cycle_id, {"agent_pid": None, "agent_pgid": None})
+        save(svc, ctx, agent_pgid=None)
         result.commit = save_work(checkout, decision, ctx.cycle_id, result.status)
         result.files_changed = _files(checkout, base) or result.files_changed
         ctx.agent = result
-        if _tampered(svc, ctx, checkout, "execute"):
+        if note_tampering(svc, ctx, checkout, "execute"):
             pass
-        elif result.status == "timed_out":
-            ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
-        elif result.status == "cancelled":
-            ctx.status, ctx.reason = Status.CANCELLED, Reason.CANCELLED
+        elif result.status in AGENT_END:
+            ctx.status, ctx.reason = AGENT_END[result.status]
         elif result.status == "failed":
-            ctx.status = Status.FAILED
-            ctx.reason = (
-                result.stop_reason if result.stop_reason in ("idle_timeout", "cost_limit") else Reason.AGENT_FAILED
-            )
+            ctx.status, ctx.reason = Status.FAILED, FAILED_BECAUSE.get(result.stop_reason, Reason.AGENT_FAILED)
     return ctx
-
-
-def _tampered(svc: Services, ctx: CycleContext, checkout: wt.Checkout, stage: str) -> bool:
-    """Ends the cycle failed / policy_denied when the guard had to put the git admin dir back (the agent
-    wrote its config, hooks or `.git` file); the tracked work was still saved, through the restored dir."""
-    checkout.save(svc.state_dir)
-    if not checkout.violations:
-        return False
-    what = ", ".join(checkout.violations[:10])
-    ctx.error = f"the agent changed git metadata it must not touch ({what}); restored before any git call"
-    emit(svc, ctx, stage, "agent.message", {"level": "error", "text": ctx.error, "reason": "policy_denied"})
-    ctx.status, ctx.reason = Status.FAILED, Reason.POLICY_DENIED
-    return True
-
-
-def save_work(checkout: wt.Checkout, decision: Decision, cycle_id: str, agent_status: str) -> str | None:
-    """Commits whatever the agent left in the worktree; a WIP commit says so when the run did not succeed.
-    Every git call goes through the checkout's guard: a tampered admin dir is restored first."""
-    from orchestration.pr import commit_message
-
-    try:
-        return git.commit_all(checkout.tree, commit_message(decision, cycle_id, agent_status))
-    except (GitError, wt.WorktreeError):
-        return None
 
 
 def _files(checkout: wt.Checkout, base: str) -> list[str]:
@@ -435,7 +392,7 @@ def _files(checkout: wt.Checkout, base: str) -> list[str]:
 def publish(ctx: CycleContext, svc: Services) -> CycleContext:
     from orchestration import pr
 
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     with _stage(svc, ctx, "publish", always=ctx.worktree is not None):
         # Runs for ended cycles too: a timed-out or cancelled cycle's work is pushed so it is safe.
         if ctx.decision is None or ctx.worktree is None or ctx.branch is None or ctx.dry_run:
@@ -456,136 +413,22 @@ def publish(ctx: CycleContext, svc: Services) -> CycleContext:
             decision=ctx.decision,
             agent=ctx.agent,
             cycle_status=status,
-            duration_s=_elapsed(ctx),
+            duration_s=elapsed_s(ctx),
             base_ref=ctx.base_sha,
             emit=lambda kind, data: emit(svc, ctx, "publish", kind, data),
         )
         if ctx.reason != Reason.POLICY_DENIED:
-            _tampered(svc, ctx, checkout, "publish")
+            note_tampering(svc, ctx, checkout, "publish")
     return ctx
-
-
-def _elapsed(ctx: CycleContext) -> float:
-    if not ctx.started_at:
-        return 0.0
-    return round(_now() - datetime.fromisoformat(ctx.started_at.replace("Z", "+00:00")).timestamp(), 1)
 
 
 def finish(ctx: CycleContext, svc: Services) -> CycleReport:
     with _stage(svc, ctx, "finish", always=True):
         if ctx.status is Status.RUNNING:
             ctx.status, ctx.reason = Status.SUCCEEDED, None
-        report = _close(ctx, svc, announce=False)
-    _announce(svc, ctx, report)  # last of all: watchers stop at cycle.finished
+        report = close(ctx, svc, announce=False)
+    announce_end(svc, ctx, report)  # last of all: watchers stop at cycle.finished
     return report
-
-
-def _close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleReport:
-    """Report, spend, history, lock, worktree: the part of ending a cycle that every path shares."""
-    finished = utcnow()
-    report = CycleReport(
-        cycle_id=ctx.cycle_id,
-        workspace=ctx.workspace,
-        status=ctx.status,
-        reason=ctx.reason,
-        started_at=ctx.started_at,
-        finished_at=iso(finished),
-        duration_s=_elapsed(ctx) if ctx.started_at else None,
-        decision=ctx.decision,
-        agent=ctx.agent,
-        branch=ctx.branch,
-        pr=ctx.pr,
-    )
-    if ctx.agent and ctx.agent.cost_usd and svc.state.mark_once(ctx.cycle_id, "spend"):
-        svc.state.add_spend(ctx.workspace, _today(), ctx.agent.cost_usd)
-    if ctx.decision and not ctx.dry_run and ctx.started_at and svc.state.mark_once(ctx.cycle_id, "history"):
-        svc.state.record_task(
-            ctx.workspace,
-            {
-                "cycle_id": ctx.cycle_id,
-                "op_hash": ctx.decision.op_hash,
-                "title": ctx.decision.title,
-                "agent": ctx.decision.agent,
-                "status": ctx.status.value,
-                "at": _now(),
-            },
-        )
-    if ctx.lock_token:
-        svc.state.release_lock(ctx.workspace, ctx.lock_token)
-    checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
-    if checkout is not None and checkout.path.exists():
-        # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
-        cfg = _config(ctx)
-        wt.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
-    svc.state.put_cycle(
-        ctx.cycle_id,
-        {
-            "status": ctx.status.value,
-            "reason": ctx.reason,
-            "finished_at": report.finished_at,
-            "report": report.public(),
-            "ctx": ctx.model_dump(mode="json"),
-        },
-    )
-    if announce:
-        _announce(svc, ctx, report)
-    return report
-
-
-def _announce(svc: Services, ctx: CycleContext, report: CycleReport) -> None:
-    emit(
-        svc,
-        ctx,
-        "finish",
-        "cycle.finished",
-        {"status": ctx.status.value, "reason": ctx.reason, "report": report.public()},
-    )
-
-
-def fail_cycle(
-    cycle_id: str, svc: Services, error: str, status: Status = Status.FAILED, reason: str = Reason.STAGE_ERROR
-) -> CycleReport | None:
-    """The error path: stop the agent if it still runs, save its work, release the lock, write the report.
-
-    Idempotent: a cycle that already ended is left as it is.
-    """
-    record = svc.state.get_cycle(cycle_id)
-    if not record or not isinstance(record.get("ctx"), dict):
-        return None
-    ctx = CycleContext.model_validate(record["ctx"])
-    if record.get("finished_at"):
-        return None
-    pgid = record.get("agent_pgid")
-    if isinstance(pgid, int) and record.get("host") == socket.gethostname() and group_alive(pgid):
-        kill_group(pgid)
-    emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
-    checkout = wt.Checkout.load(svc.state_dir, cycle_id) if ctx.worktree else None
-    if checkout is not None and checkout.path.exists() and ctx.decision:
-        commit = save_work(checkout, ctx.decision, cycle_id, status.value)
-        if ctx.agent is None:
-            ctx.agent = AgentResult(status="failed", stop_reason=str(reason), summary=error[:500], commit=commit)
-        checkout.save(svc.state_dir)
-        if checkout.violations:
-            status, reason = Status.FAILED, Reason.POLICY_DENIED
-            error = f"{error}; the agent changed git metadata it must not touch ({', '.join(checkout.violations[:10])})"
-    if ctx.status in (Status.QUEUED, Status.RUNNING, Status.SUCCEEDED) or reason == Reason.POLICY_DENIED:
-        ctx.status, ctx.reason = status, str(reason)
-    ctx.error = error[:1000]
-    return _close(ctx, svc)
-
-
-def timed_out_by_backstop(ctx: CycleContext, svc: Services) -> CycleContext:
-    """Celery's soft time limit fired inside a stage (the stage's own cleanup already killed the agent):
-    the cycle, as last recorded, is marked timed out and its work committed; the chain then goes on, so
-    publish pushes the work and finish reports."""
-    record = svc.state.get_cycle(ctx.cycle_id) or {}
-    if isinstance(record.get("ctx"), dict):
-        ctx = CycleContext.model_validate(record["ctx"])
-    checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
-    if checkout is not None and ctx.decision and ctx.status in (Status.RUNNING, Status.QUEUED):
-        save_work(checkout, ctx.decision, ctx.cycle_id, "timed_out")
-    ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
-    return ctx
 
 
 def in_window(cfg: WorkspaceConfig, now: datetime) -> bool:
@@ -600,26 +443,22 @@ def in_window(cfg: WorkspaceConfig, now: datetime) -> bool:
     return local >= window.start or local < window.end  # a window across midnight
 
 
-def _today() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d")
-
-
 def run_local(ctx: CycleContext, svc: Services) -> CycleReport:
     """All stages in this process, in order; any exception ends the cycle through the error path."""
     try:
         ctx = start(ctx, svc)
         ctx = analyze(ctx, svc)
-        ctx = decide(ctx, svc, available=agent_on_path(_config(ctx)))
+        ctx = decide(ctx, svc, available=agent_on_path(config_of(ctx)))
         ctx = execute(ctx, svc)
         ctx = publish(ctx, svc)
         return finish(ctx, svc)
     except KeyboardInterrupt:
-        report = fail_cycle(ctx.cycle_id, svc, "interrupted", Status.CANCELLED, Reason.CANCELLED)
+        report = fail(ctx.cycle_id, svc, "interrupted", Status.CANCELLED, Reason.CANCELLED)
         if report is None:
             raise
         return report
     except Exception as exc:
-        report = fail_cycle(ctx.cycle_id, svc, f"{type(exc).__name__}: {exc}")
+        report = fail(ctx.cycle_id, svc, f"{type(exc).__name__}: {exc}")
         if report is None:
             raise
         return report

@@ -1,4 +1,4 @@
-"""Update hub (SPEC §6): every event goes to pub/sub `<prefix>:updates` and the cycle's capped stream.
+"""Update hub: every event goes to pub/sub `<prefix>:updates` and the cycle's capped stream.
 
 The seq counter, the XADD and the PUBLISH happen in one Lua script, so `seq` is strictly increasing per
 cycle and the stream's order is the seq order even when several processes emit for one cycle.
@@ -10,12 +10,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-import redis
 
+from orchestration.keys import Keys
 from orchestration.models import Event, iso, utcnow
+
+if TYPE_CHECKING:
+    import redis
 from orchestration.redact import default_redactor
 
 STREAM_MAXLEN = 20_000
@@ -55,19 +58,9 @@ def _draft(cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str,
 
 class RedisHub:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.r: Any = client  # redis-py's unions over decode_responses; this client returns bytes
-        self.prefix = prefix
-        self._emit = client.register_script(_EMIT_LUA)
-
-    @property
-    def channel(self) -> str:
-        return f"{self.prefix}:updates"
-
-    def stream_key(self, cycle_id: str) -> str:
-        return f"{self.prefix}:cycle:{cycle_id}:events"
-
-    def seq_key(self, cycle_id: str) -> str:
-        return f"{self.prefix}:cycle:{cycle_id}:seq"
+        self.redis: Any = client  # redis-py's unions over decode_responses; this client returns bytes
+        self.keys = Keys(prefix)
+        self._emit_script = client.register_script(_EMIT_LUA)
 
     def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
         draft = _draft(cycle_id, workspace, stage, kind, data)
@@ -76,27 +69,27 @@ class RedisHub:
         # The script splices seq into the JSON text: no cjson round trip (it turns [] into {}, mangles floats)
         draft.pop("seq")
         body = orjson.dumps(draft)[1:]
-        payload = self._emit(
-            keys=[self.seq_key(cycle_id), self.stream_key(cycle_id), self.channel],
+        payload = self._emit_script(
+            keys=[self.keys.seq(cycle_id), self.keys.events(cycle_id), self.keys.updates],
             args=[body, STREAM_MAXLEN, ttl],
         )
         return Event.model_validate_json(payload)
 
     def replay(self, cycle_id: str, after: str = "0-0", count: int = 1000) -> list[tuple[str, Event]]:
         """Stream entries after the given stream id, oldest first."""
-        rows = self.r.xrange(self.stream_key(cycle_id), min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(_s(entry_id), _parse(fields)) for entry_id, fields in rows]
+        rows = self.redis.xrange(self.keys.events(cycle_id), min=f"({after}" if after != "0-0" else "-", count=count)
+        return [(_text(entry_id), _event_of(fields)) for entry_id, fields in rows]
 
     def follow(self, cycle_id: str, block_ms: int = 1000, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Replays the stream from the start, then blocks for new entries until `cycle.finished`."""
         last = "0-0"
-        key = self.stream_key(cycle_id)
+        key = self.keys.events(cycle_id)
         while True:
-            resp = self.r.xread({key: last}, count=500, block=block_ms)
+            resp = self.redis.xread({key: last}, count=500, block=block_ms)
             for _stream, rows in resp or []:
                 for entry_id, fields in rows:
-                    last = _s(entry_id)
-                    event = _parse(fields)
+                    last = _text(entry_id)
+                    event = _event_of(fields)
                     yield event
                     if event.kind in TERMINAL_KINDS:
                         return
@@ -105,8 +98,8 @@ class RedisHub:
 
     def subscribe_all(self, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Follows every cycle's events live on the pub/sub channel until stopped."""
-        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.channel)
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.keys.updates)
         try:
             while stop is None or not stop():
                 msg = pubsub.get_message(timeout=1.0)
@@ -119,11 +112,11 @@ class RedisHub:
             pubsub.close()
 
 
-def _s(value: Any) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _parse(fields: dict[Any, Any]) -> Event:
+def _event_of(fields: dict[Any, Any]) -> Event:
     raw = fields.get(b"event", fields.get("event"))
     return Event.model_validate_json(raw if isinstance(raw, bytes | str) else b"{}")
 

@@ -7,23 +7,24 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from orchestration.agents import worktree as wt
+from orchestration.agents import worktree
 from orchestration.agents.process import identity_alive
-from orchestration.config import parse_config
-from orchestration.cycle import GRACE_S, Services, fail_cycle
-from orchestration.models import Reason, Status
+from orchestration.config import ConfigError
+from orchestration.lifecycle import GRACE_S, Services, config_of, fail
+from orchestration.models import CycleRecord, Reason, Status
 
+# A cycle this far past its deadline on the host that runs it is taken as stuck: the stages after execute
+# (publish and finish, each bounded by their own limits) had that long to end it.
+LOCAL_STUCK_S = 3 * GRACE_S
 # A cycle this far past its deadline on another host is taken as lost (its host or worker is gone).
 FOREIGN_STUCK_S = 3600
-LIVE = (Status.QUEUED.value, Status.RUNNING.value)
 
 
 @dataclass
 class Reaped:
     cycle_id: str
-    reason: str
+    reason: Reason
 
 
 def reap(svc: Services, host: str | None = None, now: float | None = None, scan: int = 500) -> list[Reaped]:
@@ -32,29 +33,27 @@ def reap(svc: Services, host: str | None = None, now: float | None = None, scan:
     host = host or socket.gethostname()
     now = now or time.time()
     out: list[Reaped] = []
-    for rec in svc.state.recent_cycles(None, scan):
-        if rec.get("finished_at") or rec.get("status") not in LIVE:
+    for record in svc.state.recent_cycles(None, scan):
+        if not record.live:
             continue
-        verdict = _verdict(rec, host, now)
+        verdict = _verdict(record, host, now)
         if verdict is None:
             continue
         status, reason, why = verdict
-        if fail_cycle(str(rec.get("cycle_id")), svc, why, status, reason) is not None:
-            out.append(Reaped(str(rec.get("cycle_id")), reason))
+        if fail(record.cycle_id, svc, why, status, reason) is not None:
+            out.append(Reaped(record.cycle_id, reason))
     return out
 
 
-def _verdict(rec: dict[str, Any], host: str, now: float) -> tuple[Status, str, str] | None:
-    deadline = rec.get("deadline")
-    overdue = isinstance(deadline, int | float) and now > deadline + 3 * GRACE_S
-    runner = rec.get("runner")
-    local_agent = rec.get("host") == host and isinstance(runner, str) and rec.get("agent_pgid") is not None
-    if local_agent and not identity_alive(str(runner)):
-        return Status.FAILED, Reason.WORKER_LOST, f"the worker process running the agent ({runner}) is gone"
-    if rec.get("host") == host and overdue:
+def _verdict(record: CycleRecord, host: str, now: float) -> tuple[Status, Reason, str] | None:
+    deadline = record.ctx.deadline
+    local = record.host == host
+    if local and record.runner and record.agent_pgid is not None and not identity_alive(record.runner):
+        return Status.FAILED, Reason.WORKER_LOST, f"the worker process running the agent ({record.runner}) is gone"
+    if deadline is not None and local and now > deadline + LOCAL_STUCK_S:
         return Status.TIMED_OUT, Reason.DEADLINE, "the cycle is past its deadline and nothing ended it"
-    if isinstance(deadline, int | float) and now > deadline + FOREIGN_STUCK_S:
-        return Status.FAILED, Reason.WORKER_LOST, f"no word from host {rec.get('host')} long after the deadline"
+    if deadline is not None and now > deadline + FOREIGN_STUCK_S:
+        return Status.FAILED, Reason.WORKER_LOST, f"no word from host {record.host} long after the deadline"
     return None
 
 
@@ -74,30 +73,29 @@ def gc_worktrees(svc: Services, dry_run: bool = False) -> list[WorktreeState]:
     if not root.is_dir():
         return out
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
-        rec = svc.state.get_cycle(path.name) or {}
-        status = str(rec.get("status") or "unknown")
-        if status in LIVE and not rec.get("finished_at"):
+        record = svc.state.get_cycle(path.name)
+        status = record.status.value if record else "unknown"
+        if record is not None and record.live:
             out.append(WorktreeState(path, path.name, status, "kept", "cycle still running"))
             continue
         remote, push = "origin", True
-        ctx = rec.get("ctx")
-        if isinstance(ctx, dict) and isinstance(ctx.get("config"), dict):
+        if record is not None:
             try:
-                cfg = parse_config(ctx["config"])
+                cfg = config_of(record.ctx)
                 remote, push = cfg.workspace.remote, cfg.permissions.push
-            except Exception:  # an old record: keep the defaults
+            except ConfigError:  # a config this version no longer reads: keep the defaults
                 pass
-        checkout = wt.Checkout.load(svc.state_dir, path.name)
+        checkout = worktree.Checkout.load(svc.state_dir, path.name)
         if checkout is None:
             # Without the guard's record its git metadata cannot be trusted: never run git there.
             out.append(WorktreeState(path, path.name, status, "kept", "no integrity record: check and remove by hand"))
             continue
-        blocker = wt.removal_blocker(checkout, remote, push)
+        blocker = worktree.removal_blocker(checkout, remote, push)
         if blocker is not None:
             out.append(WorktreeState(path, path.name, status, "kept", blocker))
         elif dry_run:
             out.append(WorktreeState(path, path.name, status, "would remove"))
         else:
-            blocker = wt.remove_if_safe(checkout, svc.state_dir, remote, push)
+            blocker = worktree.remove_if_safe(checkout, svc.state_dir, remote, push)
             out.append(WorktreeState(path, path.name, status, "kept" if blocker else "removed", blocker or ""))
     return out

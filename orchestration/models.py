@@ -41,6 +41,8 @@ class Status(StrEnum):
 
 
 class Reason(StrEnum):
+    """Why a cycle ended the way it did (every end but `succeeded` has one)."""
+
     LOCKED = "locked"
     OUTSIDE_WINDOW = "outside_window"
     DAILY_BUDGET_EXHAUSTED = "daily_budget_exhausted"
@@ -54,7 +56,20 @@ class Reason(StrEnum):
     COST_LIMIT = "cost_limit"
     STAGE_ERROR = "stage_error"
     POLICY_DENIED = "policy_denied"
+    EXPIRED = "expired"  # a step's message expired in the queue before a worker took it
     DRY_RUN = "dry_run"
+
+
+class StopReason(StrEnum):
+    """Why the supervisor stopped an agent process (None in a result: it ended by itself)."""
+
+    DEADLINE = "deadline"
+    IDLE_TIMEOUT = "idle_timeout"
+    COST_LIMIT = "cost_limit"
+    CANCELLED = "cancelled"
+    NO_EXIT_AFTER_FINAL = "no_exit_after_final"
+    SPAWN_FAILED = "spawn_failed"
+    AGENT_NOT_FOUND = "agent_not_found"
 
 
 class Tokens(Model):
@@ -151,6 +166,17 @@ class PRResult(Model):
     reason: str | None = None
 
 
+class TaskRecord(Model):
+    """One decided task in a workspace's history: what dedupe and the agent ranking read."""
+
+    cycle_id: str = ""
+    op_hash: str
+    title: str = ""
+    agent: str = ""
+    status: str = ""
+    at: float = 0.0
+
+
 class CycleContext(Model):
     """Travels from stage to stage as the chain's argument; each stage adds its output."""
 
@@ -163,7 +189,7 @@ class CycleContext(Model):
     deadline: float | None = None  # unix time
     lock_token: str | None = None
     status: Status = Status.QUEUED
-    reason: str | None = None
+    reason: Reason | None = None
     dry_run: bool = False
     ignore_window: bool = True
     insights: Insights | None = None
@@ -184,7 +210,7 @@ class CycleReport(Model):
     cycle_id: str
     workspace: str
     status: Status
-    reason: str | None = None
+    reason: Reason | None = None
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
@@ -194,20 +220,63 @@ class CycleReport(Model):
     pr: PRResult | None = None
 
     def public(self) -> dict[str, Any]:
-        """The report JSON of SPEC §4."""
-        data = self.model_dump(mode="json")
-        if data.get("decision"):
-            for k in ("priority", "estimated_s", "fallback_reason"):
-                data["decision"].pop(k, None)
-            if self.decision and self.decision.fallback_reason:
-                data["decision"]["fallback_reason"] = self.decision.fallback_reason
-        if data.get("agent"):
-            for k in ("stop_reason", "commit", "events", "worked"):
-                data["agent"].pop(k, None)
-            if not data["agent"].get("fallback_from"):
-                data["agent"].pop("fallback_from", None)
-                data["agent"].pop("fallback_reason", None)
-        return data
+        """The published report: the record's internal bookkeeping left out, fallbacks only when they happened."""
+        decision_hidden = {"priority", "estimated_s"}
+        if not (self.decision and self.decision.fallback_reason):
+            decision_hidden.add("fallback_reason")
+        agent_hidden = {"stop_reason", "commit", "events", "worked"}
+        if not (self.agent and self.agent.fallback_from):
+            agent_hidden |= {"fallback_from", "fallback_reason"}
+        return self.model_dump(mode="json", exclude={"decision": decision_hidden, "agent": agent_hidden})
+
+
+class CycleRecord(Model):
+    """What the state keeps per cycle: the context as last saved, who runs its agent, and its report.
+
+    Written only through `State`; the flat fields a reader of the Redis hash sees (status, reason, branch,
+    times) are derived from the context there, never set on their own.
+    """
+
+    ctx: CycleContext
+    host: str | None = None  # the worker host holding the worktree and the agent
+    runner: str | None = None  # identity (`pid:starttime`) of the worker process watching the agent
+    agent_pgid: int | None = None  # the agent's process group while it runs
+    finished_at: str | None = None
+    report: CycleReport | None = None
+
+    @property
+    def cycle_id(self) -> str:
+        return self.ctx.cycle_id
+
+    @property
+    def workspace(self) -> str:
+        return self.ctx.workspace
+
+    @property
+    def status(self) -> Status:
+        return self.ctx.status
+
+    @property
+    def live(self) -> bool:
+        """Neither ended nor finished: a cycle some worker should still be carrying."""
+        return not self.finished_at and not self.ctx.status.ended
+
+    def summary(self) -> CycleReport:
+        """The report, or for a cycle still under way one made from its context."""
+        if self.report is not None:
+            return self.report
+        c = self.ctx
+        return CycleReport(
+            cycle_id=c.cycle_id,
+            workspace=c.workspace,
+            status=c.status,
+            reason=c.reason,
+            started_at=c.started_at,
+            decision=c.decision,
+            agent=c.agent,
+            branch=c.branch,
+            pr=c.pr,
+        )
 
 
 EventKind = Literal[

@@ -1,39 +1,52 @@
-"""Durable state (SPEC §7): cycle records, locks, spend, task history, backlog and cancel flags.
+"""Durable state: cycle records, locks, spend, task history, backlog and cancel flags.
 
-`RedisState` is the real one; `LocalState` keeps the same records in files for `run --local`.
+`RedisState` is the real one; `LocalState` keeps the same records in files for `run --local`. A cycle
+record is a typed `CycleRecord`, written whole through `save_cycle`; the Redis hash also carries flat
+copies of the context's status, reason, times and branch for readers outside the project.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-import redis
-from redis.lock import Lock
+from pydantic import ValidationError
+
+from orchestration.keys import Keys
+from orchestration.models import CycleRecord, TaskRecord
+
+if TYPE_CHECKING:
+    import redis
+    from redis.lock import Lock
+
+log = logging.getLogger(__name__)
 
 CYCLE_TTL_S = 90 * 86400
 SPEND_TTL_S = 40 * 86400
 CANCEL_TTL_S = 2 * 86400
 HISTORY_KEEP_S = 90 * 86400
+LOCAL_HISTORY_ROWS = 1000
 
 
 class State(Protocol):
-    def put_cycle(self, cycle_id: str, fields: dict[str, Any]) -> None: ...
-    def get_cycle(self, cycle_id: str) -> dict[str, Any] | None: ...
-    def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[dict[str, Any]]: ...
+    def save_cycle(self, record: CycleRecord) -> None: ...
+    def get_cycle(self, cycle_id: str) -> CycleRecord | None: ...
+    def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[CycleRecord]: ...
     def acquire_lock(self, workspace: str, ttl_s: int) -> str | None: ...
     def release_lock(self, workspace: str, token: str) -> bool: ...
     def add_spend(self, workspace: str, day: str, usd: float) -> float: ...
     def get_spend(self, workspace: str, day: str) -> float: ...
-    def record_task(self, workspace: str, entry: dict[str, Any]) -> None: ...
-    def task_history(self, workspace: str, since: float) -> list[dict[str, Any]]: ...
+    def record_task(self, workspace: str, entry: TaskRecord) -> None: ...
+    def task_history(self, workspace: str, since: float) -> list[TaskRecord]: ...
     def push_backlog(self, workspace: str, task: str) -> int: ...
     def pop_backlog(self, workspace: str) -> str | None: ...
     def list_backlog(self, workspace: str) -> list[str]: ...
@@ -43,73 +56,101 @@ class State(Protocol):
     def is_finished(self, cycle_id: str) -> bool: ...
 
 
-def _enc(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
+def queued_ts(record: CycleRecord) -> float:
+    """When the cycle was queued, as a unix time (the order of `recent_cycles`)."""
+    try:
+        return datetime.fromisoformat((record.ctx.queued_at or "").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
-# Fields of the cycle hash that hold JSON rather than plain text.
-JSON_FIELDS = frozenset({"report", "ctx", "deadline", "agent_pid", "agent_pgid", "queued_at_ts"})
+def hash_fields(record: CycleRecord) -> dict[str, str | None]:
+    """The record as Redis hash fields: text as it is, numbers and objects as JSON, None for absent."""
+    ctx = record.ctx
+
+    def js(value: Any) -> str | None:
+        return None if value is None else orjson.dumps(value).decode()
+
+    return {
+        "cycle_id": ctx.cycle_id,
+        "workspace": ctx.workspace,
+        "status": ctx.status.value,
+        "reason": ctx.reason.value if ctx.reason else None,
+        "trigger": ctx.trigger,
+        "queued_at": ctx.queued_at,
+        "started_at": ctx.started_at,
+        "deadline": js(ctx.deadline),
+        "branch": ctx.branch,
+        "worktree": ctx.worktree,
+        "base_ref": ctx.base_sha,
+        "host": record.host,
+        "runner": record.runner,
+        "agent_pid": js(record.agent_pgid),
+        "agent_pgid": js(record.agent_pgid),
+        "finished_at": record.finished_at,
+        "ctx": ctx.model_dump_json(),
+        "report": js(record.report.public()) if record.report else None,
+    }
 
 
-def _dec(name: str, raw: str) -> Any:
-    if name in JSON_FIELDS:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-    return raw
+def record_from_hash(raw: dict[str, str]) -> CycleRecord | None:
+    """The typed record back from its hash fields; None (logged) for a record that cannot be read."""
+    try:
+        return CycleRecord.model_validate(
+            {
+                "ctx": orjson.loads(raw["ctx"]),
+                "host": raw.get("host"),
+                "runner": raw.get("runner"),
+                "agent_pgid": orjson.loads(raw["agent_pgid"]) if raw.get("agent_pgid") else None,
+                "finished_at": raw.get("finished_at"),
+                "report": orjson.loads(raw["report"]) if raw.get("report") else None,
+            }
+        )
+    except (KeyError, orjson.JSONDecodeError, ValidationError) as exc:
+        log.warning("unreadable cycle record %s: %s", raw.get("cycle_id"), str(exc)[:300])
+        return None
 
 
 class RedisState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         # redis-py's return types are unions over decode_responses; this client always returns bytes.
-        self.r: Any = client
-        self.p = prefix
-
-    def key(self, *parts: str) -> str:
-        return ":".join((self.p, *parts))
+        self.redis: Any = client
+        self.keys = Keys(prefix)
 
     # -- cycle records -------------------------------------------------------------------------
-    def put_cycle(self, cycle_id: str, fields: dict[str, Any]) -> None:
-        mapping = {k: _enc(v) for k, v in fields.items() if v is not None}
-        key = self.key("cycle", cycle_id)
-        pipe = self.r.pipeline()
-        if mapping:
-            pipe.hset(key, mapping=mapping)
-        for k in (k for k, v in fields.items() if v is None):
-            pipe.hdel(key, k)
+    def save_cycle(self, record: CycleRecord) -> None:
+        fields = hash_fields(record)
+        key = self.keys.cycle(record.cycle_id)
+        pipe = self.redis.pipeline()
+        present = {k: v for k, v in fields.items() if v is not None}
+        pipe.hset(key, mapping=present)
+        absent = [k for k, v in fields.items() if v is None]
+        if absent:
+            pipe.hdel(key, *absent)
         pipe.expire(key, CYCLE_TTL_S)
-        if "workspace" in fields and "queued_at_ts" in fields:
-            pipe.zadd(self.key("cycles", str(fields["workspace"])), {cycle_id: float(fields["queued_at_ts"])})
+        pipe.zadd(self.keys.cycles(record.workspace), {record.cycle_id: queued_ts(record)})
         pipe.execute()
 
-    def get_cycle(self, cycle_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self.key("cycle", cycle_id))
+    def get_cycle(self, cycle_id: str) -> CycleRecord | None:
+        raw = self.redis.hgetall(self.keys.cycle(cycle_id))
         if not raw:
             return None
-        return {k.decode(): _dec(k.decode(), v.decode(errors="replace")) for k, v in raw.items()}
+        return record_from_hash({k.decode(): v.decode(errors="replace") for k, v in raw.items()})
 
-    def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[CycleRecord]:
         if workspace:
-            ids = [i.decode() for i in self.r.zrevrange(self.key("cycles", workspace), 0, limit - 1)]
+            ids = [i.decode() for i in self.redis.zrevrange(self.keys.cycles(workspace), 0, limit - 1)]
         else:
             scored: list[tuple[float, str]] = []
-            for zkey in self.r.scan_iter(match=self.key("cycles", "*"), count=500):
-                scored += [(s, i.decode()) for i, s in self.r.zrevrange(zkey, 0, limit - 1, withscores=True)]
+            for zkey in self.redis.scan_iter(match=self.keys.all_cycles, count=500):
+                scored += [(s, i.decode()) for i, s in self.redis.zrevrange(zkey, 0, limit - 1, withscores=True)]
             ids = [i for _, i in sorted(scored, reverse=True)[:limit]]
-        out = []
-        for cid in ids:
-            rec = self.get_cycle(cid)
-            if rec:
-                out.append(rec)
-        return out
+        return [rec for rec in map(self.get_cycle, ids) if rec is not None]
 
     # -- workspace lock ------------------------------------------------------------------------
     def _lock(self, workspace: str, ttl_s: int | None = None) -> Lock:
         # The lock is held across chain steps in different processes: not thread-local, released by token.
-        lock: Lock = self.r.lock(self.key("lock", workspace), timeout=ttl_s, blocking=False, thread_local=False)
+        lock: Lock = self.redis.lock(self.keys.lock(workspace), timeout=ttl_s, blocking=False, thread_local=False)
         return lock
 
     def acquire_lock(self, workspace: str, ttl_s: int) -> str | None:
@@ -118,69 +159,79 @@ class RedisState:
         return token if lock.acquire(token=token) else None
 
     def release_lock(self, workspace: str, token: str) -> bool:
+        from redis.exceptions import LockNotOwnedError
+
         lock = self._lock(workspace)
         try:
             lock.do_release(token)
-        except redis.exceptions.LockNotOwnedError:
+        except LockNotOwnedError:
             return False
         return True
 
     # -- spend ---------------------------------------------------------------------------------
     def add_spend(self, workspace: str, day: str, usd: float) -> float:
-        key = self.key("spend", workspace, day)
-        pipe = self.r.pipeline()
+        key = self.keys.spend(workspace, day)
+        pipe = self.redis.pipeline()
         pipe.incrbyfloat(key, usd)
         pipe.expire(key, SPEND_TTL_S)
         total, _ = pipe.execute()
         return float(total)
 
     def get_spend(self, workspace: str, day: str) -> float:
-        raw = self.r.get(self.key("spend", workspace, day))
+        raw = self.redis.get(self.keys.spend(workspace, day))
         return float(raw) if raw else 0.0
 
     # -- task history (dedupe) -----------------------------------------------------------------
-    def record_task(self, workspace: str, entry: dict[str, Any]) -> None:
-        key = self.key("tasks", workspace)
-        now = float(entry.get("at", time.time()))
-        pipe = self.r.pipeline()
-        pipe.zadd(key, {orjson.dumps(entry).decode(): now})
-        pipe.zremrangebyscore(key, "-inf", now - HISTORY_KEEP_S)
+    def record_task(self, workspace: str, entry: TaskRecord) -> None:
+        key = self.keys.tasks(workspace)
+        pipe = self.redis.pipeline()
+        pipe.zadd(key, {entry.model_dump_json(): entry.at})
+        pipe.zremrangebyscore(key, "-inf", entry.at - HISTORY_KEEP_S)
         pipe.execute()
 
-    def task_history(self, workspace: str, since: float) -> list[dict[str, Any]]:
-        rows = self.r.zrangebyscore(self.key("tasks", workspace), since, "+inf")
-        out = []
-        for row in rows:
-            try:
-                out.append(orjson.loads(row))
-            except orjson.JSONDecodeError:
-                continue
-        return out
+    def task_history(self, workspace: str, since: float) -> list[TaskRecord]:
+        return _task_records(self.redis.zrangebyscore(self.keys.tasks(workspace), since, "+inf"))
 
     # -- human backlog -------------------------------------------------------------------------
     def push_backlog(self, workspace: str, task: str) -> int:
-        return int(self.r.rpush(self.key("backlog", workspace), task))
+        return int(self.redis.rpush(self.keys.backlog(workspace), task))
 
     def pop_backlog(self, workspace: str) -> str | None:
-        raw = self.r.lpop(self.key("backlog", workspace))
+        raw = self.redis.lpop(self.keys.backlog(workspace))
         return raw.decode() if isinstance(raw, bytes) else raw
 
     def list_backlog(self, workspace: str) -> list[str]:
-        return [b.decode() for b in self.r.lrange(self.key("backlog", workspace), 0, -1)]
+        return [b.decode() for b in self.redis.lrange(self.keys.backlog(workspace), 0, -1)]
 
     # -- cancel --------------------------------------------------------------------------------
     def request_cancel(self, cycle_id: str) -> None:
-        self.r.set(self.key("cancel", cycle_id), "1", ex=CANCEL_TTL_S)
+        self.redis.set(self.keys.cancel(cycle_id), "1", ex=CANCEL_TTL_S)
 
     def is_cancelled(self, cycle_id: str) -> bool:
-        return bool(self.r.exists(self.key("cancel", cycle_id)))
+        return bool(self.redis.exists(self.keys.cancel(cycle_id)))
 
     def mark_once(self, cycle_id: str, what: str) -> bool:
         """True the first time only: keeps redelivered stages (acks_late) from counting twice."""
-        return bool(self.r.hsetnx(self.key("cycle", cycle_id), f"once:{what}", "1"))
+        return bool(self.redis.hsetnx(self.keys.cycle(cycle_id), f"once:{what}", "1"))
 
     def is_finished(self, cycle_id: str) -> bool:
-        return bool(self.r.hexists(self.key("cycle", cycle_id), "finished_at"))
+        return bool(self.redis.hexists(self.keys.cycle(cycle_id), "finished_at"))
+
+
+def _task_records(rows: Iterable[Any]) -> list[TaskRecord]:
+    """History rows (JSON text or parsed) as records; a row that is not one (hand-edited, an older shape)
+    is skipped."""
+    out: list[TaskRecord] = []
+    for row in rows:
+        try:
+            if isinstance(row, bytes | str):
+                parsed = TaskRecord.model_validate_json(row)
+            else:
+                parsed = TaskRecord.model_validate(row)
+        except ValidationError:
+            continue
+        out.append(parsed)
+    return out
 
 
 class LocalState:
@@ -212,24 +263,31 @@ class LocalState:
         tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         os.replace(tmp, path)
 
-    def put_cycle(self, cycle_id: str, fields: dict[str, Any]) -> None:
-        with self._locked(f"cycles/{cycle_id}.json") as path:
-            rec = self._load(path, {})
-            for k, v in fields.items():
-                if v is None:
-                    rec.pop(k, None)
-                else:
-                    rec[k] = v
-            self._save(path, rec)
+    def _cycle_file(self, cycle_id: str) -> str:
+        return f"cycles/{cycle_id}.json"
 
-    def get_cycle(self, cycle_id: str) -> dict[str, Any] | None:
-        rec = self._load(self.dir / "cycles" / f"{cycle_id}.json", None)
-        return rec if isinstance(rec, dict) else None
+    def save_cycle(self, record: CycleRecord) -> None:
+        with self._locked(self._cycle_file(record.cycle_id)) as path:
+            once = self._load(path, {}).get("once", [])
+            self._save(path, {**record.model_dump(mode="json"), "once": once})
 
-    def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        recs = [self._load(p, {}) for p in (self.dir / "cycles").glob("*.json")]
-        recs = [r for r in recs if isinstance(r, dict) and (workspace is None or r.get("workspace") == workspace)]
-        recs.sort(key=lambda r: float(r.get("queued_at_ts", 0)), reverse=True)
+    def get_cycle(self, cycle_id: str) -> CycleRecord | None:
+        return self._read(self.dir / self._cycle_file(cycle_id))
+
+    def _read(self, path: Path) -> CycleRecord | None:
+        data = self._load(path, None)
+        if not isinstance(data, dict) or "ctx" not in data:
+            return None
+        try:
+            return CycleRecord.model_validate(data)
+        except ValidationError as exc:
+            log.warning("unreadable cycle record %s: %s", path, str(exc)[:300])
+            return None
+
+    def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[CycleRecord]:
+        recs = [r for r in map(self._read, (self.dir / "cycles").glob("*.json")) if r is not None]
+        recs = [r for r in recs if workspace is None or r.workspace == workspace]
+        recs.sort(key=queued_ts, reverse=True)
         return recs[:limit]
 
     def acquire_lock(self, workspace: str, ttl_s: int) -> str | None:
@@ -260,15 +318,15 @@ class LocalState:
     def get_spend(self, workspace: str, day: str) -> float:
         return float(self._load(self.dir / "spend.json", {}).get(f"{workspace}:{day}", 0.0))
 
-    def record_task(self, workspace: str, entry: dict[str, Any]) -> None:
+    def record_task(self, workspace: str, entry: TaskRecord) -> None:
         with self._locked(f"tasks-{workspace}.json") as path:
             rows = self._load(path, [])
-            rows.append(entry)
-            self._save(path, rows[-1000:])
+            rows.append(entry.model_dump(mode="json"))
+            self._save(path, rows[-LOCAL_HISTORY_ROWS:])
 
-    def task_history(self, workspace: str, since: float) -> list[dict[str, Any]]:
+    def task_history(self, workspace: str, since: float) -> list[TaskRecord]:
         rows = self._load(self.dir / f"tasks-{workspace}.json", [])
-        return [r for r in rows if isinstance(r, dict) and float(r.get("at", 0)) >= since]
+        return [r for r in _task_records(rows if isinstance(rows, list) else []) if r.at >= since]
 
     def push_backlog(self, workspace: str, task: str) -> int:
         with self._locked(f"backlog-{workspace}.json") as path:
@@ -296,13 +354,15 @@ class LocalState:
         return (self.dir / "cycles" / f"{cycle_id}.cancel").exists()
 
     def is_finished(self, cycle_id: str) -> bool:
-        return bool((self.get_cycle(cycle_id) or {}).get("finished_at"))
+        record = self.get_cycle(cycle_id)
+        return bool(record and record.finished_at)
 
     def mark_once(self, cycle_id: str, what: str) -> bool:
-        with self._locked(f"cycles/{cycle_id}.json") as path:
-            rec = self._load(path, {})
-            if rec.get(f"once:{what}"):
+        with self._locked(self._cycle_file(cycle_id)) as path:
+            data = self._load(path, {})
+            once = data.get("once", [])
+            if what in once:
                 return False
-            rec[f"once:{what}"] = "1"
-            self._save(path, rec)
+            data["once"] = [*once, what]
+            self._save(path, data)
             return True

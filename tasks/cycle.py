@@ -13,7 +13,7 @@ from celery import Task, chain, signals
 from celery.canvas import Signature
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
-from orchestration import cycle
+from orchestration import cycle, lifecycle
 from orchestration.config import WorkspaceConfig, load_config
 from orchestration.hub import RedisHub
 from orchestration.models import CycleContext, Reason, Status
@@ -27,16 +27,16 @@ STAGE_QUEUE = "orchestrate"
 
 
 @lru_cache(maxsize=1)
-def services() -> cycle.Services:
+def services() -> lifecycle.Services:
     """One Redis pool per worker process."""
     s = get_settings()
     client = redis.Redis.from_url(s.redis_url, health_check_interval=30)
-    return cycle.Services(
+    return lifecycle.Services(
         state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir
     )
 
 
-def _run(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> dict[str, Any]:
+def _run_stage(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> dict[str, Any]:
     ctx = CycleContext.model_validate(raw)
     try:
         ctx = stage(ctx, services(), **kw)
@@ -48,23 +48,23 @@ def _run(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> 
         # The backstop fired: the stage's own cleanup ran as the exception unwound (agent group killed).
         # Mark the cycle timed out and let the chain go on, so publish saves the work and finish reports.
         log.warning("cycle %s: soft time limit in %s", ctx.cycle_id, stage.__name__)
-        ctx = cycle.timed_out_by_backstop(ctx, services())
+        ctx = lifecycle.timed_out_by_backstop(ctx, services())
     return ctx.model_dump(mode="json")
 
 
 @app.task(name="orchestrate.start", bind=True)
 def start(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run(cycle.start, ctx)
+    return _run_stage(cycle.start, ctx)
 
 
 @app.task(name="orchestrate.analyze", bind=True)
 def analyze(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run(cycle.analyze, ctx)
+    return _run_stage(cycle.analyze, ctx)
 
 
 @app.task(name="orchestrate.decide", bind=True)
 def decide(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    out = _run(cycle.decide, ctx)
+    out = _run_stage(cycle.decide, ctx)
     decision = out.get("decision")
     if decision:
         _route_next_stage(self, f"agent.{decision['agent']}")
@@ -84,12 +84,12 @@ def _route_next_stage(task: Task, queue: str) -> None:
 
 @app.task(name="orchestrate.execute", bind=True)
 def execute(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run(cycle.execute, ctx)
+    return _run_stage(cycle.execute, ctx)
 
 
 @app.task(name="orchestrate.publish", bind=True)
 def publish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run(cycle.publish, ctx)
+    return _run_stage(cycle.publish, ctx)
 
 
 @app.task(name="orchestrate.finish", bind=True)
@@ -107,13 +107,13 @@ def on_error(request: Any, exc: BaseException, traceback: Any) -> None:
     cycle_id = _cycle_id_of(request)
     if cycle_id is None:
         return
-    status, reason = Status.FAILED, str(Reason.STAGE_ERROR)
+    status, reason = Status.FAILED, Reason.STAGE_ERROR
     if isinstance(exc, WorkerLostError):
         reason = Reason.WORKER_LOST
     elif isinstance(exc, TimeLimitExceeded):
         status, reason = Status.TIMED_OUT, Reason.DEADLINE
     try:
-        cycle.fail_cycle(cycle_id, services(), f"{type(exc).__name__}: {exc}", status, reason)
+        lifecycle.fail(cycle_id, services(), f"{type(exc).__name__}: {exc}", status, reason)
     except Exception:
         log.exception("cycle %s: the error path itself failed", cycle_id)
 
@@ -133,10 +133,10 @@ def _on_revoked(request: Any = None, terminated: bool = False, expired: bool = F
         "orchestrate."
     ):
         return
-    reason = "expired" if expired else Reason.CANCELLED
+    reason = Reason.EXPIRED if expired else Reason.CANCELLED
     status = Status.FAILED if expired else Status.CANCELLED
     try:
-        cycle.fail_cycle(cycle_id, services(), f"task {reason}", status, reason)
+        lifecycle.fail(cycle_id, services(), f"task {reason.value}", status, reason)
     except Exception:
         log.exception("cycle %s: cleanup after revoke failed", cycle_id)
 
@@ -169,22 +169,8 @@ def _janitor_on_start(**_: Any) -> None:
 # -- canvas ---------------------------------------------------------------------------------------
 
 
-def stage_limits(cfg: WorkspaceConfig) -> dict[str, tuple[int, int]]:
-    """(soft, hard) seconds per stage, derived from the cycle budget; the runner stops the agent first."""
-    budget = cfg.budget.cycle_s
-    grace = cycle.GRACE_S
-    return {
-        "start": (60, 90),
-        "analyze": (min(budget, 900), min(budget, 900) + grace),
-        "decide": (min(budget, 600), min(budget, 600) + grace),
-        "execute": (budget + 10, budget + grace),
-        "publish": (300, 300 + grace),
-        "finish": (90, 90 + grace),
-    }
-
-
 def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None) -> Signature:
-    limits = stage_limits(cfg)
+    limits = cycle.stage_limits(cfg)
     errback = on_error.s()
     stages = [start, analyze, decide, execute, publish, finish]
     sigs = []

@@ -12,8 +12,11 @@ from typing import Any
 from orchestration.agents.base import Emit, EnvGrant, RunTally, clip, count, parse_event, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
-from orchestration.config import Price, WorkspaceConfig
+from orchestration.agents.registry import AgentSpec, RunContext, SessionSource, register
+from orchestration.config import ClaudeAgent, Price, WorkspaceConfig
+from orchestration.sessions import claude as sessions
 
+NAME = "claude-code"
 FILE_TOOLS = {"Edit", "Write", "MultiEdit", "NotebookEdit"}
 
 # Claude Code's own endpoint, credential and settings variables (on top of the base environment).
@@ -26,7 +29,7 @@ ENV = EnvGrant(
 
 
 def build_argv(command: str, cfg: WorkspaceConfig, prompt: str) -> list[str]:
-    agent = cfg.agents.claude_code
+    agent = SPEC.section(cfg)
     argv = [
         command,
         "-p",
@@ -90,13 +93,17 @@ class ClaudeStream:
     def current_cost(self) -> float:
         return self.tally.cost_usd if self.tally.cost_reported else self.estimated_cost
 
+    def poll(self) -> str | None:
+        """Nothing to read besides the stream: Claude Code streams its usage."""
+        return None
+
     def _system(self, ev: dict[str, Any]) -> None:
         if ev.get("subtype") == "init":
             self.tally.session_id = text_or_none(ev.get("session_id")) or self.tally.session_id
             self.tally.model = text_or_none(ev.get("model")) or self.tally.model
             self.emit(
                 "agent.started",
-                {"agent": "claude-code", "session_id": self.tally.session_id, "model": self.tally.model},
+                {"agent": NAME, "session_id": self.tally.session_id, "model": self.tally.model},
             )
 
     def _assistant(self, ev: dict[str, Any]) -> None:
@@ -226,3 +233,51 @@ class ClaudeStream:
 
     def _rel(self, path: str) -> str:
         return relative_to(path, self.worktree)
+
+
+# -- the spec ---------------------------------------------------------------------------------------------
+
+
+def has_bash(tools: list[str]) -> bool:
+    """Whether a tool list lets Claude Code run shell commands (`Bash` or a `Bash(...)` rule)."""
+    return any(t.strip() == "Bash" or t.strip().startswith("Bash(") for t in tools)
+
+
+def _argv(command: str, cfg: WorkspaceConfig, prompt: str, worktree: Path) -> list[str]:
+    return build_argv(command, cfg, prompt)  # the worktree is its working directory
+
+
+def _stream(run: RunContext) -> ClaudeStream:
+    return ClaudeStream(run.emit, run.tally, run.worktree, run.cfg.budget.max_cost_usd, run.cfg.budget.prices)
+
+
+def _bypass(agent: ClaudeAgent) -> tuple[str, str] | None:
+    return ("permission_mode", agent.permission_mode) if agent.permission_mode == "bypassPermissions" else None
+
+
+def _shell(agent: ClaudeAgent) -> str | None:
+    if agent.permission_mode == "bypassPermissions":
+        return "permission_mode bypassPermissions"
+    if has_bash(agent.allowed_tools):
+        return "allowed_tools includes Bash"
+    return None
+
+
+SPEC = register(
+    AgentSpec(
+        name=NAME,
+        config=ClaudeAgent,
+        env=ENV,
+        argv=_argv,
+        stream=_stream,
+        sessions=SessionSource(
+            directory=lambda s: s.claude_dir,
+            find=sessions.find_files,
+            reader=sessions.Reader,
+            path_key=sessions.session_key,
+            files_share_sessions=True,
+        ),
+        bypass=_bypass,
+        shell=_shell,
+    )
+)

@@ -4,6 +4,7 @@ Success comes from `turn.completed` vs `turn.failed`, not the exit code; a top-l
 ("Reconnecting… 1/5") is transient and does not end the run. `codex exec --json` reports usage only at the
 end of the turn, so the running cost is read from the session's rollout file (`token_count` events, one
 per model response) while the agent works, which is what lets `max_cost_usd` stop a Codex run in time.
+Those events are counted by the session analyzer's own rules (`sessions.codex.TokenCounter`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from typing import Any
 
 import orjson
 
-from orchestration.agents.base import Emit, EnvGrant, RunTally, clip, count, parse_event, relative_to, text_or_none
+from orchestration.agents.base import Emit, EnvGrant, RunTally, clip, parse_event, relative_to, text_or_none
 from orchestration.agents.prices import cost_usd, price_for
 from orchestration.agents.process import Verdict
-from orchestration.config import Price, WorkspaceConfig
+from orchestration.agents.registry import AgentSpec, RunContext, SessionSource, register
+from orchestration.config import CodexAgent, Price, WorkspaceConfig
+from orchestration.sessions import codex as sessions
 
+NAME = "codex"
 DEFAULT_MODEL = "gpt-5"  # what the price estimate assumes when neither config nor rollout names one
 ROLLOUT_POLL_S = 1.0
 
@@ -28,7 +32,7 @@ ENV = EnvGrant(names=frozenset({"CODEX_HOME", "OPENAI_BASE_URL", "OPENAI_API_KEY
 
 
 def build_argv(command: str, cfg: WorkspaceConfig, prompt: str, worktree: Path) -> list[str]:
-    agent = cfg.agents.codex
+    agent = SPEC.section(cfg)
     argv = [command, "exec", "--json", "--sandbox", agent.sandbox, "-C", str(worktree), "--skip-git-repo-check"]
     if agent.model:
         argv += ["--model", agent.model]
@@ -60,6 +64,8 @@ class CodexStream:
         self.tally.model = model
         self.rollout: Path | None = None
         self.rollout_offset = 0
+        self.rollout_model: str | None = None
+        self.tokens = sessions.TokenCounter()
         self.next_poll = 0.0
         self.estimated_cost = 0.0
 
@@ -76,7 +82,7 @@ class CodexStream:
             if kind == "thread.started":
                 self.tally.session_id = text_or_none(ev.get("thread_id")) or self.tally.session_id
                 self.emit(
-                    "agent.started", {"agent": "codex", "session_id": self.tally.session_id, "model": self.tally.model}
+                    "agent.started", {"agent": NAME, "session_id": self.tally.session_id, "model": self.tally.model}
                 )
             elif kind in ("item.started", "item.completed"):
                 item = ev.get("item")
@@ -153,9 +159,8 @@ class CodexStream:
         if not isinstance(usage, dict):
             return
         t = self.tally
-        inp, cached = count(usage.get("input_tokens")), count(usage.get("cached_input_tokens"))
-        t.input_tokens, t.cached_tokens = max(0, inp - cached), min(cached, inp)  # Codex's input includes cached
-        t.output_tokens = count(usage.get("output_tokens"))
+        inp, cached, _cache_write, out, _reasoning = sessions.raw_usage(usage)
+        t.input_tokens, t.cached_tokens, t.output_tokens = inp - cached, cached, out  # Codex's input includes cached
         self._estimate()
 
     def _estimate(self) -> None:
@@ -213,14 +218,17 @@ class CodexStream:
                 continue
             if obj.get("type") == "turn_context" and isinstance(payload.get("model"), str):
                 self.tally.model = self.tally.model or payload["model"]
+                self.rollout_model = payload["model"]
             info = payload.get("info") if payload.get("type") == "token_count" else None
-            total = info.get("total_token_usage") if isinstance(info, dict) else None
-            if isinstance(total, dict):
-                inp, cached = count(total.get("input_tokens")), count(total.get("cached_input_tokens"))
-                self.tally.input_tokens, self.tally.cached_tokens = max(0, inp - cached), min(cached, inp)
-                self.tally.output_tokens = count(total.get("output_tokens"))
-                changed = True
+            if isinstance(info, dict):
+                ts = obj.get("timestamp")
+                ts = ts if isinstance(ts, str) and ts else None
+                changed = self.tokens.count(ts, self.rollout_model, *sessions.token_usages(info)) or changed
         if changed:
+            inp, out, cached, cache_write = self.tokens.usage
+            # Codex bills no cache writes: here they are input, as in Codex's own input count
+            self.tally.input_tokens, self.tally.output_tokens = inp + cache_write, out
+            self.tally.cached_tokens = cached
             self._estimate()
         return Verdict.STOP_COST if self.estimated_cost >= self.max_cost_usd else None
 
@@ -240,3 +248,34 @@ class CodexStream:
 
     def _rel(self, path: str) -> str:
         return relative_to(path, self.worktree)
+
+
+# -- the spec ---------------------------------------------------------------------------------------------
+
+
+def _stream(run: RunContext) -> CodexStream:
+    budget = run.cfg.budget
+    model = SPEC.section(run.cfg).model
+    return CodexStream(run.emit, run.tally, run.worktree, budget.max_cost_usd, budget.prices, codex_home(run.env), model)
+
+
+def _bypass(agent: CodexAgent) -> tuple[str, str] | None:
+    return ("sandbox", agent.sandbox) if agent.sandbox == "danger-full-access" else None
+
+
+def _shell(agent: CodexAgent) -> str | None:
+    return "sandbox danger-full-access" if agent.sandbox == "danger-full-access" else None
+
+
+SPEC = register(
+    AgentSpec(
+        name=NAME,
+        config=CodexAgent,
+        env=ENV,
+        argv=build_argv,
+        stream=_stream,
+        sessions=SessionSource(directory=lambda s: s.codex_dir, find=sessions.find_files, reader=sessions.Reader),
+        bypass=_bypass,
+        shell=_shell,
+    )
+)

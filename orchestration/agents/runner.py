@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestration.agents import claude, codex
 from orchestration.agents.base import BASE_ENV, Emit, RunTally, clip
 from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, RunAs, supervise
+from orchestration.agents.registry import AGENTS, RunContext
 from orchestration.config import ENV_REF, WorkspaceConfig, expand_env, never_for_agents
 from orchestration.models import AgentResult, AgentTokens
 from orchestration.redact import Redactor
@@ -24,7 +24,7 @@ def agent_env(
     (`agents.<name>.env`, whose `${env.NAME}` reads only names in `env_allow`). Never the worker's GitHub
     token, ORCH_* settings or broker and Redis URLs, whatever a config says."""
     source = os.environ if environ is None else environ
-    own = claude.ENV if agent == "claude-code" else codex.ENV
+    own = AGENTS[agent].env
     env = {k: v for k, v in source.items() if (BASE_ENV.grants(k) or own.grants(k)) and not never_for_agents(k)}
     for key, value in cfg.agents.env_for(agent).items():
         if never_for_agents(key) or any(never_for_agents(ref) for ref in ENV_REF.findall(value)):
@@ -58,7 +58,9 @@ def run_agent(
     after_final_grace_s: float = AFTER_FINAL_GRACE_S,
     run_as: RunAs | None = None,
 ) -> AgentResult:
-    """Never raises for anything the agent does; the result says what happened."""
+    """Runs the registered agent `agent`. Never raises for anything the agent does; the result says what
+    happened."""
+    spec = AGENTS[agent]
     env = agent_env(cfg, agent, run_as=run_as)
     # The worker's own secrets and whatever the config gave the agent; one stream per run, so that a
     # secret split over two events is masked in both.
@@ -77,23 +79,8 @@ def run_agent(
         )
         return AgentResult(status="failed", stop_reason="agent_not_found", summary=msg)
     tally = RunTally()
-    parser: claude.ClaudeStream | codex.CodexStream
-    poll = None
-    if agent == "codex":
-        parser = codex.CodexStream(
-            safe_emit,
-            tally,
-            worktree,
-            cfg.budget.max_cost_usd,
-            cfg.budget.prices,
-            codex.codex_home(env),
-            cfg.agents.codex.model,
-        )
-        argv = codex.build_argv(command, cfg, prompt, worktree)
-        poll = parser.poll
-    else:
-        parser = claude.ClaudeStream(safe_emit, tally, worktree, cfg.budget.max_cost_usd, cfg.budget.prices)
-        argv = claude.build_argv(command, cfg, prompt)
+    parser = spec.stream(RunContext(cfg=cfg, worktree=worktree, env=env, emit=safe_emit, tally=tally))
+    argv = spec.argv(command, cfg, prompt, worktree)
     started = time.monotonic()
 
     def tick() -> None:
@@ -119,7 +106,7 @@ def run_agent(
         should_cancel=should_cancel,
         on_started=on_started,
         on_tick=tick,
-        poll=poll,
+        poll=parser.poll,
         stderr_path=stderr_path,
         after_final_grace_s=after_final_grace_s,
         run_as=run_as,

@@ -58,7 +58,9 @@ def repo_dir(cfg: WorkspaceConfig, state_dir: Path) -> Path:
             _clone(cfg, source, mirror)
         if not cfg.workspace.is_url:
             _point_remote(mirror, cfg.workspace.remote, _upstream_url(Path(source), cfg.workspace.remote) or source)
-        git.git(["fetch", "--quiet", "--prune", "--no-tags", "--", cfg.workspace.remote], _in_clone(mirror), timeout=600)
+        git.git(
+            ["fetch", "--quiet", "--prune", "--no-tags", "--", cfg.workspace.remote], _in_clone(mirror), timeout=600
+        )
     except GitError as exc:
         raise WorktreeError(f"cannot clone or fetch {cfg.workspace.repo}: {exc.stderr[-300:]}") from exc
     return mirror

@@ -18,12 +18,11 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import pathspec
 
 from orchestration.config import WorkspaceConfig
-from orchestration.models import Decision, Insights
+from orchestration.models import Decision, Insights, TaskRecord
 
 
 @dataclass
@@ -165,20 +164,18 @@ def _title(text: str) -> str:
     return first if len(first) <= 72 else first[:71].rstrip() + "…"
 
 
-def blocked_hashes(history: list[dict[str, Any]], avoid_repeat_days: int, now: float | None = None) -> set[str]:
+def blocked_hashes(history: list[TaskRecord], avoid_repeat_days: int, now: float | None = None) -> set[str]:
     """Hashes done (succeeded) in the window, or failed twice there."""
     since = (now or time.time()) - avoid_repeat_days * 86400
     failures: dict[str, int] = {}
     blocked: set[str] = set()
     for entry in history:
-        at = entry.get("at")
-        if not isinstance(at, int | float) or at < since or not isinstance(entry.get("op_hash"), str):
-            continue  # too old, or not a record we wrote: never let one bad row stop every decision
-        h = entry["op_hash"]
-        status = entry.get("status")
-        if status in ("succeeded", "running", "queued"):
+        if entry.at < since:
+            continue
+        h = entry.op_hash
+        if entry.status in ("succeeded", "running", "queued"):
             blocked.add(h)
-        elif status in ("failed", "timed_out", "cancelled"):
+        elif entry.status in ("failed", "timed_out", "cancelled"):
             failures[h] = failures.get(h, 0) + 1
             if failures[h] >= 2:
                 blocked.add(h)
@@ -214,7 +211,7 @@ def brief(c: Candidate, cfg: WorkspaceConfig, seconds: int) -> str:
 def choose(
     cands: list[Candidate],
     cfg: WorkspaceConfig,
-    history: list[dict[str, Any]],
+    history: list[TaskRecord],
     agent: str,
     now: float | None = None,
 ) -> tuple[Decision | None, list[Candidate]]:

@@ -14,7 +14,7 @@ from orchestration.config import WorkspaceConfig
 from orchestration.decide import llm
 from orchestration.decide.heuristic import Candidate, blocked_hashes, candidates, choose, op_hash
 from orchestration.decide.repo_state import repo_state
-from orchestration.models import Decision, Insights
+from orchestration.models import Decision, Insights, TaskRecord
 
 # Agents this version has a runner for.
 RUNNABLE_AGENTS = ("claude-code", "codex")
@@ -31,9 +31,7 @@ class Outcome:
     reason: str | None = None  # why there is no decision: no_agent_available, no_task
 
 
-def rank_agents(
-    cfg: WorkspaceConfig, available: Callable[[str], bool] | None, history: list[dict[str, Any]]
-) -> list[str]:
+def rank_agents(cfg: WorkspaceConfig, available: Callable[[str], bool] | None, history: list[TaskRecord]) -> list[str]:
     """Allowed agents that can run, best first: `prefer`, unless another did clearly better here."""
     order: list[str] = [cfg.agents.prefer, *[a for a in cfg.agents.allow if a != cfg.agents.prefer]]
     agents = [a for a in order if a in RUNNABLE_AGENTS and (available is None or available(a))]
@@ -41,10 +39,9 @@ def rank_agents(
         return agents
     record: dict[str, tuple[int, int]] = {}
     for entry in history:
-        agent = entry.get("agent")
-        if isinstance(agent, str):
-            ok, n = record.get(agent, (0, 0))
-            record[agent] = (ok + (entry.get("status") == "succeeded"), n + 1)
+        if entry.agent:
+            ok, n = record.get(entry.agent, (0, 0))
+            record[entry.agent] = (ok + (entry.status == "succeeded"), n + 1)
 
     def score(agent: str) -> float:
         ok, n = record.get(agent, (0, 0))
@@ -61,7 +58,7 @@ def make_decision(
     *,
     insights: Insights | None,
     cfg: WorkspaceConfig,
-    history: list[dict[str, Any]],
+    history: list[TaskRecord],
     backlog: list[str],
     available: Callable[[str], bool] | None = None,
     repo: Path | None = None,
@@ -131,7 +128,7 @@ def _with_rules(task: str, cfg: WorkspaceConfig) -> str:
 def _context(
     insights: Insights | None,
     cfg: WorkspaceConfig,
-    history: list[dict[str, Any]],
+    history: list[TaskRecord],
     cands: list[Candidate],
     agents: list[str],
     repo: Path | None,
@@ -151,8 +148,7 @@ def _context(
         "goals": cfg.goals,
         "focus": cfg.focus.model_dump(),
         "recent_tasks": [
-            {k: e.get(k) for k in ("title", "status", "agent")}
-            for e in sorted(history, key=lambda e: -float(e.get("at", 0) or 0))[:15]
+            e.model_dump(include={"title", "status", "agent"}) for e in sorted(history, key=lambda e: -e.at)[:15]
         ],
         "candidates": [
             {"index": i, "title": c.title, "task": c.objective, "why": c.rationale} for i, c in enumerate(cands)

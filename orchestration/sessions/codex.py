@@ -10,7 +10,8 @@ Token usage, matched to ccusage's `codex` command: Codex's `input_tokens` includ
 input), `cache_write = 0` (Codex reports none). `output = output_tokens`: `reasoning_output_tokens` are
 already part of `output_tokens` (ccusage treats them as informational and does not add them, which
 would double-count reasoning). `total_token_usage` is cumulative for the session, so a session's usage
-is counted as ccusage 20.0.24 counts it (see `Reader.count`).
+is counted as ccusage 20.0.24 counts it (see `TokenCounter.count`). The runner reads a running Codex's
+rollout with the same `TokenCounter`, for its live cost.
 """
 
 from __future__ import annotations
@@ -94,6 +95,54 @@ def raw_usage(usage: dict[str, Any]) -> RawUsage:
     return (inp, cached, cache_write, as_int(usage.get("output_tokens")), as_int(usage.get("reasoning_output_tokens")))
 
 
+def token_usages(info: dict[str, Any]) -> tuple[RawUsage | None, RawUsage | None]:
+    """A `token_count` event's (total, last) usage; each None when absent or not an object."""
+    total, last = info.get("total_token_usage"), info.get("last_token_usage")
+    return (raw_usage(total) if isinstance(total, dict) else None, raw_usage(last) if isinstance(last, dict) else None)
+
+
+class TokenCounter:
+    """The tokens of one Codex session, from its `token_count` events in file order: `usage` is
+    (input without cached and cache writes, output, cache_read, cache_write) so far."""
+
+    def __init__(self) -> None:
+        self.usage: Usage = (0, 0, 0, 0)
+        # the last cumulative total, and the events already counted (ccusage drops exact repeats)
+        self.prev_total: RawUsage | None = None
+        self.counted_events: set[tuple[str, str | None, RawUsage]] = set()
+
+    def count(self, ts: str | None, model: str | None, total: RawUsage | None, last: RawUsage | None) -> bool:
+        """ccusage 20.0.24's rule: each event adds its `last_token_usage`, unless its cumulative total did not
+        advance; total-only events add the difference of totals (never below 0); an event identical in
+        (time, model, usage) to one already counted here is dropped (one without a time, `ts` None, never is).
+        True when the event added tokens."""
+        advanced = total is None or total != self.prev_total
+        usage: RawUsage | None = None
+        if last is not None and advanced:
+            usage = last
+        elif total is not None:
+            prev = self.prev_total or (0, 0, 0, 0, 0)
+            usage = (
+                max(0, total[0] - prev[0]),
+                max(0, total[1] - prev[1]),
+                max(0, total[2] - prev[2]),
+                max(0, total[3] - prev[3]),
+                max(0, total[4] - prev[4]),
+            )
+        if total is not None:
+            self.prev_total = total
+        if usage is None or not any(usage):
+            return False
+        if ts is not None:
+            if (ts, model, usage) in self.counted_events:
+                return False
+            self.counted_events.add((ts, model, usage))
+        inp, cached, cache_write, out, _reasoning = usage
+        u = self.usage
+        self.usage = (u[0] + inp - cached - cache_write, u[1] + out, u[2] + cached, u[3] + cache_write)
+        return True
+
+
 def output_exit_code(output: Any) -> int | None:
     """Exit code recorded in a function_call_output, for the versions that put it there."""
     if isinstance(output, dict):
@@ -144,10 +193,7 @@ class Reader:
         self.item_prompts: dict[str, tuple[datetime | None, str]] = {}
         self.scripts: dict[str, str | None] = {}
         self.call_tools: dict[str, str] = {}
-        # ccusage's accounting (see `token_count`): the running sum, the last total, events already counted
-        self.usage: Usage = (0, 0, 0, 0)
-        self.prev_total: RawUsage | None = None
-        self.counted_events: set[tuple[str, str | None, RawUsage]] = set()
+        self.tokens = TokenCounter()
         self.model: str | None = None
         self.header_ts: Any = None
         self.n = 0
@@ -342,12 +388,8 @@ class Reader:
             total, last = info.get("total_token_usage"), info.get("last_token_usage")
             if (total is not None and not isinstance(total, dict)) or (last is not None and not isinstance(last, dict)):
                 self.st.skipped["bad_field"] += 1
-            if isinstance(ts, str) and ts:
-                self.count(
-                    ts,
-                    raw_usage(total) if isinstance(total, dict) else None,
-                    raw_usage(last) if isinstance(last, dict) else None,
-                )
+            if isinstance(ts, str) and ts:  # as ccusage: an event without a time is not counted
+                self.tokens.count(ts, self.model, *token_usages(info))
         elif kind == "exec_command_end":
             code = payload.get("exit_code")
             if isinstance(code, int) and not isinstance(code, bool) and code != 0:
@@ -358,39 +400,13 @@ class Reader:
             elif code == 0:
                 self.st.ends_on_error = None
 
-    def count(self, ts: str, total: RawUsage | None, last: RawUsage | None) -> None:
-        """ccusage 20.0.24's rule: each event adds its `last_token_usage`, unless its cumulative total did not
-        advance; total-only events add the difference of totals (never below 0); an event identical in
-        (time, model, usage) to one already counted in this file is dropped."""
-        advanced = total is None or total != self.prev_total
-        usage: RawUsage | None = None
-        if last is not None and advanced:
-            usage = last
-        elif total is not None:
-            prev = self.prev_total or (0, 0, 0, 0, 0)
-            usage = (
-                max(0, total[0] - prev[0]),
-                max(0, total[1] - prev[1]),
-                max(0, total[2] - prev[2]),
-                max(0, total[3] - prev[3]),
-                max(0, total[4] - prev[4]),
-            )
-        if total is not None:
-            self.prev_total = total
-        if usage is None or not any(usage) or (ts, self.model, usage) in self.counted_events:
-            return
-        self.counted_events.add((ts, self.model, usage))
-        inp, cached, cache_write, out, _reasoning = usage
-        u = self.usage
-        self.usage = (u[0] + inp - cached - cache_write, u[1] + out, u[2] + cached, u[3] + cache_write)
-
     def result(self) -> SessionStats:
         """The file's stats so far; reading may go on afterwards (nothing here is consumed)."""
         st = self.st
         # The current format writes each prompt twice (response_item and event_msg user_message), the
         # older one only as a response_item: take the events when there are any.
         st.prompts = self.event_prompts if self.has_user_events else self.item_prompts
-        usage = self.usage
+        usage = self.tokens.usage
         st.usage.pop(f"{st.path}#usage", None)
         if any(usage):
             st.usage[f"{st.path}#usage"] = usage

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orchestration import cycle
+from orchestration import cycle, lifecycle
 from orchestration.agents.runner import run_agent
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
@@ -170,7 +170,9 @@ def test_fallback_to_the_other_agent_when_the_first_never_starts(
             "pr": {"enabled": False},
         }
     )
-    svc = cycle.Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
+    svc = lifecycle.Services(
+        state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
+    )
     with ScriptedOpenAI(script=codex_write("hello.txt", "from codex\n")) as srv:
         env = codex_env(srv.base_url, tmp_path / "codex-home")
         write_codex_config(tmp_path / "codex-home", srv.base_url)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestration.models import TaskRecord
 from orchestration.state import RedisState
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
 from tests.helpers import ROOT, celery_worker, live_with_marker, make_repo, orchestrate, sh, wait_for
@@ -198,9 +199,8 @@ def test_execute_is_routed_to_the_queue_of_the_agent_decide_chose(setup) -> None
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     state = RedisState(r, env["ORCH_KEY_PREFIX"])
     for i in range(4):
-        state.record_task("demo", {"op_hash": f"old{i}", "agent": "codex", "status": "failed", "at": time.time()})
-        ok = {"op_hash": f"ok{i}", "agent": "claude-code", "status": "succeeded", "at": time.time()}
-        state.record_task("demo", ok)
+        state.record_task("demo", TaskRecord(op_hash=f"old{i}", agent="codex", status="failed", at=time.time()))
+        state.record_task("demo", TaskRecord(op_hash=f"ok{i}", agent="claude-code", status="succeeded", at=time.time()))
     with celery_worker(env, tmp / "worker.log", agents="claude-code"):
         proc = orchestrate(["run", str(cfg), "--json"], env, timeout=90)
     report = json.loads(proc.stdout)

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orchestration import cycle
+from orchestration import cycle, lifecycle
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
 from orchestration.state import LocalState
@@ -56,7 +56,9 @@ def local(tmp_path: Path):  # type: ignore[no-untyped-def]
             "pr": {"enabled": False},
         }
     )
-    svc = cycle.Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
+    svc = lifecycle.Services(
+        state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
+    )
     return cfg, svc
 
 
@@ -95,7 +97,7 @@ def test_daily_budget_exhausted_skips_and_spend_is_recorded(local) -> None:  # t
     cfg, svc = local
     first = cycle.run_local(cycle.enqueue(svc, cfg), svc)
     assert first.status.value == "succeeded" and first.agent and first.agent.cost_usd == pytest.approx(0.0123)
-    from orchestration.cycle import _today
+    from orchestration.lifecycle import today as _today
 
     assert svc.state.get_spend("demo", _today()) == pytest.approx(0.0123)
     svc.state.add_spend("demo", _today(), cfg.budget.daily_cost_usd)

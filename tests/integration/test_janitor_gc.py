@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import cycle
+from orchestration import cycle, lifecycle
 from orchestration.agents import worktree as wt
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
 from orchestration.janitor import gc_worktrees, reap
+from orchestration.models import CycleRecord, Reason, Status
 from orchestration.state import LocalState
 from tests.helpers import live_with_marker, make_repo, orchestrate, sh
 
@@ -24,20 +25,20 @@ pytestmark = pytest.mark.integration
 def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     repo, bare = make_repo(tmp_path)
     cfg = parse_config({"id": "demo", "workspace": {"repo": str(repo)}})
-    svc = cycle.Services(
+    svc = lifecycle.Services(
         state=LocalState(tmp_path / "sd" / "local"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
     )
     return repo, bare, cfg, svc
 
 
-def new_worktree(svc: cycle.Services, cfg, name: str) -> Path:  # type: ignore[no-untyped-def]
+def new_worktree(svc: lifecycle.Services, cfg, name: str) -> Path:  # type: ignore[no-untyped-def]
     """A cycle worktree as execute makes it: from the private clone, at the pinned base commit."""
     mirror = wt.repo_dir(cfg, svc.state_dir)
     base = wt.base_commit(mirror, cfg.workspace.remote, cfg.workspace.base_branch)
     return wt.create(mirror, svc.state_dir, name, f"agent/{name}", base).path
 
 
-def ended_cycle_with_worktree(svc: cycle.Services, cfg, repo: Path, name: str, change: bool, push: bool) -> Path:  # type: ignore[no-untyped-def]
+def ended_cycle_with_worktree(svc: lifecycle.Services, cfg, repo: Path, name: str, change: bool, push: bool) -> Path:  # type: ignore[no-untyped-def]
     ctx = cycle.enqueue(svc, cfg, cycle_id=name)
     path = new_worktree(svc, cfg, name)
     if change:
@@ -46,7 +47,8 @@ def ended_cycle_with_worktree(svc: cycle.Services, cfg, repo: Path, name: str, c
         sh(["git", "commit", "-q", "-m", "work"], path)
     if push:
         sh(["git", "push", "-q", "origin", f"agent/{name}"], path)
-    svc.state.put_cycle(ctx.cycle_id, {"status": "succeeded", "finished_at": "2026-11-25T00:00:00Z"})
+    ctx.status = Status.SUCCEEDED
+    svc.state.save_cycle(CycleRecord(ctx=ctx, finished_at="2026-11-25T00:00:00Z"))
     return path
 
 
@@ -98,34 +100,19 @@ def test_janitor_reaps_orphan_of_a_dead_runner(env, tmp_path: Path) -> None:  # 
 
     from orchestration.agents.process import process_identity
 
-    svc.state.put_cycle(
-        ctx.cycle_id,
-        {
-            "ctx": ctx.model_dump(mode="json"),
-            "agent_pgid": agent.pid,
-            "agent_pid": agent.pid,
-            "host": socket.gethostname(),
-            "runner": f"{dead_runner.pid}:1",
-        },
+    svc.state.save_cycle(
+        CycleRecord(ctx=ctx, agent_pgid=agent.pid, host=socket.gethostname(), runner=f"{dead_runner.pid}:1")
     )
     assert reap(svc, now=time.time()) and live_with_marker(marker) == []
     agent.wait(5)
     rec = svc.state.get_cycle(ctx.cycle_id)
-    assert rec and rec["status"] == "failed" and rec["reason"] == "worker_lost"
+    assert rec and rec.status is Status.FAILED and rec.ctx.reason is Reason.WORKER_LOST
     mirror = svc.state_dir / "mirrors" / "demo"
     assert sh(["git", "log", "-1", "--format=%s", "agent/c-orphan"], mirror).startswith("WIP: Half done")
     assert svc.state.acquire_lock("demo", 10)  # released
     # A second pass finds nothing left to do; a live runner is never reaped.
     assert reap(svc) == []
     live = cycle.enqueue(svc, cfg, cycle_id="c-live")
-    svc.state.put_cycle(
-        live.cycle_id,
-        {
-            "status": "running",
-            "agent_pgid": 1,
-            "host": socket.gethostname(),
-            "runner": process_identity(),
-            "deadline": time.time() + 600,
-        },
-    )
+    live.status, live.deadline = Status.RUNNING, time.time() + 600
+    svc.state.save_cycle(CycleRecord(ctx=live, agent_pgid=1, host=socket.gethostname(), runner=process_identity()))
     assert reap(svc) == []

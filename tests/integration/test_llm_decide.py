@@ -13,7 +13,7 @@ import pytest
 
 from orchestration.config import parse_config
 from orchestration.decide.orchestrator import make_decision
-from orchestration.models import Insights
+from orchestration.models import Insights, TaskRecord
 from tests.fixtures.chat_server import Reply, ScriptedChat, choice_json
 from tests.helpers import make_repo
 
@@ -128,7 +128,7 @@ def test_unknown_agent_is_replaced_and_repeat_is_refused(repo: Path) -> None:
         assert decide(srv.base_url, repo).decision.agent == "claude-code"
     from orchestration.decide.heuristic import op_hash
 
-    history = [{"op_hash": op_hash("Something new"), "status": "succeeded", "at": time.time()}]
+    history = [TaskRecord(op_hash=op_hash("Something new"), status="succeeded", at=time.time())]
     with ScriptedChat([Reply(choice_json(candidate=None, title="Something new"))]) as srv:
         cfg = config(srv.base_url, repo)
         d = make_decision(insights=Insights(), cfg=cfg, history=history, backlog=[], repo=repo).decision

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orchestration import cycle
+from orchestration import cycle, lifecycle
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
 from orchestration.state import LocalState
@@ -65,7 +65,9 @@ def test_a_token_in_a_session_prompt_reaches_nothing_published(tmp_path: Path, m
             "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
         }
     )
-    svc = cycle.Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
+    svc = lifecycle.Services(
+        state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
+    )
     ctx = cycle.enqueue(svc, cfg)
     report = cycle.run_local(ctx, svc)
 

@@ -11,7 +11,7 @@ import pytest
 from orchestration.config import WorkspaceConfig, parse_config
 from orchestration.decide import Candidate, candidates, choose, op_hash
 from orchestration.decide.heuristic import blocked_hashes
-from orchestration.models import Insights
+from orchestration.models import Insights, TaskRecord
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -41,12 +41,12 @@ def make_insights() -> Insights:
     )
 
 
-def entry(objective_or_hash: str, status: str, age_days: float, *, is_hash: bool = False) -> dict[str, Any]:
+def entry(objective_or_hash: str, status: str, age_days: float, *, is_hash: bool = False) -> TaskRecord:
     h = objective_or_hash if is_hash else op_hash(objective_or_hash)
-    return {"op_hash": h, "status": status, "at": NOW - age_days * DAY, "title": "t", "cycle_id": "c"}
+    return TaskRecord(op_hash=h, status=status, at=NOW - age_days * DAY, title="t", cycle_id="c")
 
 
-def pick(cands: list[Candidate], cfg: WorkspaceConfig, history: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def pick(cands: list[Candidate], cfg: WorkspaceConfig, history: list[TaskRecord]):  # type: ignore[no-untyped-def]
     return choose(cands, cfg, history, "claude-code", now=NOW)
 
 
@@ -207,16 +207,6 @@ def test_window_follows_avoid_repeat_days() -> None:
     assert decision is not None and decision.op_hash == op_hash(GOALS[1])
 
 
-def test_history_entries_of_odd_shape_are_ignored() -> None:
-    cfg = make_cfg()
-    history: list[dict[str, Any]] = [
-        {"status": "succeeded", "at": NOW},
-        {"op_hash": 7, "status": "succeeded", "at": NOW},
-    ]
-    decision, _ = pick(candidates(None, cfg), cfg, history)
-    assert decision is not None and decision.op_hash == op_hash(GOALS[0])
-
-
 def test_blocked_hashes_directly() -> None:
     history = [
         entry("a", "succeeded", 1),
@@ -293,7 +283,7 @@ def test_no_deny_line_when_nothing_is_denied() -> None:
 def test_ten_consecutive_cycles_never_repeat_a_task() -> None:
     cfg = make_cfg()
     insights = make_insights()
-    history: list[dict[str, Any]] = []
+    history: list[TaskRecord] = []
     seen: list[str] = []
     stopped = False
     for i in range(10):
@@ -304,7 +294,7 @@ def test_ten_consecutive_cycles_never_repeat_a_task() -> None:
             break
         assert decision.op_hash not in seen, f"cycle {i} repeated {decision.title!r}"
         seen.append(decision.op_hash)
-        history.append({"op_hash": decision.op_hash, "status": "succeeded", "at": now + 60, "title": decision.title})
+        history.append(TaskRecord(op_hash=decision.op_hash, status="succeeded", at=now + 60, title=decision.title))
     assert len(set(seen)) == len(seen)
     assert len(seen) == 10 or stopped
     assert seen[:2] == [op_hash(g) for g in GOALS]
@@ -319,6 +309,6 @@ def test_ten_consecutive_cycles_never_repeat_a_task() -> None:
 
 def test_wall_clock_default_now_is_used() -> None:
     cfg = make_cfg()
-    history = [{"op_hash": op_hash(GOALS[0]), "status": "succeeded", "at": time.time() - 60}]
+    history = [TaskRecord(op_hash=op_hash(GOALS[0]), status="succeeded", at=time.time() - 60)]
     decision, _ = choose(candidates(None, cfg), cfg, history, "claude-code")
     assert decision is not None and decision.op_hash == op_hash(GOALS[1])

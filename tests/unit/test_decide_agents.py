@@ -7,6 +7,7 @@ import pytest
 from orchestration.config import parse_config
 from orchestration.decide import orchestrator
 from orchestration.decide.orchestrator import rank_agents
+from orchestration.models import TaskRecord
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +19,9 @@ def cfg(prefer: str = "claude-code", allow: tuple[str, ...] = ("claude-code", "c
     return parse_config({"workspace": {"repo": "/x"}, "agents": {"allow": list(allow), "prefer": prefer}})
 
 
-def runs(agent: str, ok: int, failed: int) -> list[dict[str, str]]:
-    return [{"agent": agent, "status": "succeeded"}] * ok + [{"agent": agent, "status": "failed"}] * failed
+def runs(agent: str, ok: int, failed: int) -> list[TaskRecord]:
+    done = [TaskRecord(op_hash="h", agent=agent, status="succeeded")] * ok
+    return done + [TaskRecord(op_hash="h", agent=agent, status="failed")] * failed
 
 
 def test_preference_holds_without_a_record() -> None:

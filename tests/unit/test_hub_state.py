@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fakeredis
 import pytest
 
 from orchestration.hub import LocalHub, RedisHub
+from orchestration.keys import Keys
+from orchestration.models import CycleContext, CycleRecord, Reason, Status, TaskRecord
 from orchestration.state import LocalState, RedisState
 
 
@@ -41,7 +44,7 @@ def test_follow_stops_at_cycle_finished_and_streams_expire(r: fakeredis.FakeRedi
     hub.emit("c2", "ws", "finish", "agent.message", {"text": "after the end"})
     kinds = [e.kind for e in hub.follow("c2", block_ms=10)]
     assert kinds == ["cycle.started", "cycle.finished"]
-    assert 0 < r.ttl("t:cycle:c2:events") <= 30 * 86400
+    assert 0 < r.ttl(Keys("t").events("c2")) <= 30 * 86400
 
 
 def test_unknown_event_kind_is_refused(r: fakeredis.FakeRedis) -> None:
@@ -65,18 +68,20 @@ def test_lock_is_exclusive_and_released_by_token(state: RedisState | LocalState)
 
 
 def test_records_spend_history_backlog_cancel(state: RedisState | LocalState) -> None:
-    state.put_cycle(
-        "c1", {"cycle_id": "c1", "workspace": "ws", "status": "queued", "queued_at_ts": 1.0, "ctx": {"a": [1]}}
-    )
-    state.put_cycle("c1", {"status": "running", "reason": None})
+    ctx = CycleContext(cycle_id="c1", workspace="ws", config={"a": [1]}, queued_at="2026-11-25T01:00:00.000Z")
+    state.save_cycle(CycleRecord(ctx=ctx, host="h1", agent_pgid=42))
+    ctx.status, ctx.reason = Status.SKIPPED, Reason.LOCKED
+    state.save_cycle(CycleRecord(ctx=ctx))
     rec = state.get_cycle("c1")
-    assert rec is not None and rec["status"] == "running" and rec["ctx"] == {"a": [1]}
-    assert [c["cycle_id"] for c in state.recent_cycles("ws")] == ["c1"]
+    assert rec is not None and rec.status is Status.SKIPPED and rec.ctx.reason is Reason.LOCKED
+    assert rec.ctx.config == {"a": [1]} and rec.host is None and rec.agent_pgid is None
+    assert [c.cycle_id for c in state.recent_cycles("ws")] == ["c1"]
+    assert state.get_cycle("missing") is None
     assert state.add_spend("ws", "2026-11-25", 0.5) == pytest.approx(0.5)
     state.add_spend("ws", "2026-11-25", 0.25)
     assert state.get_spend("ws", "2026-11-25") == pytest.approx(0.75)
-    state.record_task("ws", {"op_hash": "h1", "status": "succeeded", "at": 100.0})
-    assert state.task_history("ws", 50.0)[0]["op_hash"] == "h1"
+    state.record_task("ws", TaskRecord(op_hash="h1", status="succeeded", at=100.0))
+    assert state.task_history("ws", 50.0)[0].op_hash == "h1"
     assert state.task_history("ws", 150.0) == []
     state.push_backlog("ws", "first")
     state.push_backlog("ws", "second")
@@ -96,3 +101,29 @@ def test_local_hub_numbers_and_prints(tmp_path: Path) -> None:
     hub.emit("c", "ws", "finish", "cycle.finished", {})
     assert [e.seq for e in seen] == [1, 2]
     assert len(hub.path("c").read_text().splitlines()) == 2
+
+
+def test_the_hash_carries_the_record_for_readers_outside(r: fakeredis.FakeRedis) -> None:
+    """Tools that read `<prefix>:cycle:<id>` see the status, reason and report as plain fields."""
+    state = RedisState(r, "t")
+    ctx = CycleContext(cycle_id="c9", workspace="ws", config={}, queued_at="2026-11-25T01:00:00.000Z")
+    ctx.status, ctx.reason = Status.FAILED, Reason.POLICY_DENIED
+    state.save_cycle(CycleRecord(ctx=ctx, finished_at="2026-11-25T01:01:00.000Z"))
+    raw = {k.decode(): v.decode() for k, v in r.hgetall(Keys("t").cycle("c9")).items()}
+    assert raw["status"] == "failed" and raw["reason"] == "policy_denied" and raw["workspace"] == "ws"
+    assert raw["finished_at"] == "2026-11-25T01:01:00.000Z" and "host" not in raw
+    assert r.zscore(Keys("t").cycles("ws"), "c9") == pytest.approx(datetime(2026, 11, 25, 1, tzinfo=UTC).timestamp())
+
+
+def test_unreadable_records_and_history_rows_are_skipped(r: fakeredis.FakeRedis, tmp_path: Path) -> None:
+    """Anyone who can write Redis (or an older version) may leave rows of another shape: skipped, never fatal."""
+    state = RedisState(r, "t")
+    r.hset(Keys("t").cycle("bad"), mapping={"ctx": "not json", "status": "running"})
+    r.zadd(Keys("t").cycles("ws"), {"bad": 1.0})
+    assert state.get_cycle("bad") is None and state.recent_cycles("ws") == []
+    r.zadd(Keys("t").tasks("ws"), {"garbage": 100.0, '{"op_hash": 7}': 100.0, '{"title": "x"}': 100.0})
+    state.record_task("ws", TaskRecord(op_hash="h1", status="failed", at=100.0))
+    assert [t.op_hash for t in state.task_history("ws", 0.0)] == ["h1"]
+    local = LocalState(tmp_path)
+    (tmp_path / "tasks-ws.json").write_text('[{"op_hash": 7}, "x", {"op_hash": "h2", "at": 5}]')
+    assert [t.op_hash for t in local.task_history("ws", 0.0)] == ["h2"]

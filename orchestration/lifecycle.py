@@ -1,0 +1,213 @@
+"""How a cycle is recorded, ended and closed: the one place that ends a cycle, saves its work, releases its
+lock and writes its report.
+
+Every way a cycle can end goes through here: the stages (`cycle.py`), the error path (a stage raised, a
+worker child died, a message was revoked or expired: the Celery layer only adapts those to `fail`), the
+janitor (a worker died with an agent running), and `run --local`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestration import git
+from orchestration.agents import worktree
+from orchestration.agents.process import group_alive, kill_group
+from orchestration.config import WorkspaceConfig, parse_config
+from orchestration.git import GitError
+from orchestration.hub import Hub
+from orchestration.models import (
+    AgentResult,
+    CycleContext,
+    CycleRecord,
+    CycleReport,
+    Decision,
+    Reason,
+    Status,
+    TaskRecord,
+    iso,
+    utcnow,
+)
+from orchestration.state import State
+
+log = logging.getLogger(__name__)
+
+# How long past its budget a cycle may run: the agent's kill grace plus the wrap-up stages.
+GRACE_S = 30
+# The workspace lock outlives the cycle's budget by this much, so that a cycle whose worker died frees its
+# workspace on its own even if no janitor runs; a live cycle always releases it by token first.
+LOCK_MARGIN_S = 600
+
+
+@dataclass
+class Services:
+    """What a stage works with: durable state, the event hub, and this worker's state directory."""
+
+    state: State
+    hub: Hub
+    state_dir: Path
+
+
+def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str, Any] | None = None) -> None:
+    svc.hub.emit(ctx.cycle_id, ctx.workspace, stage, kind, data or {})
+
+
+def config_of(ctx: CycleContext) -> WorkspaceConfig:
+    return parse_config(ctx.config, f"cycle {ctx.cycle_id} config")
+
+
+def today() -> str:
+    """The UTC day spend is counted against."""
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def elapsed_s(ctx: CycleContext) -> float:
+    if not ctx.started_at:
+        return 0.0
+    return round(time.time() - datetime.fromisoformat(ctx.started_at.replace("Z", "+00:00")).timestamp(), 1)
+
+
+# -- the record ---------------------------------------------------------------------------------------
+
+
+def save(svc: Services, ctx: CycleContext, **runner: Any) -> CycleRecord:
+    """Stores the context in the cycle's record, keeping what the record knows of its runner (host, runner
+    process, agent group) unless given here."""
+    record = svc.state.get_cycle(ctx.cycle_id) or CycleRecord(ctx=ctx)
+    record.ctx = ctx
+    for name, value in runner.items():
+        setattr(record, name, value)
+    svc.state.save_cycle(record)
+    return record
+
+
+def end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: Reason) -> CycleContext:
+    """Marks the cycle ended; the later stages pass it through and `finish` closes it."""
+    ctx.status, ctx.reason = status, reason
+    if status is Status.SKIPPED:
+        emit(svc, ctx, stage, "cycle.skipped", {"reason": reason.value})
+    return ctx
+
+
+# -- the work -----------------------------------------------------------------------------------------
+
+
+def save_work(checkout: worktree.Checkout, decision: Decision, cycle_id: str, agent_status: str) -> str | None:
+    """Commits whatever the agent left in the worktree; a WIP commit says so when the run did not succeed.
+    Every git call goes through the checkout's guard: a tampered admin dir is restored first."""
+    from orchestration.pr import commit_message
+
+    try:
+        return git.commit_all(checkout.tree, commit_message(decision, cycle_id, agent_status))
+    except (GitError, worktree.WorktreeError):
+        log.exception("cycle %s: could not commit the agent's work", cycle_id)
+        return None
+
+
+def note_tampering(svc: Services, ctx: CycleContext, checkout: worktree.Checkout, stage: str) -> bool:
+    """Ends the cycle failed / policy_denied when the guard had to put the git admin dir back (the agent
+    wrote its config, hooks or `.git` file); the tracked work was still saved, through the restored dir."""
+    checkout.save(svc.state_dir)
+    if not checkout.violations:
+        return False
+    what = ", ".join(checkout.violations[:10])
+    ctx.error = f"the agent changed git metadata it must not touch ({what}); restored before any git call"
+    emit(svc, ctx, stage, "agent.message", {"level": "error", "text": ctx.error, "reason": "policy_denied"})
+    ctx.status, ctx.reason = Status.FAILED, Reason.POLICY_DENIED
+    return True
+
+
+# -- closing ------------------------------------------------------------------------------------------
+
+
+def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleReport:
+    """Report, spend, history, lock, worktree and record: the part of ending a cycle every path shares.
+    `cycle.finished` goes out last of all (watchers stop at it) unless the caller announces it later."""
+    report = CycleReport(
+        cycle_id=ctx.cycle_id,
+        workspace=ctx.workspace,
+        status=ctx.status,
+        reason=ctx.reason,
+        started_at=ctx.started_at,
+        finished_at=iso(utcnow()),
+        duration_s=elapsed_s(ctx) if ctx.started_at else None,
+        decision=ctx.decision,
+        agent=ctx.agent,
+        branch=ctx.branch,
+        pr=ctx.pr,
+    )
+    if ctx.agent and ctx.agent.cost_usd and svc.state.mark_once(ctx.cycle_id, "spend"):
+        svc.state.add_spend(ctx.workspace, today(), ctx.agent.cost_usd)
+    if ctx.decision and not ctx.dry_run and ctx.started_at and svc.state.mark_once(ctx.cycle_id, "history"):
+        entry = TaskRecord(
+            cycle_id=ctx.cycle_id,
+            op_hash=ctx.decision.op_hash,
+            title=ctx.decision.title,
+            agent=ctx.decision.agent,
+            status=ctx.status.value,
+            at=time.time(),
+        )
+        svc.state.record_task(ctx.workspace, entry)
+    if ctx.lock_token:
+        svc.state.release_lock(ctx.workspace, ctx.lock_token)
+    checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
+    if checkout is not None and checkout.path.exists():
+        # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
+        cfg = config_of(ctx)
+        worktree.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
+    save(svc, ctx, finished_at=report.finished_at, report=report, agent_pgid=None)
+    if announce:
+        announce_end(svc, ctx, report)
+    return report
+
+
+def announce_end(svc: Services, ctx: CycleContext, report: CycleReport) -> None:
+    data = {"status": ctx.status.value, "reason": ctx.reason.value if ctx.reason else None, "report": report.public()}
+    emit(svc, ctx, "finish", "cycle.finished", data)
+
+
+def fail(
+    cycle_id: str, svc: Services, error: str, status: Status = Status.FAILED, reason: Reason = Reason.STAGE_ERROR
+) -> CycleReport | None:
+    """The error path: stop the agent if it still runs here, save its work, release the lock, write the
+    report. Idempotent: a cycle that already ended (or that no record knows) is left as it is."""
+    record = svc.state.get_cycle(cycle_id)
+    if record is None or record.finished_at:
+        return None
+    ctx = record.ctx
+    if record.agent_pgid is not None and record.host == socket.gethostname() and group_alive(record.agent_pgid):
+        kill_group(record.agent_pgid)
+    emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
+    checkout = worktree.Checkout.load(svc.state_dir, cycle_id) if ctx.worktree else None
+    if checkout is not None and checkout.path.exists() and ctx.decision:
+        commit = save_work(checkout, ctx.decision, cycle_id, status.value)
+        if ctx.agent is None:
+            ctx.agent = AgentResult(status="failed", stop_reason=reason.value, summary=error[:500], commit=commit)
+        checkout.save(svc.state_dir)
+        if checkout.violations:
+            status, reason = Status.FAILED, Reason.POLICY_DENIED
+            error = f"{error}; the agent changed git metadata it must not touch ({', '.join(checkout.violations[:10])})"
+    if not ctx.status.ended or ctx.status is Status.SUCCEEDED or reason is Reason.POLICY_DENIED:
+        ctx.status, ctx.reason = status, reason
+    ctx.error = error[:1000]
+    return close(ctx, svc)
+
+
+def timed_out_by_backstop(ctx: CycleContext, svc: Services) -> CycleContext:
+    """Celery's soft time limit fired inside a stage (the stage's own cleanup already killed the agent):
+    the cycle, as last recorded, is marked timed out and its work committed; the chain then goes on, so
+    publish pushes the work and finish reports."""
+    record = svc.state.get_cycle(ctx.cycle_id)
+    if record is not None:
+        ctx = record.ctx
+    checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
+    if checkout is not None and ctx.decision and not ctx.status.ended:
+        save_work(checkout, ctx.decision, ctx.cycle_id, "timed_out")
+    ctx.status, ctx.reason = Status.TIMED_OUT, Reason.DEADLINE
+    return ctx
