@@ -1,17 +1,18 @@
-"""The `orchestrate` command (SPEC §10). The one module of the domain that may import `tasks` (lazily)."""
+"""The `orchestrate` command. The one module of the domain that may import `tasks` (lazily, to talk to Celery)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
-import redis
 import typer
 from pydantic import ValidationError
 from rich import box
@@ -19,14 +20,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestration import cycle, lifecycle
-from orchestration.config import AGENT_NAMES, ConfigError, WorkspaceConfig, load_config
-from orchestration.hub import LocalHub, RedisHub
-from orchestration.models import Event, Status
-from orchestration.policy import HostPolicy, policy_problems, shell_warning
 from orchestration.redact import default_redactor, redact_model, strip_control
 from orchestration.settings import get_settings, redact_url
-from orchestration.state import LocalState, RedisState
+
+# Start-up stays fast (`--help`, `status`): Redis, Celery, the cycle machinery and the config models are
+# imported by the commands that use them.
+if TYPE_CHECKING:
+    import redis
+
+    from orchestration import lifecycle
+    from orchestration.config import WorkspaceConfig
+    from orchestration.models import Event
 
 app = typer.Typer(
     name="orchestrate",
@@ -60,14 +64,15 @@ def _die(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def _load(path: Path) -> WorkspaceConfig:
+    from orchestration.config import ConfigError, load_config
+
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         for line in exc.errors:
             err.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
         _die(f"{path}: invalid config", EXIT_INVALID)
-    settings = get_settings()
-    problems = cycle.config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
+    problems = _config_problems(cfg)
     if problems:
         for p in problems:
             err.print(_tagged("invalid", "red", f"{path}: {p}"))
@@ -75,7 +80,22 @@ def _load(path: Path) -> WorkspaceConfig:
     return cfg
 
 
+def _config_problems(cfg: WorkspaceConfig) -> list[str]:
+    """What makes a valid file unusable on this host (deployment settings and ORCH_ALLOW)."""
+    from orchestration.cycle import config_problems
+    from orchestration.policy import HostPolicy, policy_problems
+
+    settings = get_settings()
+    return config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
+
+
 def _redis_services() -> tuple[lifecycle.Services, redis.Redis]:
+    import redis
+
+    from orchestration.hub import RedisHub
+    from orchestration.lifecycle import Services
+    from orchestration.state import RedisState
+
     s = get_settings()
     client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=5, health_check_interval=30)
     try:
@@ -85,15 +105,17 @@ def _redis_services() -> tuple[lifecycle.Services, redis.Redis]:
             f"cannot reach Redis at {redact_url(s.redis_url)} ({exc}). Start redis-server, set ORCH_REDIS_URL, "
             "or use `orchestrate run --local`."
         )
-    svc = lifecycle.Services(
-        state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir
-    )
+    svc = Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir)
     return svc, client
 
 
 def _local_services(printer: Any = None) -> lifecycle.Services:
+    from orchestration.hub import LocalHub
+    from orchestration.lifecycle import Services
+    from orchestration.state import LocalState
+
     root = get_settings().state_dir / "local"
-    return lifecycle.Services(
+    return Services(
         state=LocalState(root),
         hub=LocalHub(root / "events", printer),
         state_dir=get_settings().state_dir,
@@ -150,7 +172,8 @@ def event_line(ev: Event) -> str:
     return strip_control(f"{ev.seq:>4} {ts} {_cell(ev.stage):<8} {ev.kind:<18} {_cell(detail)}")
 
 
-def print_event(ev: Event) -> None:
+def print_event(ev: Event, console: Console | None = None) -> None:
+    """One event line, on stdout unless another console is given (stderr when stdout carries JSON)."""
     style = {
         "stage.failed": "red",
         "cycle.finished": "bold",
@@ -158,10 +181,12 @@ def print_event(ev: Event) -> None:
         "decision.made": "cyan",
         "pr.opened": "green",
     }.get(ev.kind)
-    (err if _json_mode else out).print(event_line(ev), style=style)
+    (console or out).print(event_line(ev), style=style)
 
 
-_json_mode = False
+def _event_printer(as_json: bool) -> Callable[[Event], None]:
+    """Prints events where they do not mix with the command's output: stderr when stdout is JSON."""
+    return functools.partial(print_event, console=err if as_json else out)
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -209,6 +234,8 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
 
 
 def _exit_for(report: dict[str, Any]) -> int:
+    from orchestration.models import Status
+
     return EXIT_OK if report.get("status") == Status.SUCCEEDED.value else EXIT_FAILED
 
 
@@ -218,6 +245,9 @@ def _exit_for(report: dict[str, Any]) -> int:
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="workspace config files")]) -> None:
     """Check config files without running anything (exit 2 if any is invalid)."""
+    from orchestration.config import ConfigError, load_config
+    from orchestration.policy import shell_warning
+
     bad = 0
     for f in files:
         try:
@@ -227,9 +257,8 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
             for line in exc.errors:
                 out.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
             continue
-        settings = get_settings()
-        problems = cycle.config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
-        warning = shell_warning(cfg, settings)
+        problems = _config_problems(cfg)
+        warning = shell_warning(cfg, get_settings())
         if warning:
             out.print(_tagged("warning", "yellow", f"{f}: {warning}"))
         if problems:
@@ -250,11 +279,12 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="stop after decide")] = False,
 ) -> None:
     """Run one cycle now (ignores window and jitter)."""
-    global _json_mode
-    _json_mode = as_json
+    from orchestration import cycle, lifecycle
+
+    printer = _event_printer(as_json)
     cfg = _load(config)
     if local:
-        svc = _local_services(print_event)
+        svc = _local_services(printer)
         ctx = cycle.enqueue(svc, cfg, trigger="local", dry_run=dry_run)
         report = cycle.run_local(ctx, svc).public()
         print_report(report, as_json)
@@ -276,12 +306,20 @@ def run(
         raise typer.Exit(EXIT_OK)
     if not as_json:
         out.print(f"cycle {ctx.cycle_id} queued", style="dim")
-    report = _follow(svc, ctx.cycle_id)
+    report = _follow(svc, ctx.cycle_id, printer=printer)
     print_report(report, as_json)
     raise typer.Exit(_exit_for(report))
 
 
-def _follow(svc: lifecycle.Services, cycle_id: str, announce_wait: bool = True) -> dict[str, Any]:
+def _follow(
+    svc: lifecycle.Services,
+    cycle_id: str,
+    announce_wait: bool = True,
+    printer: Callable[[Event], None] = print_event,
+) -> dict[str, Any]:
+    from orchestration.hub import RedisHub
+    from orchestration.models import Status
+
     assert isinstance(svc.hub, RedisHub)
     t0 = time.monotonic()
     hinted = False
@@ -297,7 +335,7 @@ def _follow(svc: lifecycle.Services, cycle_id: str, announce_wait: bool = True) 
 
     try:
         for ev in svc.hub.follow(cycle_id, stop=waiting):
-            print_event(ev)
+            printer(ev)
     except KeyboardInterrupt:
         err.print(f"\nstopped following; the cycle goes on. Cancel it with `orchestrate cancel {cycle_id}`.")
         raise typer.Exit(130) from None
@@ -308,6 +346,8 @@ def _follow(svc: lifecycle.Services, cycle_id: str, announce_wait: bool = True) 
 @app.command()
 def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay and follow")] = None) -> None:
     """Replay a cycle's events and follow it to the end; with no id, follow every cycle."""
+    from orchestration.hub import RedisHub
+
     svc, _ = _redis_services()
     assert isinstance(svc.hub, RedisHub)
     if cycle_id:
@@ -434,6 +474,7 @@ def analyze(
 @app.command()
 def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Analyze and decide the next task without running it."""
+    from orchestration import cycle
     from orchestration.decide.orchestrator import make_decision
     from orchestration.sessions import analyze_sessions
 
@@ -498,36 +539,10 @@ def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n", m
     if not cfg.schedule.cron:
         out.print(f"{cfg.id}: no schedule.cron set; cycles run only when started by hand")
         return
+    from orchestration.schedule import next_fires
+
     for when in next_fires(cfg.schedule.cron, cfg.schedule.timezone, count):
         out.print(f"{when.isoformat()}  ({when.astimezone(UTC).isoformat()})")
-
-
-def next_fires(cron: str, tz: str, count: int, now: datetime | None = None) -> list[datetime]:
-    """Walks real (UTC) minutes and matches them in the zone: no wall-clock time that DST skips, and a
-    repeated hour fires twice, as a cron daemon in that zone would."""
-    from zoneinfo import ZoneInfo
-
-    from celery.schedules import crontab
-
-    minute, hour, dom, month, dow = cron.split()
-    c = crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
-    zone = ZoneInfo(tz)
-    t = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    found: list[datetime] = []
-    for _ in range(366 * 24 * 60):
-        local = t.astimezone(zone)
-        if (
-            local.minute in c.minute
-            and local.hour in c.hour
-            and local.month in c.month_of_year
-            and local.day in c.day_of_month
-            and (local.isoweekday() % 7) in c.day_of_week
-        ):
-            found.append(local)
-            if len(found) >= count:
-                break
-        t += timedelta(minutes=1)
-    return found
 
 
 @app.command()
@@ -562,16 +577,19 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
 ) -> None:
     """Start a prefork Celery worker for `orchestrate` and `agent.<name>` queues."""
+    from orchestration.agents.registry import AGENTS
+
     if agents:
         names = [a.strip() for a in agents.split(",") if a.strip()]
-        unknown = [a for a in names if a not in AGENT_NAMES]
+        unknown = [a for a in names if a not in AGENTS]
         if unknown:
             _die(
-                f"--agents: unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENT_NAMES)}",
+                f"--agents: unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENTS)}",
                 EXIT_INVALID,
             )
     else:
-        names = [a for a in AGENT_NAMES if shutil.which("claude" if a == "claude-code" else "codex")]
+        # an agent is installed when its default command is on PATH
+        names = [name for name, spec in AGENTS.items() if shutil.which(spec.default_command)]
     user = get_settings().agent_user
     if user:
         from orchestration.agents.process import RunAs
@@ -580,7 +598,7 @@ def worker(
             RunAs.lookup(user)
         except ValueError as exc:
             _die(str(exc), EXIT_INVALID)
-    queues = ",".join(["orchestrate", *[f"agent.{a}" for a in names]])
+    queues = ",".join(["orchestrate", *[AGENTS[a].queue for a in names]])
     err.print(f"worker queues: {queues}", style="dim")
     argv = [
         sys.executable,
@@ -623,7 +641,10 @@ def main() -> None:
     except Fatal as exc:
         err.print(f"orchestrate: {exc}")
         sys.exit(exc.code)
-    except redis.RedisError as exc:
+    except Exception as exc:
+        redis = sys.modules.get("redis")  # a command that talks to Redis imported it
+        if redis is None or not isinstance(exc, redis.RedisError):
+            raise
         err.print(f"orchestrate: Redis error: {exc}")
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:

@@ -237,6 +237,7 @@ class Schedule(Strict):
     cron: str | None = None
     timezone: str = "UTC"
     window: Window | None = None
+    # Validated and kept, not applied yet: a scheduled cycle starts at its fire time; a missed fire is skipped.
     jitter_s: int = Field(default=0, ge=0)
     on_missed: Literal["skip", "run"] = "skip"
 
@@ -395,7 +396,7 @@ class LLM(Strict):
     timeout_s: float = Field(default=60, gt=0)
 
 
-class Decision(Strict):
+class DecisionConfig(Strict):
     backend: Literal["heuristic", "llm", "auto"] = "auto"
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     avoid_repeat_days: int = Field(default=7, ge=0)
@@ -494,7 +495,7 @@ class WorkspaceConfig(Strict):
     goals: list[str] = Field(default_factory=list)
     focus: Focus = Field(default_factory=Focus)
     agents: Agents = Field(default_factory=Agents)
-    decision: Decision = Field(default_factory=Decision)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
     pr: PR = Field(default_factory=PR)
     permissions: Permissions = Field(default_factory=Permissions)
     env_allow: list[EnvName] = Field(default_factory=list)

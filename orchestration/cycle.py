@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from orchestration import git
-from orchestration.agents import worktree as wt
+from orchestration.agents import worktree
 from orchestration.agents.process import RunAs, process_identity
+from orchestration.agents.registry import AGENTS
 from orchestration.agents.runner import resolve_command, run_agent
 from orchestration.config import WorkspaceConfig
-from orchestration.decide.orchestrator import RUNNABLE_AGENTS, make_decision
+from orchestration.decide.orchestrator import make_decision
 from orchestration.git import GitError
 from orchestration.lifecycle import (
     GRACE_S,
@@ -328,13 +329,13 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             return ctx
         run_as = agent_user()
         decision = ctx.decision
-        repo = wt.repo_dir(cfg, svc.state_dir)
-        base = wt.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
+        repo = worktree.repo_dir(cfg, svc.state_dir)
+        base = worktree.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-        ctx.branch = wt.branch_name(cfg.pr.branch_prefix, stamp, decision.title, ctx.cycle_id)
-        checkout = wt.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
+        ctx.branch = worktree.branch_name(cfg.pr.branch_prefix, stamp, decision.title, ctx.cycle_id)
+        checkout = worktree.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
         if run_as is not None:
-            wt.hand_over(checkout, run_as.name, svc.state_dir)
+            worktree.hand_over(checkout, run_as.name, svc.state_dir)
         path = checkout.path
         ctx.worktree, ctx.base_sha = str(path), base
         save(svc, ctx)
@@ -361,7 +362,7 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
             )
 
         result = run(decision.agent)
-        other = next((a for a in cfg.agents.allow if a != decision.agent and a in RUNNABLE_AGENTS), None)
+        other = next((a for a in cfg.agents.allow if a != decision.agent and a in AGENTS), None)
         if result.status == "failed" and not result.worked and other is not None:
             # It never got going (missing binary, auth error, crash at start): the other agent gets one try.
             why = f"{decision.agent} failed before doing anything ({result.stop_reason}): {result.summary[:200]}"
@@ -382,10 +383,10 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
     return ctx
 
 
-def _files(checkout: wt.Checkout, base: str) -> list[str]:
+def _files(checkout: worktree.Checkout, base: str) -> list[str]:
     try:
         return git.changed_files(checkout.tree, base)
-    except (GitError, wt.WorktreeError):
+    except (GitError, worktree.WorktreeError):
         return []
 
 
@@ -397,7 +398,7 @@ def publish(ctx: CycleContext, svc: Services) -> CycleContext:
         # Runs for ended cycles too: a timed-out or cancelled cycle's work is pushed so it is safe.
         if ctx.decision is None or ctx.worktree is None or ctx.branch is None or ctx.dry_run:
             return ctx
-        checkout = wt.Checkout.load(svc.state_dir, ctx.cycle_id)
+        checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id)
         if checkout is None or not checkout.path.exists() or ctx.base_sha is None:
             ctx.pr = PRResult(status="failed", reason="worktree_missing")
             emit(svc, ctx, "publish", "pr.skipped", {"reason": "worktree_missing"})

@@ -2,8 +2,8 @@
 
 `ORCH_ALLOW` is a comma list of tokens:
 
-- `bypass`: a config may use Claude Code's `bypassPermissions` permission mode or Codex's `danger-full-access`
-  sandbox;
+- `bypass`: a config may turn an agent's own sandbox or permission checks off (each agent's spec says which
+  setting does: Claude Code's `bypassPermissions` permission mode, Codex's `danger-full-access` sandbox);
 - `shell`: a config may set `permissions.shell`;
 - `network:<host>` (any port) or `network:<host>:<port>`: `permissions.network` may name that host (and port).
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from orchestration.agents.registry import AGENTS
 from orchestration.config import WorkspaceConfig, parse_network_entry
 
 if TYPE_CHECKING:
@@ -72,11 +73,11 @@ def _refused(path: str, value: str, lacks: str) -> str:
 def policy_problems(cfg: WorkspaceConfig, policy: HostPolicy) -> list[str]:
     """What `cfg` would use beyond the host's ceiling; one line per problem, each starting with its JSON path."""
     problems = []
-    allowed = cfg.agents.allow
-    if "claude-code" in allowed and cfg.agents.claude_code.permission_mode == "bypassPermissions" and not policy.bypass:
-        problems.append(_refused("agents.claude-code.permission_mode", "bypassPermissions", '"bypass"'))
-    if "codex" in allowed and cfg.agents.codex.sandbox == "danger-full-access" and not policy.bypass:
-        problems.append(_refused("agents.codex.sandbox", "danger-full-access", '"bypass"'))
+    for spec in AGENTS.values():
+        bypass = spec.bypass(spec.section(cfg)) if spec.name in cfg.agents.allow else None
+        if bypass is not None and not policy.bypass:
+            setting, value = bypass
+            problems.append(_refused(f"agents.{spec.name}.{setting}", value, '"bypass"'))
     shell = cfg.permissions.shell
     if shell not in (False, []) and not policy.shell:
         problems.append(_refused("permissions.shell", orjson.dumps(shell).decode(), '"shell"'))
@@ -88,23 +89,15 @@ def policy_problems(cfg: WorkspaceConfig, policy: HostPolicy) -> list[str]:
     return problems
 
 
-def _claude_has_bash(tools: list[str]) -> bool:
-    return any(t.strip() == "Bash" or t.strip().startswith("Bash(") for t in tools)
-
-
 def shell_warning(cfg: WorkspaceConfig, settings: Settings) -> str | None:
     """A warning when `cfg` gives an agent a shell while the agents run as the worker's own OS user."""
     if settings.agent_user:
         return None
     shells = []
-    if "claude-code" in cfg.agents.allow:
-        claude = cfg.agents.claude_code
-        if claude.permission_mode == "bypassPermissions":
-            shells.append("claude-code (permission_mode bypassPermissions)")
-        elif _claude_has_bash(claude.allowed_tools):
-            shells.append("claude-code (allowed_tools includes Bash)")
-    if "codex" in cfg.agents.allow and cfg.agents.codex.sandbox == "danger-full-access":
-        shells.append("codex (sandbox danger-full-access)")
+    for spec in AGENTS.values():
+        reason = spec.shell(spec.section(cfg)) if spec.name in cfg.agents.allow else None
+        if reason is not None:
+            shells.append(f"{spec.name} ({reason})")
     if not shells:
         return None
     return (

@@ -1,4 +1,4 @@
-"""The publish stage (SPEC §5 "publish"): commit, permission check, push, and find-or-open the draft PR.
+"""The publish stage: commit, permission check, push, and find-or-open the draft PR.
 
 Plain functions, no Celery. `publish` never raises: every outcome is a `PRResult` with a reason, because a
 publish failure must not lose the work (the branch is pushed before any `gh` call) nor crash a worker.
@@ -70,7 +70,7 @@ GH_EXIT_AUTH = 4  # gh's exit code when a command needs authentication (cmd/gh/m
 
 
 class _GhBadOutput(Exception):
-    """gh exited 0 but printed something we cannot trust (SPEC §12: an error, never a crash)."""
+    """gh exited 0 but printed something we cannot trust (an error for the report, never a crash)."""
 
 
 class _GhNotAuthenticated(Exception):
@@ -426,7 +426,7 @@ def _publish(
     duration_s: float,
     base_ref: str,
 ) -> PRResult:
-    cfg, tree, wt, branch = run.cfg, run.tree, run.worktree, run.branch
+    cfg, tree, work_tree, branch = run.cfg, run.tree, run.worktree, run.branch
 
     # 1. Commit whatever the agent left uncommitted; the push below must carry all of it. Every git call
     #    goes through the tree's own admin dir and guard, never through the work tree's `.git`.
@@ -476,7 +476,7 @@ def _publish(
 
     # 5. gh: authenticated?
     try:
-        auth = _run_gh(run.gh, ["auth", "status", *_auth_args(cfg)], wt)
+        auth = _run_gh(run.gh, ["auth", "status", *_auth_args(cfg)], work_tree)
     except FileNotFoundError:
         return run.skipped("gh_not_found")
     except PermissionError as exc:
@@ -535,7 +535,7 @@ def _publish(
     url, number = parsed
 
     # 8. Believe it when gh can read it back.
-    seen = _view_pr(run.gh, cfg, wt, str(number))
+    seen = _view_pr(run.gh, cfg, work_tree, str(number))
     if seen is None or seen["number"] != number:
         return run.failed(f"pr_not_found_after_create: gh pr create printed {url}, gh pr view cannot find it")
     return run.opened(True, seen)

@@ -40,7 +40,7 @@ class CronError(ValueError):
     """A cron Celery cannot read, or one that can never fire; the message names the field."""
 
 
-class zoned_crontab(crontab):
+class zoned_crontab(crontab):  # type: ignore[misc]  # Celery ships no type information
     """A crontab read in its own timezone rather than the app's (Celery matches fields in `self.tz`).
 
     Picklable (the default shelve scheduler stores entries), so no closures.
@@ -51,7 +51,7 @@ class zoned_crontab(crontab):
         self.timezone_name = timezone_name
 
     @property
-    def tz(self) -> ZoneInfo:  # type: ignore[override]
+    def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone_name)
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -1,4 +1,4 @@
-"""Process-wide settings from the ORCH_* environment (SPEC §2)."""
+"""Process-wide settings from the ORCH_* environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Celery app, configured in one place from ORCH_* settings (SPEC §11)."""
+"""The Celery app, configured in one place from ORCH_* settings."""
 
 from __future__ import annotations
 
@@ -9,35 +9,51 @@ from celery import Celery, signals
 from orchestration.redact import install_logging_filter
 from orchestration.settings import get_settings
 
-settings = get_settings()
+# Importing this module reads no settings: the app is configured on first use (a worker or beat starting,
+# a task being sent), when Celery loads its configuration and sends `on_after_configure`.
+app = Celery("orchestrate", include=["tasks.cycle"])
 
-app = Celery("orchestrate", broker=settings.broker, backend=settings.backend, include=["tasks.cycle"])
-_transport = {"visibility_timeout": settings.visibility_timeout_s}
-app.conf.update(
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    result_accept_content=["json"],
-    task_acks_late=True,
-    task_reject_on_worker_lost=False,  # a lost child fails its task (errback ends the cycle), never reruns it
-    worker_prefetch_multiplier=1,
-    worker_send_task_events=True,
-    task_send_sent_event=True,
-    task_track_started=True,
-    result_extended=True,
-    result_expires=7 * 86400,
-    broker_transport_options=_transport,
-    result_backend_transport_options=_transport,
-    broker_connection_retry_on_startup=True,
-    worker_pool="prefork",
-    worker_soft_shutdown_timeout=30.0,
-    worker_enable_soft_shutdown_on_idle=True,
-    task_default_queue="orchestrate",
-    task_create_missing_queues=True,
-    timezone="UTC",
-    enable_utc=True,
-    worker_hijack_root_logger=False,
-)
+STATIC_CONF: dict[str, Any] = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "result_accept_content": ["json"],
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": False,  # a lost child fails its task (errback ends the cycle), never reruns it
+    "worker_prefetch_multiplier": 1,
+    "worker_send_task_events": True,
+    "task_send_sent_event": True,
+    "task_track_started": True,
+    "result_extended": True,
+    "result_expires": 7 * 86400,
+    "broker_connection_retry_on_startup": True,
+    "worker_pool": "prefork",
+    "worker_soft_shutdown_timeout": 30.0,
+    "worker_enable_soft_shutdown_on_idle": True,
+    "task_default_queue": "orchestrate",
+    "task_create_missing_queues": True,
+    "timezone": "UTC",
+    "enable_utc": True,
+    "worker_hijack_root_logger": False,
+}
+
+
+def settings_conf() -> dict[str, Any]:
+    """The app's configuration from the ORCH_* settings (read when called)."""
+    settings = get_settings()
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        **STATIC_CONF,
+        "broker_url": settings.broker,
+        "result_backend": settings.backend,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+    }
+
+
+@app.on_after_configure.connect(weak=False)
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(settings_conf())
 
 
 @signals.after_setup_logger.connect

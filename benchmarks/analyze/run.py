@@ -15,7 +15,7 @@ Steps (README.md says why each is measured the way it is):
 4. ours once more over all sessions (`repo="/"`) for the comparison with ccusage, which reports every session;
 5. memory: a corpus twice the size, `--repeat` rounds of ccusage and ours cold; peak memory at 2S against S.
 
-Prints a table (system, files, MB, seconds, MB/s, CPU seconds, peak RSS), the ratios the issue asks for, and
+Prints a table (system, files, MB, seconds, MB/s, CPU seconds, peak RSS), the target ratios, and
 sessions/tokens/prompts/tool calls/failures from the generator's ground truth, ccusage and ours side by side.
 Exit status: 0 (1 with `--check` when a target is missed, 2 when ccusage is not installed).
 """

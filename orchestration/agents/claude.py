@@ -29,7 +29,7 @@ ENV = EnvGrant(
 
 
 def build_argv(command: str, cfg: WorkspaceConfig, prompt: str) -> list[str]:
-    agent = SPEC.section(cfg)
+    agent = AGENT.section(cfg)
     argv = [
         command,
         "-p",
@@ -263,7 +263,7 @@ def _shell(agent: ClaudeAgent) -> str | None:
     return None
 
 
-SPEC = register(
+AGENT = register(
     AgentSpec(
         name=NAME,
         config=ClaudeAgent,

@@ -32,7 +32,7 @@ ENV = EnvGrant(names=frozenset({"CODEX_HOME", "OPENAI_BASE_URL", "OPENAI_API_KEY
 
 
 def build_argv(command: str, cfg: WorkspaceConfig, prompt: str, worktree: Path) -> list[str]:
-    agent = SPEC.section(cfg)
+    agent = AGENT.section(cfg)
     argv = [command, "exec", "--json", "--sandbox", agent.sandbox, "-C", str(worktree), "--skip-git-repo-check"]
     if agent.model:
         argv += ["--model", agent.model]
@@ -254,9 +254,9 @@ class CodexStream:
 
 
 def _stream(run: RunContext) -> CodexStream:
-    budget = run.cfg.budget
-    model = SPEC.section(run.cfg).model
-    return CodexStream(run.emit, run.tally, run.worktree, budget.max_cost_usd, budget.prices, codex_home(run.env), model)
+    budget, home = run.cfg.budget, codex_home(run.env)
+    model = AGENT.section(run.cfg).model
+    return CodexStream(run.emit, run.tally, run.worktree, budget.max_cost_usd, budget.prices, home, model)
 
 
 def _bypass(agent: CodexAgent) -> tuple[str, str] | None:
@@ -267,7 +267,7 @@ def _shell(agent: CodexAgent) -> str | None:
     return "sandbox danger-full-access" if agent.sandbox == "danger-full-access" else None
 
 
-SPEC = register(
+AGENT = register(
     AgentSpec(
         name=NAME,
         config=CodexAgent,

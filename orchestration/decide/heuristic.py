@@ -164,6 +164,15 @@ def _title(text: str) -> str:
     return first if len(first) <= 72 else first[:71].rstrip() + "…"
 
 
+# A task is sized for this share of the cycle budget: the rest covers analysis, start-up, commit and the PR.
+TASK_SHARE_OF_BUDGET = 0.8
+
+
+def task_budget_s(cfg: WorkspaceConfig) -> int:
+    """The seconds a task should fit in."""
+    return max(1, int(cfg.budget.cycle_s * TASK_SHARE_OF_BUDGET))
+
+
 def blocked_hashes(history: list[TaskRecord], avoid_repeat_days: int, now: float | None = None) -> set[str]:
     """Hashes done (succeeded) in the window, or failed twice there."""
     since = (now or time.time()) - avoid_repeat_days * 86400
@@ -221,7 +230,7 @@ def choose(
     if not open_cands:
         return None, []
     best = open_cands[0]
-    seconds = max(1, int(cfg.budget.cycle_s * 0.8))
+    seconds = task_budget_s(cfg)
     decision = Decision(
         task=brief(best, cfg, seconds),
         title=best.title,
@@ -231,6 +240,6 @@ def choose(
         source="heuristic",
         op_hash=best.op_hash,
         priority=int(best.score),
-        estimated_s=int(cfg.budget.cycle_s * 0.8),
+        estimated_s=task_budget_s(cfg),
     )
     return decision, open_cands[1:4]

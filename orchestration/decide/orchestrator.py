@@ -5,19 +5,20 @@ the config and by how each agent has fared here before."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration.agents.registry import AGENTS
 from orchestration.config import WorkspaceConfig
 from orchestration.decide import llm
-from orchestration.decide.heuristic import Candidate, blocked_hashes, candidates, choose, op_hash
+from orchestration.decide.heuristic import Candidate, blocked_hashes, candidates, choose, op_hash, task_budget_s
 from orchestration.decide.repo_state import repo_state
 from orchestration.models import Decision, Insights, TaskRecord
 
-# Agents this version has a runner for.
-RUNNABLE_AGENTS = ("claude-code", "codex")
+# Agents this version has a runner for: the agent registry.
+RUNNABLE_AGENTS: Container[str] = AGENTS
 # Another agent replaces the preferred one only with this much better a record, over enough runs.
 SWITCH_MARGIN = 0.25
 SWITCH_MIN_RUNS = 3
@@ -100,7 +101,7 @@ def _from_choice(
     hash_ = picked.op_hash if picked else op_hash(choice.title)
     if hash_ in blocked:
         raise llm.LLMFailure("llm chose a task that was done recently")
-    budget = int(cfg.budget.cycle_s * 0.8)
+    budget = task_budget_s(cfg)
     return Decision(
         task=_with_rules(choice.task, cfg),
         title=choice.title.strip()[:72],
@@ -154,6 +155,6 @@ def _context(
             {"index": i, "title": c.title, "task": c.objective, "why": c.rationale} for i, c in enumerate(cands)
         ],
         "agents": agents,
-        "budget_minutes": max(1, int(cfg.budget.cycle_s * 0.8 // 60)),
+        "budget_minutes": max(1, task_budget_s(cfg) // 60),
         "now": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }

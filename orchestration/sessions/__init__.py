@@ -1,4 +1,4 @@
-"""The session analyzer (SPEC §5 "analyze"): Claude Code transcripts and Codex rollouts → Insights."""
+"""The session analyzer (the analyze stage): Claude Code transcripts and Codex rollouts → Insights."""
 
 from orchestration.sessions.analyzer import analyze_sessions
 

@@ -1,9 +1,10 @@
 """The analyze stage: what people did with their agents in this repository, per provider and overall.
 
-Each provider's reader turns one file into keyed `SessionStats`; this module picks the files (recent
-enough, most recent first, at most `max_sessions` sessions), keeps the ones whose cwd is inside the repo,
-merges them with first-seen-wins on every key (so a response, tool call or prompt copied into a resumed
-session's file counts once) and folds the result into the `Insights` model.
+The providers are the registered agents that have a session reader (`AgentSpec.sessions`), each reported
+under the agent's name. Each provider's reader turns one file into keyed `SessionStats`; this module picks
+the files (recent enough, most recent first, at most `max_sessions` sessions), keeps the ones whose cwd is
+inside the repo, merges them with first-seen-wins on every key (so a response, tool call or prompt copied
+into a resumed session's file counts once) and folds the result into the `Insights` model.
 
 Reading is incremental (see `cache`): an unchanged file is not opened, a grown one is read from where the
 last run stopped. A large cold read is spread over the machine's cores.
@@ -21,11 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, TypeVar
 
+from orchestration.agents.registry import AGENTS, SessionSource
 from orchestration.config import Sessions
 from orchestration.models import Insights, ProviderInsights, Tokens, iso, utcnow
-from orchestration.sessions import cache, claude, codex
+from orchestration.sessions import cache
 from orchestration.sessions._common import SessionStats, Usage, Workspace, usage_wins
 from orchestration.settings import get_settings
 
@@ -36,31 +38,11 @@ MAX_GOALS = 20
 MAX_GOAL_CHARS = 300
 
 
-class _Reader(Protocol):
-    st: SessionStats
-
-    def read(self, ws: Workspace, start: int = 0, pos: list[int] | None = None) -> None: ...
-    def result(self) -> SessionStats: ...
+def session_sources() -> dict[str, SessionSource]:
+    """Provider name → its session source: every registered agent that has one, in the registry's order."""
+    return {name: spec.sessions for name, spec in AGENTS.items() if spec.sessions is not None}
 
 
-@dataclass(frozen=True)
-class _Provider:
-    find: Callable[[str, Counter[str]], list[tuple[str, float]]]
-    reader: Callable[[str, float], _Reader]
-    # The session a file belongs to, from its path alone (None: cannot tell before parsing).
-    path_key: Callable[[str], str | None]
-    # Claude: subagent files join their parent session. Codex: one file per session, a repeat is a copy.
-    files_share_sessions: bool
-
-
-def _no_key(_path: str) -> str | None:
-    return None
-
-
-PROVIDERS: dict[str, _Provider] = {
-    "claude-code": _Provider(claude.find_files, claude.Reader, claude.session_key, True),
-    "codex": _Provider(codex.find_files, codex.Reader, _no_key, False),
-}
 # A cold read smaller than this is not worth starting worker processes for.
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
@@ -92,7 +74,7 @@ def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: s
     if same and entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
         return _Scan(entry, changed=False)
     ws = _workspace(root)
-    new = PROVIDERS[kind].reader
+    new = session_sources()[kind].reader
     unchanged_head = (
         same
         and entry is not None
@@ -264,7 +246,7 @@ def _recent(kind: str, root: str, cutoff: float) -> tuple[list[tuple[str, float]
     """The provider's files young enough to count, most recent first, and what the listing skipped."""
     skipped: Counter[str] = Counter()
     recent: list[tuple[str, float]] = []
-    for path, mtime in PROVIDERS[kind].find(root, skipped):
+    for path, mtime in session_sources()[kind].find(root, skipped):
         if mtime < cutoff:
             skipped["too_old"] += 1
         else:
@@ -284,7 +266,7 @@ def _run(
     progress: Progress | None,
 ) -> _Acc:
     """Reads one provider's recent files, most recent first, keeping workspace sessions up to the limit."""
-    provider = PROVIDERS[kind]
+    provider = session_sources()[kind]
     acc = _Acc()
     recent, listed_skips = listing
     acc.skipped.update(listed_skips)
@@ -442,11 +424,11 @@ def analyze_sessions(
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     cutoff = moment.timestamp() - cfg.since_days * 86400
-    dirs = {"claude-code": cfg.claude_dir, "codex": cfg.codex_dir}
+    sources = session_sources()
     roots: dict[str, str] = {
-        str(name): os.path.realpath(os.path.expanduser(dirs[name]))
+        str(name): os.path.realpath(os.path.expanduser(sources[name].directory(cfg)))
         for name in dict.fromkeys(cfg.providers)
-        if name in PROVIDERS
+        if name in sources
     }
     listings = {name: _recent(name, root, cutoff) for name, root in roots.items()}
     # Nothing changed since the last run (same files, sizes and mtimes, same settings): its result stands.

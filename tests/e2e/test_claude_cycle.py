@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestration.keys import Keys
 from tests.fixtures.anthropic_server import ScriptedAnthropic, claude_env, write_file_script
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
 from tests.helpers import NODE_BIN, celery_worker, live_with_marker, make_repo, orchestrate, sh
@@ -91,7 +92,7 @@ def test_real_claude_cycle_through_worker(tmp_path: Path, orch_env: dict[str, st
 
     # The events arrived in order, seq 1..n, with Claude's stream normalized into hub kinds.
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
-    rows = r.xrange(f"{env['ORCH_KEY_PREFIX']}:cycle:{report['cycle_id']}:events")
+    rows = r.xrange(Keys(env["ORCH_KEY_PREFIX"]).events(report["cycle_id"]))
     events = [json.loads(f[b"event"]) for _, f in rows]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     kinds = [e["kind"] for e in events]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestration.keys import Keys
 from tests.helpers import ROOT, celery_worker, make_repo, orchestrate_process, wait_for
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
@@ -39,19 +40,19 @@ def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, 
     beat_log = tmp_path / "beat.log"
     beat_args = ["beat", "-s", str(tmp_path / "beat-schedule")]
     with celery_worker(env, tmp_path / "worker.log"), orchestrate_process(beat_args, env, beat_log):
-        ids = wait_for(lambda: r.zrange(f"{prefix}:cycles:demo", 0, -1), timeout=75, interval=0.5)
+        ids = wait_for(lambda: r.zrange(Keys(prefix).cycles("demo"), 0, -1), timeout=75, interval=0.5)
         assert ids, beat_log.read_text()[-3000:]
         cycle_id = ids[0].decode()
         status = wait_for(
             lambda: (
-                (r.hget(f"{prefix}:cycle:{cycle_id}", "status") or b"").decode()
+                (r.hget(Keys(prefix).cycle(cycle_id), "status") or b"").decode()
                 in ("succeeded", "failed", "timed_out", "skipped")
-                and r.hget(f"{prefix}:cycle:{cycle_id}", "status")
+                and r.hget(Keys(prefix).cycle(cycle_id), "status")
             ),
             timeout=60,
             interval=0.5,
         )
-        assert status == b"succeeded", r.hgetall(f"{prefix}:cycle:{cycle_id}")
-        assert r.hget(f"{prefix}:cycle:{cycle_id}", "trigger") == b"schedule"
+        assert status == b"succeeded", r.hgetall(Keys(prefix).cycle(cycle_id))
+        assert r.hget(Keys(prefix).cycle(cycle_id), "trigger") == b"schedule"
     log = beat_log.read_text()
     assert "broken.json" in log and "bogus" in log  # the invalid config was reported and left out

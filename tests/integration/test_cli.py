@@ -1,4 +1,4 @@
-"""The `orchestrate` command as a user runs it: a subprocess, stdin closed, exit codes and output (SPEC §10).
+"""The `orchestrate` command as a user runs it: a subprocess, stdin closed, exit codes and output.
 
 Every call asserts that no Python traceback reaches the user. `run --local` runs with ORCH_REDIS_URL pointing
 at a closed port, which proves it does not need Redis; the other commands use the session's redis-server.

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestration.keys import Keys
 from orchestration.models import TaskRecord
 from orchestration.state import RedisState
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
@@ -67,7 +68,7 @@ def test_cycle_succeeds_pushes_and_opens_draft_pr(setup) -> None:  # type: ignor
     assert sh(["git", "rev-parse", "--abbrev-ref", "HEAD"], repo) == "main"
 
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
-    rows = r.xrange(f"{env['ORCH_KEY_PREFIX']}:cycle:{report['cycle_id']}:events")
+    rows = r.xrange(Keys(env["ORCH_KEY_PREFIX"]).events(report["cycle_id"]))
     events = [json.loads(fields[b"event"]) for _, fields in rows]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     kinds = [e["kind"] for e in events]
@@ -104,7 +105,7 @@ def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: igno
         prefix = env["ORCH_KEY_PREFIX"]
 
         def status(cid: str) -> str:
-            return (r.hget(f"{prefix}:cycle:{cid}", "status") or b"").decode()
+            return (r.hget(Keys(prefix).cycle(cid), "status") or b"").decode()
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and "skipped" not in (status(a["cycle_id"]), status(b["cycle_id"])):
@@ -113,12 +114,12 @@ def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: igno
         assert statuses == ["running", "skipped"], statuses
         skipped = a if status(a["cycle_id"]) == "skipped" else b
         running = b if skipped is a else a
-        assert (r.hget(f"{prefix}:cycle:{skipped['cycle_id']}", "reason") or b"").decode() == "locked"
+        assert (r.hget(Keys(prefix).cycle(skipped["cycle_id"]), "reason") or b"").decode() == "locked"
         assert orchestrate(["cancel", running["cycle_id"]], env).returncode == 0
         watched = orchestrate(["watch", running["cycle_id"]], env, timeout=60)
         assert watched.returncode == 1
     assert status(running["cycle_id"]) == "cancelled"
-    assert r.get(f"{prefix}:lock:demo") is None
+    assert r.get(Keys(prefix).lock("demo")) is None
 
 
 def test_hanging_agent_times_out_within_budget_and_keeps_work(setup) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +154,7 @@ def test_stage_error_ends_cycle_failed_and_releases_lock(setup) -> None:  # type
     assert proc.returncode == 1
     assert report["status"] == "failed" and report["reason"] == "stage_error"
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
-    assert r.get(f"{env['ORCH_KEY_PREFIX']}:lock:demo") is None
+    assert r.get(Keys(env["ORCH_KEY_PREFIX"]).lock("demo")) is None
     assert "Traceback" not in proc.stderr
 
 
@@ -164,8 +165,8 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
     prefix = env["ORCH_KEY_PREFIX"]
     with celery_worker(env, tmp / "worker.log"):
         queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
-        key = f"{prefix}:cycle:{queued['cycle_id']}"
-        stream = f"{prefix}:cycle:{queued['cycle_id']}:events"
+        key = Keys(prefix).cycle(queued["cycle_id"])
+        stream = Keys(prefix).events(queued["cycle_id"])
         # Kill only once the agent has written something, so there is work to save.
         assert wait_for(lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream)), 60)
         pid = r.hget(key, "agent_pid")
@@ -178,7 +179,7 @@ def test_killed_worker_child_ends_cycle_worker_lost_and_reaps_agent(setup) -> No
         assert status == b"failed", r.hgetall(key)
         assert r.hget(key, "reason") == b"worker_lost"
         assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=15)
-        assert r.get(f"{prefix}:lock:demo") is None
+        assert r.get(Keys(prefix).lock("demo")) is None
         report = json.loads(r.hget(key, "report"))
     # The agent's work was committed on the cycle branch (WIP) before the cycle was closed.
     clone = Path(env["ORCH_STATE_DIR"]) / "mirrors" / "demo"  # cycles work in a private clone
@@ -217,8 +218,8 @@ def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ig
     prefix = env["ORCH_KEY_PREFIX"]
     with celery_worker(env, tmp / "worker.log") as worker:
         queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
-        key = f"{prefix}:cycle:{queued['cycle_id']}"
-        stream = f"{prefix}:cycle:{queued['cycle_id']}:events"
+        key = Keys(prefix).cycle(queued["cycle_id"])
+        stream = Keys(prefix).events(queued["cycle_id"])
         assert wait_for(lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream)), 60)
         agent_pid = int(r.hget(key, "agent_pid"))
         os.killpg(worker.pid, signal.SIGKILL)
@@ -230,7 +231,7 @@ def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ig
     assert status == b"failed" and r.hget(key, "reason") == b"worker_lost", r.hgetall(key)
     assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=10)
     assert not Path(f"/proc/{agent_pid}").exists() or "Z" in Path(f"/proc/{agent_pid}/stat").read_text()
-    assert r.get(f"{prefix}:lock:demo") is None
+    assert r.get(Keys(prefix).lock("demo")) is None
     report = json.loads(r.hget(key, "report"))
     clone = Path(env["ORCH_STATE_DIR"]) / "mirrors" / "demo"  # cycles work in a private clone
     assert sh(["git", "log", "-1", "--format=%s", report["branch"]], clone).startswith("WIP:")
@@ -252,10 +253,10 @@ def test_worker_enforces_its_own_ceiling_whatever_the_sender_allows(setup) -> No
     assert report["status"] == "failed" and report["reason"] == "policy_denied"
     assert report["agent"] is None and report["branch"] is None
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
-    rows = r.xrange(f"{env['ORCH_KEY_PREFIX']}:cycle:{report['cycle_id']}:events")
+    rows = r.xrange(Keys(env["ORCH_KEY_PREFIX"]).events(report["cycle_id"]))
     events = [json.loads(fields[b"event"]) for _, fields in rows]
     assert not [e for e in events if e["kind"].startswith("agent.")]
     [failed] = [e for e in events if e["kind"] == "stage.failed"]
     assert "bypassPermissions" in failed["data"]["error"] and failed["stage"] == "start"
     assert sh(["git", "--git-dir", str(bare), "for-each-ref", "refs/heads/agent"], tmp) == ""
-    assert r.get(f"{env['ORCH_KEY_PREFIX']}:lock:demo") is None
+    assert r.get(Keys(env["ORCH_KEY_PREFIX"]).lock("demo")) is None

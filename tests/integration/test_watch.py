@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from orchestration.hub import RedisHub
+from orchestration.keys import Keys
 from tests.helpers import ROOT, TRACEBACK
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_watch_all_follows_every_cycle(orch_env: dict[str, str]) -> None:
     )
     try:
         hub = RedisHub(redis.Redis.from_url(orch_env["ORCH_REDIS_URL"]), orch_env["ORCH_KEY_PREFIX"])
-        channel = f"{orch_env['ORCH_KEY_PREFIX']}:updates"
+        channel = Keys(orch_env["ORCH_KEY_PREFIX"]).updates
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait until the watcher has subscribed
             if hub.r.pubsub_numsub(channel)[0][1] >= 1:

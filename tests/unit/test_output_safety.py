@@ -12,6 +12,7 @@ import pytest
 
 from orchestration import cli
 from orchestration.hub import LocalHub, RedisHub
+from orchestration.keys import Keys
 from orchestration.models import AgentResult, Decision, Event, Status
 from orchestration.pr import commit_message, pr_title, render_body
 
@@ -53,7 +54,7 @@ def test_redis_hub_event_data_is_redacted() -> None:
     hub = RedisHub(r, "t")
     returned = hub.emit("c1", "ws", "execute", "agent.message", leaky_data())
     [(_, replayed)] = hub.replay("c1")
-    raw = b"".join(fields[b"event"] for _, fields in r.xrange("t:cycle:c1:events"))
+    raw = b"".join(fields[b"event"] for _, fields in r.xrange(Keys("t").events("c1")))
     assert SECRET.encode() not in raw and GH.encode() not in raw
     assert returned.data == replayed.data
     assert replayed.data["text"] == "the key is *** and ***"
