@@ -78,12 +78,6 @@ class Tokens(Model):
     cache_read: int = 0
     cache_write: int = 0
 
-    def add(self, other: Tokens) -> None:
-        self.input += other.input
-        self.output += other.output
-        self.cache_read += other.cache_read
-        self.cache_write += other.cache_write
-
 
 class Unfinished(Model):
     """A recent session that ended on a failure or an interruption: work someone may want finished."""

@@ -13,6 +13,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,7 +64,21 @@ _PERMANENT = (
     "the requested url returned error: 401",
 )
 
-sleep: Callable[[float], None] = time.sleep  # module attribute so tests can skip the backoff
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The pauses before publish retries a transient failure: between push attempts (the last value
+    repeats), and before the one retry of `gh pr create`."""
+
+    push_backoff_s: tuple[float, ...] = PUSH_BACKOFF_S
+    create_backoff_s: float = CREATE_BACKOFF_S
+
+    def push_delay(self, attempt: int) -> float:
+        """The pause after failed attempt number `attempt` (0-based)."""
+        return self.push_backoff_s[min(attempt, len(self.push_backoff_s) - 1)] if self.push_backoff_s else 0.0
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 GH_EXIT_AUTH = 4  # gh's exit code when a command needs authentication (cmd/gh/main.go: exitAuth)
@@ -304,7 +319,7 @@ def _parse_created_url(text: str) -> tuple[str, int] | None:
     return None
 
 
-def _push(tree: Tree, remote: str, branch: str) -> str | None:
+def _push(tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RETRY) -> str | None:
     """Push the branch, retrying transient failures; None on success, else a reason. Never forces."""
     last = ""
     for attempt in range(PUSH_ATTEMPTS):
@@ -320,11 +335,11 @@ def _push(tree: Tree, remote: str, branch: str) -> str | None:
         if any(k in low for k in _PERMANENT):
             return f"push_failed: {_scrub(last)}"
         if attempt + 1 < PUSH_ATTEMPTS:
-            delay = PUSH_BACKOFF_S[min(attempt, len(PUSH_BACKOFF_S) - 1)]
+            delay = retry.push_delay(attempt)
             log.warning(
                 "push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay, _scrub(last)
             )
-            sleep(delay)
+            time.sleep(delay)
     return f"push_failed: {_scrub(last)}"
 
 
@@ -339,8 +354,11 @@ def _safe_emit(emit: Emit, kind: str, data: dict[str, Any]) -> None:
 class _Run:
     """One publish attempt: its inputs, whether the branch reached the remote, and the events it reports."""
 
-    def __init__(self, tree: Tree, branch: str, cfg: WorkspaceConfig, gh: str, emit: Emit) -> None:
+    def __init__(
+        self, tree: Tree, branch: str, cfg: WorkspaceConfig, gh: str, emit: Emit, retry: RetryPolicy = DEFAULT_RETRY
+    ) -> None:
         self.tree, self.branch, self.cfg, self.gh, self.emit = tree, branch, cfg, gh, emit
+        self.retry = retry
         self.worktree = tree.work_tree
         self.pushed = False
 
@@ -393,13 +411,15 @@ def publish(
     base_ref: str,
     emit: Emit,
     gh: str = "gh",
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> PRResult:
     """Commit, check, push, then find-or-open the PR. Idempotent: a second run reuses the PR it finds.
 
     Never raises; the branch is pushed before anything that depends on gh, so the work is safe remotely
-    even when gh is missing, logged out or broken.
+    even when gh is missing, logged out or broken. `retry` sets the pauses before retrying a push or a
+    `gh pr create` that failed transiently.
     """
-    run = _Run(tree, branch, cfg, gh, emit)
+    run = _Run(tree, branch, cfg, gh, emit, retry)
     try:
         return _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref)
     except subprocess.TimeoutExpired as exc:
@@ -464,7 +484,7 @@ def _publish(
         return run.skipped("push_disabled")
 
     # 4. Push (never forced): from here on the work is safe remotely whatever gh does.
-    problem = _push(tree, cfg.workspace.remote, branch)
+    problem = _push(tree, cfg.workspace.remote, branch, run.retry)
     if problem:
         return run.failed(problem)
     run.pushed = True
@@ -527,7 +547,7 @@ def _publish(
             return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
         transient_retry = False
         log.warning("gh pr create failed, retrying once: %s", _scrub(error))
-        sleep(CREATE_BACKOFF_S)
+        time.sleep(run.retry.create_backoff_s)
 
     parsed = _parse_created_url(proc.stdout)
     if parsed is None:

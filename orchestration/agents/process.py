@@ -17,6 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 KILL_GRACE_S = 5.0
 EXIT_DRAIN_S = 2.0
@@ -63,7 +67,6 @@ class ProcessOutcome:
     stderr_tail: str = ""
     lines: int = 0
     spawn_error: str | None = None
-    elapsed_s: float = 0.0
 
 
 def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:
@@ -84,33 +87,48 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:
     return True
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state first)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2 :].split()
+# Clock ticks per second: a process's start time is kept as ticks since boot, which no change of the system
+# clock moves (the epoch time psutil reports does move with it).
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _start_ticks(proc: psutil.Process) -> int:
+    """When the process started, in clock ticks since boot."""
+    import psutil
+
+    for _ in range(3):
+        boot: float = psutil.boot_time()
+        created: float = proc.create_time()
+        if psutil.boot_time() == boot:  # the boot time did not move (a clock step) between the two reads
+            break
+    return round((created - boot) * _CLOCK_TICKS)
 
 
 def process_identity(pid: int | None = None) -> str:
     """`pid:starttime` — tells a live process from a later one that reused its pid."""
+    import psutil  # process inspection is loaded by the code that needs it, not by every import
+
     pid = os.getpid() if pid is None else pid
-    fields = _stat(pid)
-    return f"{pid}:{fields[19]}" if fields and len(fields) > 19 else f"{pid}:?"
+    try:
+        return f"{pid}:{_start_ticks(psutil.Process(pid))}"
+    except psutil.Error:
+        return f"{pid}:?"
 
 
 def identity_alive(identity: str) -> bool:
     """True while that very process runs; a zombie (killed, not yet reaped by its new parent) is dead."""
+    import psutil
+
     pid_text, _, start = identity.partition(":")
     try:
         pid = int(pid_text)
     except ValueError:
         return False
-    fields = _stat(pid)
-    if fields is None or len(fields) <= 19:
+    try:
+        proc = psutil.Process(pid)
+        return str(_start_ticks(proc)) == start and proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return fields[19] == start and fields[0] not in ("Z", "X")
 
 
 def group_alive(pgid: int) -> bool:
@@ -120,15 +138,15 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    import psutil
+
     # A group whose members are all zombies still answers signal 0; look for a live member.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in psutil.pids():
         try:
-            text = stat.read_text()
-        except OSError:
+            if os.getpgid(pid) == pgid and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):  # gone meanwhile
             continue
-        rest = text[text.rfind(")") + 2 :].split()
-        if len(rest) > 2 and rest[2] == str(pgid) and rest[0] != "Z":
-            return True
     return False
 
 
@@ -157,7 +175,6 @@ def supervise(
     verdict), cancel, and a process that keeps running after its final message. With `run_as`, the
     process runs as that user with no supplementary groups.
     """
-    started = time.monotonic()
     stderr_file = stderr_path.open("w+b") if stderr_path else None
     try:
         proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
@@ -269,7 +286,6 @@ def supervise(
         pid=proc.pid,
         stderr_tail=tail,
         lines=n_lines,
-        elapsed_s=time.monotonic() - started,
     )
 
 

@@ -11,7 +11,6 @@ from orchestration import git
 from orchestration.git import GitError
 
 TEST_MARKERS = ("tests", "test", "spec", "__tests__")
-TEST_SUFFIXES = ("_test.py", "_test.go", ".test.ts", ".spec.ts", ".test.js", "Test.java")
 
 
 class RepoState(BaseModel):

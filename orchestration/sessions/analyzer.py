@@ -45,6 +45,8 @@ def session_sources() -> dict[str, SessionSource]:
 
 # A cold read smaller than this is not worth starting worker processes for.
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+# Files sent to a worker process at a time.
+SCAN_BATCH = 4
 
 
 @dataclass
@@ -53,19 +55,12 @@ class _Scan:
     changed: bool = True
 
 
-_WORKSPACES: dict[str, Workspace] = {}
+def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, ws: Workspace) -> _Scan:
+    """Brings one file's cache entry up to date, reading only what is new. Never raises for file trouble.
 
-
-def _workspace(root: str) -> Workspace:
-    """One Workspace (with its path caches) per process and repo."""
-    ws = _WORKSPACES.get(root)
-    if ws is None:
-        ws = _WORKSPACES[root] = Workspace(root)
-    return ws
-
-
-def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: str) -> _Scan:
-    """Brings one file's cache entry up to date, reading only what is new. Never raises for file trouble."""
+    `ws` belongs to the run (in a worker process, to the batch of files it was sent): its path caches
+    never outlive it.
+    """
     try:
         stat = os.stat(path)
     except OSError:
@@ -73,7 +68,6 @@ def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: s
     same = entry is not None and (entry.dev, entry.ino) == (stat.st_dev, stat.st_ino)
     if same and entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
         return _Scan(entry, changed=False)
-    ws = _workspace(root)
     new = session_sources()[kind].reader
     unchanged_head = (
         same
@@ -110,8 +104,12 @@ def _scan(kind: str, path: str, mtime: float, entry: cache.Entry | None, root: s
     )
 
 
-def _scan_args(args: tuple[str, str, float, cache.Entry | None, str]) -> _Scan:
-    return _scan(*args)
+_ScanArgs = tuple[str, str, float, cache.Entry | None]  # provider, path, mtime, cache entry
+
+
+def _scan_batch(ws: Workspace, batch: list[_ScanArgs]) -> list[_Scan]:
+    """Scans a batch of files in a worker process, with one Workspace for the whole batch."""
+    return [_scan(*a, ws) for a in batch]
 
 
 Progress = Callable[[str, int, int], None]  # (provider, files done, files in all)
@@ -121,12 +119,12 @@ def _scan_all(
     kind: str,
     files: list[tuple[str, float]],
     entries: dict[str, cache.Entry],
-    root: str,
+    ws: Workspace,
     workers: int | None,
     progress: Progress | None = None,
 ) -> dict[str, _Scan]:
     """Scans every file, in worker processes when the cold part is big enough to pay for them."""
-    args = [(kind, path, mtime, entries.get(path), root) for path, mtime in files]
+    args: list[_ScanArgs] = [(kind, path, mtime, entries.get(path)) for path, mtime in files]
     todo_bytes = 0
     for path, _mtime in files:
         entry = entries.get(path)
@@ -143,30 +141,32 @@ def _scan_all(
     tick = progress or (lambda _kind, _done, _total: None)
     if n > 1 and todo_bytes >= PARALLEL_MIN_BYTES and len(files) > 1:
         try:
-            return _scan_parallel(args, min(n, len(files)), lambda done: tick(kind, done, len(args)))
+            return _scan_parallel(args, ws, min(n, len(files)), lambda done: tick(kind, done, len(args)))
         except (OSError, RuntimeError, AssertionError) as exc:  # no processes here (daemon, limits)
             log.info("analyzing in one process: %s", exc)
     out: dict[str, _Scan] = {}
     for i, a in enumerate(args, 1):
-        out[a[1]] = _scan(*a)
+        out[a[1]] = _scan(*a, ws)
         tick(kind, i, len(args))
     return out
 
 
-def _scan_parallel(
-    args: list[tuple[str, str, float, cache.Entry | None, str]], n: int, tick: Callable[[int], None]
-) -> dict[str, _Scan]:
+def _scan_parallel(args: list[_ScanArgs], ws: Workspace, n: int, tick: Callable[[int], None]) -> dict[str, _Scan]:
     from concurrent.futures import ProcessPoolExecutor
 
     # fork is cheapest, but only safe while this process has no other threads
     method = "fork" if threading.active_count() == 1 else "spawn"
     # Biggest files first, so the last ones to finish are short.
     order = sorted(args, key=lambda a: -(a[3].offset if a[3] else 0) - _size(a[1]))
+    batches = [order[i : i + SCAN_BATCH] for i in range(0, len(order), SCAN_BATCH)]
     out: dict[str, _Scan] = {}
+    done = 0
     with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method)) as pool:
-        for i, (a, r) in enumerate(zip(order, pool.map(_scan_args, order, chunksize=4), strict=True), 1):
-            out[a[1]] = r
-            tick(i)
+        for batch, scans in zip(batches, pool.map(_scan_batch, [ws] * len(batches), batches), strict=True):
+            for a, r in zip(batch, scans, strict=True):
+                out[a[1]] = r
+            done += len(batch)
+            tick(done)
     return out
 
 
@@ -272,7 +272,7 @@ def _run(
     acc.skipped.update(listed_skips)
     cache_path = cache.cache_file(cache_dir, kind, root, ws.root) if cache_dir is not None else None
     entries = cache.load(cache_path)
-    scans = _scan_all(kind, recent, entries, ws.root, workers, progress)
+    scans = _scan_all(kind, recent, entries, ws, workers, progress)
     kept = {path: scan.entry for path, scan in scans.items() if scan.entry is not None}
     if any(scan.changed for scan in scans.values()) or kept.keys() != entries.keys():
         cache.save(cache_path, kept)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from orchestration.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,7 @@ def save(path: Path | None, entries: dict[str, Entry]) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump({"version": CACHE_VERSION, "files": entries}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        write_atomic(path, pickle.dumps({"version": CACHE_VERSION, "files": entries}, pickle.HIGHEST_PROTOCOL))
     except OSError as exc:  # a read-only or full disk costs speed, never the analysis
         log.warning("cannot write session cache %s: %s", path, exc)
 
@@ -110,9 +107,6 @@ def save_result(path: Path | None, signature: bytes, result: bytes) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(signature + result)
-        os.replace(tmp, path)
+        write_atomic(path, signature + result)
     except OSError as exc:
         log.warning("cannot write session result cache %s: %s", path, exc)

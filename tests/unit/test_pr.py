@@ -14,7 +14,7 @@ from orchestration import pr as pr_mod
 from orchestration.config import Permissions, WorkspaceConfig
 from orchestration.git import GitError, Tree, git
 from orchestration.models import AgentResult, AgentTokens, Decision, Status
-from orchestration.pr import check_permissions, publish, render_body
+from orchestration.pr import RetryPolicy, check_permissions, publish, render_body
 from tests.fixtures.fake_gh import install_fake_gh, read_calls, read_state
 
 BRANCH = "agent/orchestration/20261125-0130-raise-coverage"
@@ -72,9 +72,8 @@ def make_env(tmp: Path, mode: str = "ok") -> Env:
     return Env(tmp, remote, clone, wt, gh, tmp / "ghstate")
 
 
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pr_mod, "sleep", lambda _s: None)
+# Retries happen at once: every publish here gets a policy without pauses.
+NO_BACKOFF = RetryPolicy(push_backoff_s=(0.0,), create_backoff_s=0.0)
 
 
 @pytest.fixture
@@ -128,6 +127,7 @@ def run(
         base_ref="origin/main",
         emit=env.emit,
         gh=gh or str(env.gh),
+        retry=NO_BACKOFF,
     )
 
 
@@ -485,6 +485,7 @@ def test_emit_failure_does_not_break_publish(env: Env) -> None:
         base_ref="origin/main",
         emit=broken,
         gh=str(env.gh),
+        retry=NO_BACKOFF,
     )
     assert result.status == "created"
 
@@ -503,6 +504,7 @@ def test_not_a_repository_is_a_failed_result(tmp_path: Path) -> None:
         base_ref="origin/main",
         emit=env.emit,
         gh=str(env.gh),
+        retry=NO_BACKOFF,
     )
     assert result.status == "failed" and result.reason
 
@@ -521,5 +523,6 @@ def test_fake_gh_on_path(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
         duration_s=3.0,
         base_ref="origin/main",
         emit=env.emit,
+        retry=NO_BACKOFF,
     )
     assert result.status == "created"
