@@ -28,9 +28,9 @@ from orchestration.settings import get_settings, redact_url
 if TYPE_CHECKING:
     import redis
 
-    from orchestration import lifecycle
     from orchestration.config import WorkspaceConfig
     from orchestration.models import Event
+    from orchestration.services import Services
 
 app = typer.Typer(
     name="orchestrate",
@@ -89,11 +89,11 @@ def _config_problems(cfg: WorkspaceConfig) -> list[str]:
     return config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
 
 
-def _redis_services() -> tuple[lifecycle.Services, redis.Redis]:
+def _redis_services() -> tuple[Services, redis.Redis]:
     import redis
 
     from orchestration.hub import RedisHub
-    from orchestration.lifecycle import Services
+    from orchestration.services import Services
     from orchestration.state import RedisState
 
     s = get_settings()
@@ -109,9 +109,9 @@ def _redis_services() -> tuple[lifecycle.Services, redis.Redis]:
     return svc, client
 
 
-def _local_services(printer: Any = None) -> lifecycle.Services:
+def _local_services(printer: Any = None) -> Services:
     from orchestration.hub import LocalHub
-    from orchestration.lifecycle import Services
+    from orchestration.services import Services
     from orchestration.state import LocalState
 
     root = get_settings().state_dir / "local"
@@ -312,7 +312,7 @@ def run(
 
 
 def _follow(
-    svc: lifecycle.Services,
+    svc: Services,
     cycle_id: str,
     announce_wait: bool = True,
     printer: Callable[[Event], None] = print_event,

@@ -183,7 +183,8 @@ NetworkEntry = Annotated[str, AfterValidator(_network_entry)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # Built on first use, not at import: commands that read no config start faster.
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
 
 class WorkspaceSection(Strict):
@@ -324,7 +325,7 @@ class AgentsBase(Strict):
     """`agents`: which agents a cycle may run, the one it prefers, and one section per agent. The model
     itself is made from a table of agents by `agents_model` (`Agents` from AGENT_CONFIGS)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True, defer_build=True)
 
     # the table this model was made from: agent name → config model
     configs: ClassVar[dict[str, type[AgentConfigBase]]] = {}
@@ -478,7 +479,7 @@ class PipelineStep(Strict):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     as_: str | None = Field(default=None, alias="as")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 def slugify(text: str, max_len: int = 40) -> str:

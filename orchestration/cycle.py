@@ -25,7 +25,6 @@ from orchestration.git import GitError
 from orchestration.lifecycle import (
     GRACE_S,
     LOCK_MARGIN_S,
-    Services,
     announce_end,
     close,
     config_of,
@@ -52,6 +51,7 @@ from orchestration.models import (
 )
 from orchestration.policy import HostPolicy, policy_problems
 from orchestration.redact import redact_model
+from orchestration.services import Services
 from orchestration.sessions import analyze_sessions
 from orchestration.settings import Settings, get_settings
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from orchestration.agents import worktree
 from orchestration.agents.process import identity_alive
 from orchestration.config import ConfigError
-from orchestration.lifecycle import GRACE_S, Services, config_of, fail
+from orchestration.lifecycle import GRACE_S, config_of, fail
 from orchestration.models import CycleRecord, Reason, Status
+from orchestration.services import Services
 
 # A cycle this far past its deadline on the host that runs it is taken as stuck: the stages after execute
 # (publish and finish, each bounded by their own limits) had that long to end it.

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from orchestration import git
@@ -21,7 +19,6 @@ from orchestration.agents import worktree
 from orchestration.agents.process import group_alive, kill_group
 from orchestration.config import WorkspaceConfig, parse_config
 from orchestration.git import GitError
-from orchestration.hub import Hub
 from orchestration.models import (
     AgentResult,
     CycleContext,
@@ -34,7 +31,7 @@ from orchestration.models import (
     iso,
     utcnow,
 )
-from orchestration.state import State
+from orchestration.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +40,6 @@ GRACE_S = 30
 # The workspace lock outlives the cycle's budget by this much, so that a cycle whose worker died frees its
 # workspace on its own even if no janitor runs; a live cycle always releases it by token first.
 LOCK_MARGIN_S = 600
-
-
-@dataclass
-class Services:
-    """What a stage works with: durable state, the event hub, and this worker's state directory."""
-
-    state: State
-    hub: Hub
-    state_dir: Path
 
 
 def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str, Any] | None = None) -> None:

@@ -23,7 +23,8 @@ def iso(dt: datetime | None) -> str | None:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Built on first use, not at import: commands that never validate a record start faster.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class Status(StrEnum):

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     @field_validator("allow")
     @classmethod
     def _allow(cls, v: str) -> str:
+        if not v.strip():
+            return v  # nothing allowed: nothing to parse (and no policy module to load)
         from orchestration.policy import HostPolicy  # policy reads Settings; imported here to avoid a cycle
 
         HostPolicy.parse(v)  # raises ValueError naming an unknown token

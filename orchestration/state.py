@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from pydantic import ValidationError
 
+from orchestration.files import write_atomic
 from orchestration.keys import Keys
 from orchestration.models import CycleRecord, TaskRecord
 
@@ -259,9 +259,7 @@ class LocalState:
             return default
 
     def _save(self, path: Path, data: Any) -> None:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
+        write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
 
     def _cycle_file(self, cycle_id: str) -> str:
         return f"cycles/{cycle_id}.json"

@@ -17,6 +17,7 @@ from orchestration import cycle, lifecycle
 from orchestration.config import WorkspaceConfig, load_config
 from orchestration.hub import RedisHub
 from orchestration.models import CycleContext, Reason, Status
+from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import RedisState
 from tasks.app import app
@@ -27,13 +28,11 @@ STAGE_QUEUE = "orchestrate"
 
 
 @lru_cache(maxsize=1)
-def services() -> lifecycle.Services:
+def services() -> Services:
     """One Redis pool per worker process."""
     s = get_settings()
     client = redis.Redis.from_url(s.redis_url, health_check_interval=30)
-    return lifecycle.Services(
-        state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir
-    )
+    return Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir)
 
 
 def _run_stage(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class ClaudeStream:
         self.usage_by_message: dict[str, dict[str, int]] = {}
         self.estimated_cost = 0.0
 
-    def feed(self, line: bytes) -> str:
+    def feed(self, line: bytes) -> Verdict:
         ev = parse_event(line, self.tally)
         if ev is None:
             return Verdict.CONTINUE
@@ -93,7 +93,7 @@ class ClaudeStream:
     def current_cost(self) -> float:
         return self.tally.cost_usd if self.tally.cost_reported else self.estimated_cost
 
-    def poll(self) -> str | None:
+    def poll(self) -> Verdict | None:
         """Nothing to read besides the stream: Claude Code streams its usage."""
         return None
 

@@ -70,7 +70,7 @@ class CodexStream:
         self.estimated_cost = 0.0
 
     # -- stdout -----------------------------------------------------------------------------------------
-    def feed(self, line: bytes) -> str:
+    def feed(self, line: bytes) -> Verdict:
         ev = parse_event(line, self.tally)
         if ev is None:
             return Verdict.CONTINUE
@@ -187,7 +187,7 @@ class CodexStream:
         return self.estimated_cost
 
     # -- the rollout file, for usage while the turn runs ----------------------------------------------
-    def poll(self) -> str | None:
+    def poll(self) -> Verdict | None:
         """Reads new `token_count` lines of the rollout; a verdict when the cost limit is reached."""
         now = time.monotonic()
         if now < self.next_poll or self.tally.final_seen:

@@ -16,8 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from orchestration.models import StopReason
 
 if TYPE_CHECKING:
     import psutil
@@ -29,12 +32,12 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 8192
 
 
-class Verdict:
+class Verdict(StrEnum):
     """What a line handler tells the supervisor after each line."""
 
     CONTINUE = "continue"
     FINAL = "final"  # the agent said its last word; it should exit on its own shortly
-    STOP_COST = "cost_limit"
+    STOP_COST = "cost_limit"  # the streamed usage reached the cost cap
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class RunAs:
 @dataclass
 class ProcessOutcome:
     exit_code: int | None
-    stop_reason: str | None  # None when the process ended by itself
+    stop_reason: StopReason | None  # None when the process ended by itself
     pid: int | None = None
     stderr_tail: str = ""
     lines: int = 0
@@ -157,11 +160,11 @@ def supervise(
     env: dict[str, str],
     deadline: float,
     idle_timeout_s: float,
-    on_line: Callable[[bytes], str],
+    on_line: Callable[[bytes], Verdict],
     should_cancel: Callable[[], bool],
     on_started: Callable[[int], None] | None = None,
     on_tick: Callable[[], None] | None = None,
-    poll: Callable[[], str | None] | None = None,
+    poll: Callable[[], Verdict | None] | None = None,
     tick_s: float = 15.0,
     cancel_poll_s: float = 1.0,
     after_final_grace_s: float = AFTER_FINAL_GRACE_S,
@@ -193,7 +196,7 @@ def supervise(
     except OSError as exc:
         if stderr_file:
             stderr_file.close()
-        return ProcessOutcome(exit_code=None, stop_reason="spawn_failed", spawn_error=str(exc))
+        return ProcessOutcome(exit_code=None, stop_reason=StopReason.SPAWN_FAILED, spawn_error=str(exc))
 
     pgid = proc.pid  # start_new_session makes the child the leader of a new group
     if on_started is not None:
@@ -208,7 +211,7 @@ def supervise(
     reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
     reader.start()
 
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     n_lines = 0
     last_event = time.monotonic()
     final_at: float | None = None
@@ -220,24 +223,24 @@ def supervise(
         while True:
             now_m = time.monotonic()
             if time.time() >= deadline:
-                stop_reason = "deadline"
+                stop_reason = StopReason.DEADLINE
                 break
             if not eof and final_at is None and now_m - last_event >= idle_timeout_s:
-                stop_reason = "idle_timeout"
+                stop_reason = StopReason.IDLE_TIMEOUT
                 break
             if final_at is not None and now_m - final_at >= after_final_grace_s and proc.poll() is None:
-                stop_reason = "no_exit_after_final"
+                stop_reason = StopReason.NO_EXIT_AFTER_FINAL
                 break
             if now_m >= next_cancel_poll:
                 next_cancel_poll = now_m + cancel_poll_s
                 if should_cancel():
-                    stop_reason = "cancelled"
+                    stop_reason = StopReason.CANCELLED
                     break
             if on_tick is not None and now_m >= next_tick:
                 next_tick = now_m + tick_s
                 on_tick()
             if poll is not None and poll() == Verdict.STOP_COST:  # usage read from elsewhere (rate-limited)
-                stop_reason = "cost_limit"
+                stop_reason = StopReason.COST_LIMIT
                 break
             if proc.poll() is not None:
                 # The agent exited; a child it left may still hold stdout open, so drain briefly, then stop.
@@ -263,7 +266,7 @@ def supervise(
             if verdict == Verdict.FINAL and final_at is None:
                 final_at = last_event
             elif verdict == Verdict.STOP_COST:
-                stop_reason = "cost_limit"
+                stop_reason = StopReason.COST_LIMIT
                 break
     finally:
         # Whatever happened (including an exception in a handler), nothing of the group survives.
@@ -289,7 +292,7 @@ def supervise(
     )
 
 
-def _drain(lines: queue.Queue[bytes | None], on_line: Callable[[bytes], str]) -> None:
+def _drain(lines: queue.Queue[bytes | None], on_line: Callable[[bytes], Verdict]) -> None:
     while True:
         try:
             line = lines.get_nowait()

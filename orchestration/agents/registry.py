@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from orchestration.agents.base import Emit, EnvGrant, RunTally
+from orchestration.agents.process import Verdict
 from orchestration.config import AGENT_CONFIGS, AgentConfigBase, Sessions, WorkspaceConfig
 
 if TYPE_CHECKING:
@@ -66,9 +67,9 @@ C = TypeVar("C", bound=AgentConfigBase)
 class AgentStream(Protocol):
     """Reads one run's stdout, a line at a time, into the run's tally and the hub's events."""
 
-    def feed(self, line: bytes) -> str: ...
+    def feed(self, line: bytes) -> Verdict: ...
     def current_cost(self) -> float: ...
-    def poll(self) -> str | None: ...
+    def poll(self) -> Verdict | None: ...
 
 
 @dataclass(frozen=True)

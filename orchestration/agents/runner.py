@@ -7,13 +7,13 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from orchestration.agents.base import BASE_ENV, Emit, RunTally, clip
 from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, RunAs, supervise
 from orchestration.agents.registry import AGENTS, RunContext
 from orchestration.config import ENV_REF, WorkspaceConfig, expand_env, never_for_agents
-from orchestration.models import AgentResult, AgentTokens
+from orchestration.models import AgentResult, AgentTokens, StopReason
 from orchestration.redact import Redactor
 
 
@@ -75,9 +75,9 @@ def run_agent(
         msg = f"{cfg.agents.command_for(agent)!r} not found on PATH"
         safe_emit(
             "agent.finished",
-            {"agent": agent, "status": "failed", "stop_reason": "agent_not_found", "error": msg},
+            {"agent": agent, "status": "failed", "stop_reason": StopReason.AGENT_NOT_FOUND.value, "error": msg},
         )
-        return AgentResult(status="failed", stop_reason="agent_not_found", summary=msg)
+        return AgentResult(status="failed", stop_reason=StopReason.AGENT_NOT_FOUND, summary=msg)
     tally = RunTally()
     parser = spec.stream(RunContext(cfg=cfg, worktree=worktree, env=env, emit=safe_emit, tally=tally))
     argv = spec.argv(command, cfg, prompt, worktree)
@@ -131,20 +131,19 @@ def run_agent(
 
 
 def to_result(outcome: ProcessOutcome, tally: RunTally, cost: float) -> AgentResult:
-    stop = outcome.stop_reason
-    status: str
+    stop: str | None = outcome.stop_reason
+    status: Literal["succeeded", "failed", "timed_out", "cancelled"]
     if tally.success is True:
         # The final event is the authority: also when the exit code disagrees, or when a limit hit while
         # the agent lingered after its last word.
         status = "succeeded"
-    elif stop == "deadline":
+    elif stop is StopReason.DEADLINE:
         status = "timed_out"
-    elif stop == "cancelled":
+    elif stop is StopReason.CANCELLED:
         status = "cancelled"
-    elif stop in ("idle_timeout", "cost_limit", "spawn_failed"):
-        status = "failed"
     else:
         status = "failed"
+        # It ended by itself without success: the stream's own error, or what was missing from it.
         stop = stop or tally.error or ("no_result_event" if not tally.final_seen else "agent_error")
     summary = tally.summary or tally.last_text
     if outcome.spawn_error:

@@ -27,6 +27,7 @@ import orjson
 
 from orchestration import git
 from orchestration.config import WorkspaceConfig, slugify
+from orchestration.files import write_atomic
 from orchestration.git import GitError
 
 MAX_GUARDED_BYTES = 1 << 20  # a guarded file larger than this counts as changed without being read whole
@@ -295,11 +296,7 @@ class Checkout:
             "violations": self.violations,
         }
         target = self.record_path(state_dir, self.cycle_id)
-        tmp = target.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps(data))
-        os.replace(tmp, target)
+        write_atomic(target, orjson.dumps(data))
 
     @classmethod
     def load(cls, state_dir: Path, cycle_id: str) -> Checkout | None:

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from orchestration import cycle, lifecycle
+from orchestration import cycle
 from orchestration.agents.runner import run_agent
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
+from orchestration.services import Services
 from orchestration.state import LocalState
 from tests.fixtures.anthropic_server import ScriptedAnthropic, claude_env
 from tests.fixtures.anthropic_server import write_file_script as claude_write
@@ -170,9 +171,7 @@ def test_fallback_to_the_other_agent_when_the_first_never_starts(
             "pr": {"enabled": False},
         }
     )
-    svc = lifecycle.Services(
-        state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
-    )
+    svc = Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
     with ScriptedOpenAI(script=codex_write("hello.txt", "from codex\n")) as srv:
         env = codex_env(srv.base_url, tmp_path / "codex-home")
         write_codex_config(tmp_path / "codex-home", srv.base_url)

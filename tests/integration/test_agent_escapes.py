@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from orchestration import cycle, lifecycle
+from orchestration import cycle
 from orchestration.config import WorkspaceConfig, parse_config
 from orchestration.hub import LocalHub
 from orchestration.models import CycleReport
+from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import LocalState
 from tests.helpers import ROOT, make_repo, sh
@@ -45,11 +46,11 @@ def setup(tmp: Path, mode: str, marker: Path, state_dir: Path | None = None) -> 
         }
     )
     sd = state_dir or tmp / "sd"
-    svc = lifecycle.Services(state=LocalState(sd / "local"), hub=LocalHub(sd / "events"), state_dir=sd)
+    svc = Services(state=LocalState(sd / "local"), hub=LocalHub(sd / "events"), state_dir=sd)
     return cfg, svc, bare
 
 
-def run_cycle(cfg: WorkspaceConfig, svc: lifecycle.Services) -> CycleReport:
+def run_cycle(cfg: WorkspaceConfig, svc: Services) -> CycleReport:
     return cycle.run_local(cycle.enqueue(svc, cfg), svc)
 
 
@@ -57,7 +58,7 @@ def remote_branches(bare: Path) -> list[str]:
     return sh(["git", "for-each-ref", "--format=%(refname)", "refs/heads/agent"], bare).split()
 
 
-def clone_of(svc: lifecycle.Services) -> Path:
+def clone_of(svc: Services) -> Path:
     return svc.state_dir / "mirrors" / "demo"
 
 

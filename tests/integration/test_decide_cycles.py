@@ -8,9 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orchestration import cycle, lifecycle
+from orchestration import cycle
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
+from orchestration.services import Services
 from orchestration.state import LocalState
 from tests.helpers import ROOT, make_repo
 from tests.unit.test_sessions import Claude, tool_use, usage
@@ -56,9 +57,7 @@ def local(tmp_path: Path):  # type: ignore[no-untyped-def]
             "pr": {"enabled": False},
         }
     )
-    svc = lifecycle.Services(
-        state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
-    )
+    svc = Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
     return cfg, svc
 
 

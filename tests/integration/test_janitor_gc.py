@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import cycle, lifecycle
+from orchestration import cycle
 from orchestration.agents import worktree as wt
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
 from orchestration.janitor import gc_worktrees, reap
 from orchestration.models import CycleRecord, Reason, Status
+from orchestration.services import Services
 from orchestration.state import LocalState
 from tests.helpers import live_with_marker, make_repo, orchestrate, sh
 
@@ -25,20 +26,20 @@ pytestmark = pytest.mark.integration
 def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     repo, bare = make_repo(tmp_path)
     cfg = parse_config({"id": "demo", "workspace": {"repo": str(repo)}})
-    svc = lifecycle.Services(
+    svc = Services(
         state=LocalState(tmp_path / "sd" / "local"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
     )
     return repo, bare, cfg, svc
 
 
-def new_worktree(svc: lifecycle.Services, cfg, name: str) -> Path:  # type: ignore[no-untyped-def]
+def new_worktree(svc: Services, cfg, name: str) -> Path:  # type: ignore[no-untyped-def]
     """A cycle worktree as execute makes it: from the private clone, at the pinned base commit."""
     mirror = wt.repo_dir(cfg, svc.state_dir)
     base = wt.base_commit(mirror, cfg.workspace.remote, cfg.workspace.base_branch)
     return wt.create(mirror, svc.state_dir, name, f"agent/{name}", base).path
 
 
-def ended_cycle_with_worktree(svc: lifecycle.Services, cfg, repo: Path, name: str, change: bool, push: bool) -> Path:  # type: ignore[no-untyped-def]
+def ended_cycle_with_worktree(svc: Services, cfg, repo: Path, name: str, change: bool, push: bool) -> Path:  # type: ignore[no-untyped-def]
     ctx = cycle.enqueue(svc, cfg, cycle_id=name)
     path = new_worktree(svc, cfg, name)
     if change:

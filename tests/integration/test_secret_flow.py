@@ -9,9 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orchestration import cycle, lifecycle
+from orchestration import cycle
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
+from orchestration.services import Services
 from orchestration.state import LocalState
 from tests.fixtures.fake_gh import install_fake_gh, read_calls, read_state
 from tests.helpers import ROOT, make_repo, sh
@@ -65,9 +66,7 @@ def test_a_token_in_a_session_prompt_reaches_nothing_published(tmp_path: Path, m
             "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
         }
     )
-    svc = lifecycle.Services(
-        state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd"
-    )
+    svc = Services(state=LocalState(tmp_path / "st"), hub=LocalHub(tmp_path / "ev"), state_dir=tmp_path / "sd")
     ctx = cycle.enqueue(svc, cfg)
     report = cycle.run_local(ctx, svc)
 

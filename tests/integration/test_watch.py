@@ -33,7 +33,7 @@ def test_watch_all_follows_every_cycle(orch_env: dict[str, str]) -> None:
         channel = Keys(orch_env["ORCH_KEY_PREFIX"]).updates
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait until the watcher has subscribed
-            if hub.r.pubsub_numsub(channel)[0][1] >= 1:
+            if hub.redis.pubsub_numsub(channel)[0][1] >= 1:
                 break
             time.sleep(0.1)
         hub.emit("cycle-a", "ws-a", "start", "cycle.started", {})
