@@ -14,6 +14,7 @@ from celery.canvas import Signature
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from orchestration import cycle, lifecycle
+from orchestration.agents.registry import queue_name
 from orchestration.config import WorkspaceConfig, load_config
 from orchestration.hub import RedisHub
 from orchestration.models import CycleContext, Reason, Status
@@ -66,7 +67,7 @@ def decide(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
     out = _run_stage(cycle.decide, ctx)
     decision = out.get("decision")
     if decision:
-        _route_next_stage(self, f"agent.{decision['agent']}")
+        _route_next_stage(self, queue_name(decision["agent"]))
     return out
 
 
@@ -177,7 +178,7 @@ def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | Non
         name = task.name.split(".", 1)[1]
         soft, hard = limits[name]
         sig = task.si(ctx.model_dump(mode="json")) if i == 0 else task.s()
-        queue = f"agent.{cfg.agents.prefer}" if name == "execute" else STAGE_QUEUE
+        queue = queue_name(cfg.agents.prefer) if name == "execute" else STAGE_QUEUE
         options: dict[str, Any] = {"queue": queue, "soft_time_limit": soft, "time_limit": hard}
         if expires_s is not None and i == 0:
             options["expires"] = expires_s
