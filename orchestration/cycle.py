@@ -375,8 +375,8 @@ def execute(ctx: CycleContext, svc: Services) -> CycleContext:
         result.files_changed = _files(checkout, base) or result.files_changed
         ctx.agent = result
         if note_tampering(svc, ctx, checkout, "execute"):
-            pass
-        elif result.status in AGENT_END:
+            return ctx  # ended failed / policy_denied, whatever the agent reported
+        if result.status in AGENT_END:
             ctx.status, ctx.reason = AGENT_END[result.status]
         elif result.status == "failed":
             ctx.status, ctx.reason = Status.FAILED, FAILED_BECAUSE.get(result.stop_reason, Reason.AGENT_FAILED)
