@@ -1,4 +1,4 @@
-# Two commands on a fresh machine:  `make demo` (install + one local cycle)  and  `make test` (whole suite).
+# Two commands on a fresh machine:  `make demo` (install + one local cycle)  and  `make test` (whole suite, with coverage).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -25,11 +25,11 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) node_modules .state
+	rm -rf $(VENV) node_modules .state .coverage .coverage.*

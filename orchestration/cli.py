@@ -474,7 +474,7 @@ def analyze(
 @app.command()
 def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Analyze and decide the next task without running it."""
-    from orchestration import cycle
+    from orchestration.agents.runner import agents_on_path
     from orchestration.decide.orchestrator import make_decision
     from orchestration.sessions import analyze_sessions
 
@@ -491,7 +491,7 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
             cfg=cfg,
             history=svc.state.task_history(cfg.id, time.time() - cfg.decision.avoid_repeat_days * 86400),
             backlog=svc.state.list_backlog(cfg.id),
-            available=cycle.agent_on_path(cfg),
+            available=agents_on_path(cfg),
             repo=None if cfg.workspace.is_url else cfg.repo_path(),
         )
     decision = redact_model(outcome.decision) if outcome.decision else None

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -23,6 +24,8 @@ from pydantic import (
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+from orchestration.pipeline.manifest import Manifest, Step  # noqa: E402 - below config: structure only
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Variables an agent never receives, whatever a config says: the worker's GitHub credentials, Orchestrate's
@@ -466,22 +469,6 @@ class Permissions(Strict):
         return v
 
 
-class PipelineStep(Strict):
-    op: Literal[
-        "session.analyze",
-        "orchestrate.decide",
-        "agent.execute",
-        "shell.run",
-        "git.commit",
-        "pr.create",
-        "http.notify",
-    ]
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    as_: str | None = Field(default=None, alias="as")
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
-
-
 def slugify(text: str, max_len: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_len].rstrip("-") or "workspace"
@@ -500,7 +487,11 @@ class WorkspaceConfig(Strict):
     pr: PR = Field(default_factory=PR)
     permissions: Permissions = Field(default_factory=Permissions)
     env_allow: list[EnvName] = Field(default_factory=list)
-    pipeline: list[PipelineStep] | None = None
+    pipeline: list[Step] | str | None = Field(
+        default=None,
+        description="null: the default pipeline; a list of steps; or a manifest file's path, relative to this file",
+    )
+    _manifest: Manifest | None = PrivateAttr(default=None)
 
     @field_validator("id")
     @classmethod
@@ -582,26 +573,57 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: Any, source: str = "<config>") -> WorkspaceConfig:
+def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> WorkspaceConfig:
+    """A config from parsed JSON. A `pipeline` naming a manifest file is read (relative to `base_dir`, the
+    config file's directory) and put inline, so that a cycle carries the steps it was started with."""
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(root): expected a JSON object, got {type(data).__name__}"])
     try:
-        return WorkspaceConfig.model_validate(data)
+        cfg = WorkspaceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc)) from None
+    if isinstance(cfg.pipeline, str):
+        path = Path(cfg.pipeline).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            manifest = load_manifest(path)
+        except ConfigError as exc:
+            raise ConfigError(source, [f"pipeline: {exc.source}: {line}" for line in exc.errors]) from None
+        cfg.pipeline = manifest.pipeline
+        cfg._manifest = manifest
+    return cfg
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content; ConfigError (naming the file) when it is missing, unreadable or not JSON."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(str(path), [f"(root): invalid JSON: {exc}"]) from None
+
+
+def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(root): expected a JSON object, got {type(data).__name__}"])
+    try:
+        return Manifest.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, format_validation_error(exc)) from None
 
 
+def load_manifest(path: str | Path) -> Manifest:
+    p = Path(path)
+    return parse_manifest(read_json(p), str(p))
+
+
 def load_config(path: str | Path) -> WorkspaceConfig:
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(p), [f"cannot read file: {exc.strerror or exc}"]) from None
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(str(p), [f"(root): invalid JSON: {exc}"]) from None
-    return parse_config(data, str(p))
+    return parse_config(read_json(p), str(p), base_dir=p.parent)
 
 
 def load_config_dir(directory: str | Path) -> tuple[list[tuple[Path, WorkspaceConfig]], list[ConfigError]]:

@@ -220,9 +220,10 @@ def identity_env(cwd: Where) -> dict[str, str]:
     return dict(DEFAULT_IDENTITY)
 
 
-def commit_all(cwd: Where, message: str) -> str | None:
-    """Stage everything (respecting .gitignore) and commit; returns the new sha, or None if nothing changed."""
-    git(["add", "-A"], cwd)
+def commit_all(cwd: Where, message: str, paths: Sequence[str] = ()) -> str | None:
+    """Stage everything (respecting .gitignore), or only `paths` (pathspecs relative to the work tree), and
+    commit; returns the new sha, or None if nothing changed."""
+    git(["add", "-A", "--", *paths], cwd)
     if git(["diff", "--cached", "--quiet", "--no-ext-diff"], cwd, check=False).returncode == 0:
         return None
     git(["commit", "-q", "--no-verify", "-F", "-"], cwd, input_text=message, env=identity_env(cwd))

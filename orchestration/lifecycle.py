@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +29,7 @@ from orchestration.models import (
     Decision,
     Reason,
     Status,
+    StepStatus,
     TaskRecord,
     iso,
     utcnow,
@@ -42,8 +45,64 @@ GRACE_S = 30
 LOCK_MARGIN_S = 600
 
 
+class AlreadyHandled(Exception):
+    """This delivery of a stage has nothing to do: the cycle already ended, or another delivery of the same
+    stage owns it (a redelivered message under acks_late). The Celery layer drops it without a trace."""
+
+
 def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str, Any] | None = None) -> None:
-    svc.hub.emit(ctx.cycle_id, ctx.workspace, stage, kind, data or {})
+    """One event of the cycle; while a pipeline step runs, its events carry the step's index and name."""
+    data = dict(data or {})
+    if ctx.step is not None and ctx.step < len(ctx.steps):
+        data.setdefault("step", ctx.step)
+        data.setdefault("as", ctx.steps[ctx.step].as_)
+    svc.hub.emit(ctx.cycle_id, ctx.workspace, stage, kind, data)
+
+
+@contextmanager
+def stage_events(svc: Services, ctx: CycleContext, name: str, always: bool = False) -> Iterator[None]:
+    """stage.started / finished / failed around a stage's work; a cycle that already ended passes through
+    the work stages silently (its events would only say that nothing happened)."""
+    if svc.state.is_finished(ctx.cycle_id):
+        raise AlreadyHandled(f"cycle {ctx.cycle_id} has already ended")
+    if ctx.ended and not always:
+        yield
+        return
+    emit(svc, ctx, name, "stage.started", {})
+    t0 = time.monotonic()
+    try:
+        yield
+    except Exception as exc:
+        emit(svc, ctx, name, "stage.failed", {"error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+    save(svc, ctx)
+    emit(
+        svc,
+        ctx,
+        name,
+        "stage.finished",
+        {"duration_s": round(time.monotonic() - t0, 3), "status": ctx.status.value},
+    )
+
+
+def gate(svc: Services, ctx: CycleContext, stage: str) -> bool:
+    """True when the stage should do its work: the cycle is live, not cancelled, not past its deadline."""
+    if ctx.ended:
+        return False
+    if svc.state.is_cancelled(ctx.cycle_id):
+        end(svc, ctx, stage, Status.CANCELLED, Reason.CANCELLED)
+        return False
+    if ctx.deadline is not None and time.time() >= ctx.deadline:
+        end(svc, ctx, stage, Status.TIMED_OUT, Reason.DEADLINE)
+        return False
+    return True
+
+
+def deny(svc: Services, ctx: CycleContext, stage: str, problems: list[str]) -> CycleContext:
+    """Ends the cycle failed / policy_denied: it would use more than the config or this host grants."""
+    ctx.error = "; ".join(problems)[:1000]
+    emit(svc, ctx, stage, "stage.failed", {"error": ctx.error[:500], "reason": Reason.POLICY_DENIED.value})
+    return end(svc, ctx, stage, Status.FAILED, Reason.POLICY_DENIED)
 
 
 def config_of(ctx: CycleContext) -> WorkspaceConfig:
@@ -117,6 +176,10 @@ def note_tampering(svc: Services, ctx: CycleContext, checkout: worktree.Checkout
 def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleReport:
     """Report, spend, history, lock, worktree and record: the part of ending a cycle every path shares.
     `cycle.finished` goes out last of all (watchers stop at it) unless the caller announces it later."""
+    ctx.step = None
+    for step in ctx.steps:
+        if step.status is StepStatus.PENDING:
+            step.status = StepStatus.SKIPPED  # never reached: an earlier step ended the cycle
     report = CycleReport(
         cycle_id=ctx.cycle_id,
         workspace=ctx.workspace,
@@ -129,9 +192,11 @@ def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepor
         agent=ctx.agent,
         branch=ctx.branch,
         pr=ctx.pr,
+        steps=ctx.steps,
     )
-    if ctx.agent and ctx.agent.cost_usd and svc.state.mark_once(ctx.cycle_id, "spend"):
-        svc.state.add_spend(ctx.workspace, today(), ctx.agent.cost_usd)
+    spent = ctx.spent_usd or (ctx.agent.cost_usd if ctx.agent else 0.0)
+    if spent and svc.state.mark_once(ctx.cycle_id, "spend"):
+        svc.state.add_spend(ctx.workspace, today(), spent)
     if ctx.decision and not ctx.dry_run and ctx.started_at and svc.state.mark_once(ctx.cycle_id, "history"):
         entry = TaskRecord(
             cycle_id=ctx.cycle_id,
@@ -181,6 +246,8 @@ def fail(
         if checkout.violations:
             status, reason = Status.FAILED, Reason.POLICY_DENIED
             error = f"{error}; the agent changed git metadata it must not touch ({', '.join(checkout.violations[:10])})"
+    if ctx.step is not None and ctx.step < len(ctx.steps):
+        ctx.steps[ctx.step].status, ctx.steps[ctx.step].reason = StepStatus.FAILED, reason.value
     if not ctx.status.ended or ctx.status is Status.SUCCEEDED or reason is Reason.POLICY_DENIED:
         ctx.status, ctx.reason = status, reason
     ctx.error = error[:1000]

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     STAGE_ERROR = "stage_error"
     POLICY_DENIED = "policy_denied"
     EXPIRED = "expired"  # a step's message expired in the queue before a worker took it
+    STEP_FAILED = "step_failed"  # a pipeline step failed (shell.run with check, a step's own error)
     DRY_RUN = "dry_run"
 
 
@@ -159,6 +160,26 @@ class PRResult(Model):
     number: int | None = None
     draft: bool | None = None
     reason: str | None = None
+    pushed: bool = False  # the branch reached the remote (internal: not in the published report)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"  # not reached yet (reported as skipped once the cycle ends)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class StepReport(Model):
+    """One pipeline step in the report: which op, its output's name, how it ended and how long it took."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True, populate_by_name=True)
+
+    op: str
+    as_: str | None = Field(default=None, alias="as")
+    status: StepStatus = StepStatus.PENDING
+    duration_s: float | None = None
+    reason: str | None = None
 
 
 class TaskRecord(Model):
@@ -187,7 +208,6 @@ class CycleContext(Model):
     reason: Reason | None = None
     dry_run: bool = False
     ignore_window: bool = True
-    insights: Insights | None = None
     decision: Decision | None = None
     branch: str | None = None
     base_sha: str | None = None  # the base commit, pinned before the agent ran
@@ -195,6 +215,11 @@ class CycleContext(Model):
     agent: AgentResult | None = None
     pr: PRResult | None = None
     error: str | None = None
+    steps: list[StepReport] = Field(default_factory=list)  # one per pipeline step, in order
+    outputs: dict[str, Any] = Field(default_factory=dict)  # step index → its output (JSON), for substitution
+    step: int | None = None  # the step running now: its events carry its index and name
+    spent_usd: float = 0.0  # what every agent run of this cycle cost together
+    pushed_sha: str | None = None  # the commit publish last handled (pushed, or refused for good)
 
     @property
     def ended(self) -> bool:
@@ -213,6 +238,7 @@ class CycleReport(Model):
     agent: AgentResult | None = None
     branch: str | None = None
     pr: PRResult | None = None
+    steps: list[StepReport] = Field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """The published report: the record's internal bookkeeping left out, fallbacks only when they happened."""
@@ -222,7 +248,8 @@ class CycleReport(Model):
         agent_hidden = {"stop_reason", "commit", "events", "worked"}
         if not (self.agent and self.agent.fallback_from):
             agent_hidden |= {"fallback_from", "fallback_reason"}
-        return self.model_dump(mode="json", exclude={"decision": decision_hidden, "agent": agent_hidden})
+        exclude: dict[str, Any] = {"decision": decision_hidden, "agent": agent_hidden, "pr": {"pushed"}}
+        return self.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 
 class CycleRecord(Model):
@@ -271,6 +298,7 @@ class CycleRecord(Model):
             agent=c.agent,
             branch=c.branch,
             pr=c.pr,
+            steps=c.steps,
         )
 
 
@@ -294,6 +322,8 @@ EventKind = Literal[
     "agent.finished",
     "pr.opened",
     "pr.skipped",
+    "stage.skipped",
+    "notify.sent",
 ]
 
 

@@ -151,6 +151,7 @@ def render_body(
     cycle_status: Status,
     duration_s: float,
     files: Sequence[str],
+    notes: str | None = None,
 ) -> str:
     """The PR body: what was asked, why, what it cost, what changed, and the marker that ties it to the cycle.
 
@@ -169,6 +170,8 @@ def render_body(
         lines += [f"> **Unfinished:** the cycle ended `{cycle_status.value}`; review with care.", ""]
     lines += ["### Task", "", *_fenced(task), ""]
     lines += ["### Rationale", "", *_fenced(rationale), ""]
+    if notes and notes.strip():
+        lines += ["### Notes", "", *_fenced(_clip(red.text(notes.strip()))), ""]
     lines += ["### Run", "", "| | |", "| --- | --- |"]
     lines.append(f"| Agent | {_code(decision.agent)}" + (f" ({agent.status})" if agent else "") + " |")
     lines.append(f"| Cycle status | `{cycle_status.value}` |")
@@ -216,6 +219,11 @@ def commit_message(decision: Decision, cycle_id: str, agent_status: str = "succe
         f"The agent did not finish; this commit keeps what it had written.\n\n"
         f"Orchestrate-Cycle: {cycle_id}\n"
     )
+
+
+def _agent_status(cycle_status: Status) -> str:
+    """What a commit made at publish says of the run: a cycle that did not succeed leaves a WIP commit."""
+    return "succeeded" if cycle_status is Status.SUCCEEDED else cycle_status.value
 
 
 def _scrub(text: str, limit: int = 300) -> str:
@@ -412,29 +420,34 @@ def publish(
     emit: Emit,
     gh: str = "gh",
     retry: RetryPolicy = DEFAULT_RETRY,
+    notes: str | None = None,
+    propose: bool = True,
 ) -> PRResult:
     """Commit, check, push, then find-or-open the PR. Idempotent: a second run reuses the PR it finds.
 
     Never raises; the branch is pushed before anything that depends on gh, so the work is safe remotely
     even when gh is missing, logged out or broken. `retry` sets the pauses before retrying a push or a
-    `gh pr create` that failed transiently.
+    `gh pr create` that failed transiently. `notes` is a section of the PR body (fenced: it may carry agent
+    output); without `propose` it stops once the branch is pushed (a pipeline without a PR step).
     """
     run = _Run(tree, branch, cfg, gh, emit, retry)
     try:
-        return _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref)
+        result = _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref, notes, propose)
     except subprocess.TimeoutExpired as exc:
-        return run.failed(f"gh_timeout: {' '.join(str(a) for a in exc.cmd[1:3])}")
+        result = run.failed(f"gh_timeout: {' '.join(str(a) for a in exc.cmd[1:3])}")
     except _GhNotAuthenticated as exc:
         log.info("gh is not authenticated: %s", _scrub(str(exc)))
-        return run.skipped("gh_not_authenticated")
+        result = run.skipped("gh_not_authenticated")
     except _GhBadOutput as exc:
         log.warning("unusable gh output for %s: %s", branch, exc)
-        return run.failed("gh_bad_output")
+        result = run.failed("gh_bad_output")
     except (GitError, OSError) as exc:
-        return run.failed(f"publish_error: {_scrub(str(exc))}")
+        result = run.failed(f"publish_error: {_scrub(str(exc))}")
     except Exception as exc:  # the stage contract: a reason, never an exception
         log.exception("publish of %s crashed", branch)
         return run.failed(f"publish_error: {type(exc).__name__}: {_scrub(str(exc))}")
+    result.pushed = run.pushed
+    return result
 
 
 def _publish(
@@ -445,6 +458,8 @@ def _publish(
     cycle_status: Status,
     duration_s: float,
     base_ref: str,
+    notes: str | None = None,
+    propose: bool = True,
 ) -> PRResult:
     cfg, tree, work_tree, branch = run.cfg, run.tree, run.worktree, run.branch
 
@@ -454,7 +469,7 @@ def _publish(
         head_branch = out(["rev-parse", "--abbrev-ref", "HEAD"], tree)
         if head_branch != branch:
             return run.failed(f"branch_mismatch: worktree is on {head_branch!r}, not {branch!r}")
-        commit_all(tree, commit_message(decision, cycle_id))
+        commit_all(tree, commit_message(decision, cycle_id, _agent_status(cycle_status)))
     except GitError as exc:
         return run.failed(f"commit_failed: {_scrub(exc.stderr)}")
 
@@ -489,6 +504,8 @@ def _publish(
         return run.failed(problem)
     run.pushed = True
 
+    if not propose:
+        return run.skipped("no_pr_step")
     if not cfg.pr.enabled or not cfg.permissions.open_pr:
         return run.skipped("pr_disabled")
     if cycle_status != Status.SUCCEEDED and not cfg.pr.open_on_failure:
@@ -517,7 +534,13 @@ def _publish(
     #    create won, so look it up instead of opening a second one.
     title = pr_title(decision, cycle_status, cycle_id)
     body = render_body(
-        cycle_id=cycle_id, decision=decision, agent=agent, cycle_status=cycle_status, duration_s=duration_s, files=files
+        cycle_id=cycle_id,
+        decision=decision,
+        agent=agent,
+        cycle_status=cycle_status,
+        duration_s=duration_s,
+        files=files,
+        notes=notes,
     )
     labels = list(cfg.pr.labels)
     transient_retry = True

@@ -14,18 +14,17 @@ from celery.canvas import Signature
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from orchestration import cycle, lifecycle
-from orchestration.agents.registry import queue_name
 from orchestration.config import WorkspaceConfig, load_config
 from orchestration.hub import RedisHub
+from orchestration.lifecycle import AlreadyHandled
 from orchestration.models import CycleContext, Reason, Status
+from orchestration.pipeline.registry import OPS
 from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import RedisState
 from tasks.app import app
 
 log = logging.getLogger(__name__)
-
-STAGE_QUEUE = "orchestrate"
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +39,7 @@ def _run_stage(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: An
     ctx = CycleContext.model_validate(raw)
     try:
         ctx = stage(ctx, services(), **kw)
-    except cycle.AlreadyHandled as exc:
+    except AlreadyHandled as exc:
         # A duplicate delivery: stop this copy of the chain here, quietly; the owner carries on.
         log.info("cycle %s: %s; this delivery stops here", ctx.cycle_id, exc)
         raise Ignore() from exc
@@ -57,46 +56,47 @@ def start(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
     return _run_stage(cycle.start, ctx)
 
 
-@app.task(name="orchestrate.analyze", bind=True)
-def analyze(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run_stage(cycle.analyze, ctx)
-
-
-@app.task(name="orchestrate.decide", bind=True)
-def decide(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    out = _run_stage(cycle.decide, ctx)
-    decision = out.get("decision")
-    if decision:
-        _route_next_stage(self, queue_name(decision["agent"]))
+def _run_op(task: Task, ctx: dict[str, Any], step: int) -> dict[str, Any]:
+    out = _run_stage(cycle.run_step, ctx, index=step)
+    _route_next_step(task, CycleContext.model_validate(out), step + 1)
     return out
 
 
-def _route_next_stage(task: Task, queue: str) -> None:
-    """Sends the chain's next step (execute) to the chosen agent's queue.
+def _route_next_step(task: Task, ctx: CycleContext, index: int) -> None:
+    """Sends the chain's next step to the queue known only now (an agent.execute to its agent's queue).
 
     The remaining chain travels in the request (last element = next step) and Celery sends that very
-    list on success, so setting the queue here routes execute to workers that have the agent.
+    list on success, so setting the queue here routes it.
     """
     remaining = task.request.chain or []
-    if remaining and remaining[-1].get("task") == "orchestrate.execute":
+    if not remaining or not str(remaining[-1].get("task", "")).startswith(OP_PREFIX):
+        return
+    queue = cycle.next_queue(ctx, index)
+    if queue is not None:
         remaining[-1].setdefault("options", {})["queue"] = queue
 
 
-@app.task(name="orchestrate.execute", bind=True)
-def execute(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run_stage(cycle.execute, ctx)
+OP_PREFIX = "orchestrate.op."
 
 
-@app.task(name="orchestrate.publish", bind=True)
-def publish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run_stage(cycle.publish, ctx)
+def _op_task(op: str) -> Task:
+    def run(self: Task, ctx: dict[str, Any], step: int) -> dict[str, Any]:
+        return _run_op(self, ctx, step)
+
+    run.__name__ = run.__qualname__ = "op_" + op.replace(".", "_")
+    run.__doc__ = f"Pipeline step `{op}`."
+    return app.task(name=OP_PREFIX + op, bind=True)(run)
+
+
+# One task per registered operation: `orchestrate.op.shell.run`, ...
+OP_TASKS: dict[str, Task] = {op: _op_task(op) for op in OPS}
 
 
 @app.task(name="orchestrate.finish", bind=True)
 def finish(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
     try:
         report = cycle.finish(CycleContext.model_validate(ctx), services())
-    except cycle.AlreadyHandled as exc:
+    except AlreadyHandled as exc:
         raise Ignore() from exc
     return report.public()
 
@@ -170,21 +170,30 @@ def _janitor_on_start(**_: Any) -> None:
 
 
 def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None) -> Signature:
-    limits = cycle.stage_limits(cfg)
+    """start → one task per pipeline step → finish, each with its own queue and time limits (options given
+    to the chain's apply_async would reach only its first task), and the error path on every one."""
     errback = on_error.s()
-    stages = [start, analyze, decide, execute, publish, finish]
-    sigs = []
-    for i, task in enumerate(stages):
-        name = task.name.split(".", 1)[1]
-        soft, hard = limits[name]
-        sig = task.si(ctx.model_dump(mode="json")) if i == 0 else task.s()
-        queue = queue_name(cfg.agents.prefer) if name == "execute" else STAGE_QUEUE
-        options: dict[str, Any] = {"queue": queue, "soft_time_limit": soft, "time_limit": hard}
-        if expires_s is not None and i == 0:
-            options["expires"] = expires_s
-        sig.set(**options)
+    grace = lifecycle.GRACE_S
+    sigs = [
+        start.si(ctx.model_dump(mode="json")).set(
+            queue=cycle.STAGE_QUEUE, soft_time_limit=cycle.START_LIMIT_S, time_limit=cycle.START_LIMIT_S + grace
+        )
+    ]
+    if expires_s is not None:
+        sigs[0].set(expires=expires_s)
+    for planned in cycle.plan(cfg):
+        sigs.append(
+            OP_TASKS[planned.op]
+            .s(step=planned.index)
+            .set(queue=planned.queue, soft_time_limit=planned.soft_s, time_limit=planned.hard_s)
+        )
+    sigs.append(
+        finish.s().set(
+            queue=cycle.STAGE_QUEUE, soft_time_limit=cycle.FINISH_LIMIT_S, time_limit=cycle.FINISH_LIMIT_S + grace
+        )
+    )
+    for sig in sigs:
         sig.link_error(errback)
-        sigs.append(sig)
     return chain(*sigs)
 
 

@@ -131,6 +131,11 @@ def orchestrate_process(
             time.sleep(0.2)
         yield proc
     finally:
+        # The process itself first: a worker's warm shutdown lets its pool children exit on their own,
+        # which is when they write their coverage data (a SIGTERM of their own would lose it).
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:

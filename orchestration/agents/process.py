@@ -170,22 +170,25 @@ def supervise(
     after_final_grace_s: float = AFTER_FINAL_GRACE_S,
     kill_grace_s: float = KILL_GRACE_S,
     stderr_path: Path | None = None,
+    stdout_path: Path | None = None,
     run_as: RunAs | None = None,
 ) -> ProcessOutcome:
     """Runs argv with stdin closed in a new session and feeds each stdout line to `on_line`.
 
     `deadline` is a unix time. Stops: deadline, idle (no stdout line for idle_timeout_s), cost (a handler
     verdict), cancel, and a process that keeps running after its final message. With `run_as`, the
-    process runs as that user with no supplementary groups.
+    process runs as that user with no supplementary groups. With `stdout_path`, stdout goes to that file
+    instead (no lines are read: a command, not an agent; only the deadline and cancel stop it).
     """
     stderr_file = stderr_path.open("w+b") if stderr_path else None
+    stdout_file = stdout_path.open("w+b") if stdout_path else None
     try:
         proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
             cwd=str(cwd),
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=stdout_file if stdout_file else subprocess.PIPE,
             stderr=stderr_file if stderr_file else subprocess.DEVNULL,
             start_new_session=True,
             user=run_as.uid if run_as else None,
@@ -194,8 +197,9 @@ def supervise(
             umask=0o022 if run_as else -1,
         )
     except OSError as exc:
-        if stderr_file:
-            stderr_file.close()
+        for f in (stderr_file, stdout_file):
+            if f:
+                f.close()
         return ProcessOutcome(exit_code=None, stop_reason=StopReason.SPAWN_FAILED, spawn_error=str(exc))
 
     pgid = proc.pid  # start_new_session makes the child the leader of a new group
@@ -207,8 +211,12 @@ def supervise(
             proc.wait()
             raise
     lines: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
-    assert proc.stdout is not None
-    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+    if stdout_file is None:
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+    else:
+        stdout_file.close()  # the child has its own copy
+        reader = threading.Thread(target=lines.put, args=(None,), daemon=True)
     reader.start()
 
     stop_reason: StopReason | None = None

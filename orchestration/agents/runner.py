@@ -44,6 +44,11 @@ def resolve_command(command: str) -> str | None:
     return shutil.which(command)
 
 
+def agents_on_path(cfg: WorkspaceConfig) -> Callable[[str], bool]:
+    """Whether an agent's command is found here: what a decision made in this process may choose."""
+    return lambda agent: resolve_command(cfg.agents.command_for(agent)) is not None
+
+
 def run_agent(
     *,
     agent: str,

@@ -1,0 +1,51 @@
+"""What the worktree steps share: the cycle's worktree (made by the first step that needs one), the decision
+the work is named after, and the OS user agents and commands run as."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+
+from orchestration.agents import worktree
+from orchestration.agents.process import RunAs
+from orchestration.lifecycle import save
+from orchestration.models import Decision
+from orchestration.pipeline.registry import StepFailed, StepRun
+from orchestration.settings import get_settings
+
+
+def run_as() -> RunAs | None:
+    """The OS user agents and `shell.run` commands run as on this host (ORCH_AGENT_USER), or None."""
+    name = get_settings().agent_user
+    return RunAs.lookup(name) if name else None
+
+
+def decision_of(run: StepRun) -> Decision:
+    """The cycle's decision, or for a pipeline without `orchestrate.decide` one that names the pipeline."""
+    if run.ctx.decision is not None:
+        return run.ctx.decision
+    title = f"{run.cfg.id}: pipeline run"
+    return Decision(
+        task="", title=title, agent="", rationale="a pipeline without a decision step", confidence=1.0, op_hash=""
+    )
+
+
+def checkout_of(run: StepRun) -> worktree.Checkout:
+    """The cycle's worktree on this host; made on a new branch from the pinned base when no step made it yet."""
+    ctx, cfg, svc = run.ctx, run.cfg, run.svc
+    if ctx.worktree is not None:
+        checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id)
+        if checkout is None or not checkout.path.exists():
+            raise StepFailed(f"worktree_missing: the cycle's worktree {ctx.worktree} is not on {socket.gethostname()}")
+        return checkout
+    repo = worktree.repo_dir(cfg, svc.state_dir)
+    base = worktree.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    ctx.branch = worktree.branch_name(cfg.pr.branch_prefix, stamp, decision_of(run).title, ctx.cycle_id)
+    checkout = worktree.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
+    user = run_as()
+    if user is not None:
+        worktree.hand_over(checkout, user.name, svc.state_dir)
+    ctx.worktree, ctx.base_sha = str(checkout.path), base
+    save(svc, ctx, host=socket.gethostname())
+    return checkout
