@@ -98,7 +98,7 @@ def test_real_claude_cycle_through_worker(tmp_path: Path, orch_env: dict[str, st
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "cycle.queued" and kinds[-1] == "cycle.finished"
     calls = [e["data"] for e in events if e["kind"] == "agent.tool_call"]
-    assert {"tool": "Write", "path": "hello.txt"} in calls
+    assert {"tool": "Write", "path": "hello.txt", "step": 2, "as": "run"} in calls  # the step that ran it
     assert any(e["kind"] == "agent.file_change" and e["data"]["path"] == "hello.txt" for e in events)
     assert any(e["kind"] == "agent.usage" and e["data"]["estimated"] is False for e in events)
     assert kinds.index("agent.started") < kinds.index("agent.tool_call") < kinds.index("agent.finished")

@@ -108,14 +108,17 @@ def test_daily_budget_exhausted_skips_and_spend_is_recorded(local) -> None:  # t
 @pytest.mark.timeout(60)
 def test_redelivered_execute_never_starts_a_second_agent(local) -> None:  # type: ignore[no-untyped-def]
     cfg, svc = local
-    ctx = cycle.decide(cycle.analyze(cycle.start(cycle.enqueue(svc, cfg), svc), svc), svc)
-    first = cycle.execute(ctx.model_copy(deep=True), svc)
+    # The default pipeline: analyze (0), decide (1), execute (2), pr.create (3).
+    ctx = cycle.start(cycle.enqueue(svc, cfg), svc)
+    ctx = cycle.run_step(cycle.run_step(ctx, svc, 0), svc, 1)
+    first = cycle.run_step(ctx.model_copy(deep=True), svc, 2)
     assert first.agent and first.agent.status == "succeeded"
     with pytest.raises(cycle.AlreadyHandled, match="already started"):
-        cycle.execute(ctx.model_copy(deep=True), svc)
+        cycle.run_step(ctx.model_copy(deep=True), svc, 2)
     # Once the cycle has ended, any late delivery of any stage is dropped.
     report = cycle.finish(first, svc)
     assert report.status.value == "succeeded"
-    for stage in (cycle.start, cycle.analyze, cycle.publish, cycle.finish):
+    first_step, last_step = (lambda c, s: cycle.run_step(c, s, 0)), (lambda c, s: cycle.run_step(c, s, 3))
+    for stage in (cycle.start, first_step, last_step, cycle.finish):
         with pytest.raises(cycle.AlreadyHandled, match="already ended"):
             stage(first.model_copy(deep=True), svc)
