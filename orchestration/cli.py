@@ -242,15 +242,41 @@ def _exit_for(report: dict[str, Any]) -> int:
 # -- commands --------------------------------------------------------------------------------------
 
 
+def _validate_manifest(f: Path, data: Any) -> bool:
+    """A bare manifest file: its ops, arguments, names and references (env names and permissions are checked
+    where a config uses it). True when valid."""
+    from orchestration.config import ConfigError, parse_manifest
+    from orchestration.pipeline.check import check_steps
+
+    try:
+        manifest = parse_manifest(data, str(f))
+    except ConfigError as exc:
+        for line in exc.errors:
+            out.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
+        return False
+    problems = check_steps(manifest.pipeline)
+    for p in problems:
+        out.print(_tagged("invalid", "red", f"{f}: {p}"))
+    if not problems:
+        about = f"manifest {manifest.id} {manifest.version}, {len(manifest.pipeline)} steps"
+        out.print(_tagged("ok", "green", f"{f} ({about})"))
+    return not problems
+
+
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="workspace config files")]) -> None:
-    """Check config files without running anything (exit 2 if any is invalid)."""
-    from orchestration.config import ConfigError, load_config
+def validate(files: Annotated[list[Path], typer.Argument(help="workspace config or pipeline manifest files")]) -> None:
+    """Check config and manifest files without running anything (exit 2 if any is invalid)."""
+    from orchestration.config import ConfigError, load_config, read_json
+    from orchestration.pipeline.manifest import is_bare_manifest
     from orchestration.policy import shell_warning
 
     bad = 0
     for f in files:
         try:
+            data = read_json(f)
+            if is_bare_manifest(data):
+                bad += not _validate_manifest(f, data)
+                continue
             cfg = load_config(f)
         except ConfigError as exc:
             bad += 1
@@ -543,6 +569,60 @@ def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n", m
 
     for when in next_fires(cfg.schedule.cron, cfg.schedule.timezone, count):
         out.print(f"{when.isoformat()}  ({when.astimezone(UTC).isoformat()})")
+
+
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Argument(help="workspace config file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the steps as JSON")] = False,
+) -> None:
+    """Print the compiled steps of a config's pipeline without running anything (exit 2 on any error)."""
+    from orchestration.cycle import plan as compile_plan
+
+    cfg = _load(config)
+    steps = compile_plan(cfg)
+    if as_json:
+        rows = [
+            {
+                "index": s.index,
+                "op": s.op,
+                "as": s.as_,
+                "stage": s.stage,
+                "task": f"orchestrate.op.{s.op}",
+                "queue": s.queue,
+                "soft_time_limit_s": s.soft_s,
+                "time_limit_s": s.hard_s,
+                "permissions": s.uses,
+                "references": s.refs,
+                "if": s.condition,
+            }
+            for s in steps
+        ]
+        out.print(orjson.dumps({"workspace": cfg.id, "budget_s": cfg.budget.cycle_s, "steps": rows}).decode())
+        return
+    out.print(f"{cfg.id}: {len(steps)} steps, budget {cfg.budget.cycle_s} s", style="bold")
+    for s in steps:
+        name = s.op + (f" → {s.as_}" if s.as_ else "")
+        out.print(f"{s.index:>3}  {name:<36} queue {s.queue:<22} limit {s.soft_s}/{s.hard_s} s")
+        if s.condition:
+            out.print(f"       if {s.condition}", style="dim")
+        if s.uses:
+            out.print(f"       uses {', '.join(s.uses)}", style="dim")
+        if s.refs:
+            out.print(f"       reads {', '.join(s.refs)}", style="dim")
+
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help="config or manifest")] = "config",
+) -> None:
+    """Print the JSON Schema of a workspace config or a pipeline manifest (for editors)."""
+    from orchestration.pipeline.schema import config_schema, manifest_schema
+
+    if kind not in ("config", "manifest"):
+        _die(f"unknown schema {kind!r}: choose config or manifest", EXIT_INVALID)
+    data = config_schema() if kind == "config" else manifest_schema()
+    out.print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
 @app.command()

@@ -91,7 +91,7 @@ def _arg_problems(op: Any, step: Step, where: str, tag: str) -> list[str]:
         if has_refs(value):
             continue  # checked once substituted, when the step runs
         try:
-            TypeAdapter(info.rebuild_annotation()).validate_python(value)
+            TypeAdapter(info.rebuild_annotation()).validate_python(value, strict=True)
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])

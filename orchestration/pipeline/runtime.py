@@ -96,7 +96,7 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
         _failed(svc, ctx, op.stage, entry, f"{where}: {exc}")
         return
     try:
-        args = op.Args.model_validate(raw)
+        args = op.Args.model_validate(raw, strict=True)
     except ValidationError as exc:
         lines = [f"{where} with.{line}" for line in format_validation_error(exc)]
         _failed(svc, ctx, op.stage, entry, "; ".join(lines))

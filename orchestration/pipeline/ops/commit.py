@@ -5,12 +5,13 @@ pipeline can commit in steps. Nothing leaves the machine here: every change is c
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from orchestration import git
 from orchestration.agents.worktree import WorktreeError
+from orchestration.config import WorkspaceConfig
 from orchestration.git import GitError
 from orchestration.lifecycle import note_tampering
 from orchestration.pipeline.ops._work import checkout_of, decision_of
@@ -49,6 +50,9 @@ class Commit(Operation[CommitArgs, CommitOutput]):
     Output = CommitOutput
     worktree = True
     default_limit_s = 120
+
+    def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
+        return ["write"]
 
     def run(self, step: StepRun, args: CommitArgs) -> CommitOutput:
         from orchestration.pr import commit_message

@@ -87,6 +87,10 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
             problems.append(("prompt", "required when no orchestrate.decide step comes before"))
         return problems
 
+    def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
+        agent = args.get("agent") or "the decision's agent"
+        return [f"agent: {agent}", "write"]
+
     def limit_s(self, step: Any, cfg: WorkspaceConfig) -> int:
         return cfg.budget.cycle_s + EXECUTE_SOFT_MARGIN_S
 

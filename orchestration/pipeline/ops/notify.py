@@ -141,6 +141,14 @@ class Notify(Operation[NotifyArgs, NotifyOutput]):
             problems.append(f'this host does not allow {host} (ORCH_ALLOW lacks "network:{host}")')
         return problems
 
+    def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
+        url = args.get("url")
+        try:
+            host, port, _ = host_port(url) if isinstance(url, str) else ("?", None, "")
+        except ValueError:
+            host, port = "?", None
+        return [f"network: {host}" + (f":{port}" if port else "")]
+
     def limit_s(self, step: Any, cfg: WorkspaceConfig) -> int:
         w = step.with_
         timeout = w.get("timeout_s") if isinstance(w.get("timeout_s"), (int, float)) else 10

@@ -5,11 +5,11 @@ already ended (timed out, failed), so that the work is pushed; whether a PR open
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from orchestration.config import Label, RefName
+from orchestration.config import Label, RefName, WorkspaceConfig
 from orchestration.lifecycle import elapsed_s, note_tampering
 from orchestration.models import PRResult, Reason, Status, StepStatus
 from orchestration.pipeline.ops._work import checkout_of, decision_of
@@ -47,6 +47,9 @@ class CreatePR(Operation[PRArgs, PROutput]):
     Output = PROutput
     worktree = True
     always = True
+
+    def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
+        return ["push", "open_pr"]
 
     def run(self, step: StepRun, args: PRArgs) -> PROutput:
         from orchestration import pr

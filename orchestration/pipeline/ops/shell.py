@@ -122,6 +122,11 @@ class Shell(Operation[ShellArgs, ShellOutput]):
             problems.append('this host does not allow shell.run (ORCH_ALLOW lacks "shell")')
         return problems
 
+    def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
+        command = args.get("command")
+        argv0 = command[0] if isinstance(command, list) and command and isinstance(command[0], str) else "?"
+        return [f"shell: {program(argv0)}"]
+
     def limit_s(self, step: Any, cfg: WorkspaceConfig) -> int:
         own = (
             step.with_.get("timeout_s") if isinstance(step.with_.get("timeout_s"), int) else None
