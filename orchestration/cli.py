@@ -168,6 +168,12 @@ def event_line(ev: Event) -> str:
         detail = str(d.get("url") or d.get("reason") or "")
     elif ev.kind in ("stage.failed", "agent.finished"):
         detail = " ".join(f"{k}={d[k]}" for k in ("status", "stop_reason", "error") if d.get(k))[:200]
+    elif ev.kind == "stage.skipped":
+        detail = f"if {d.get('if')} was false"
+    elif ev.kind == "notify.sent":
+        detail = f"{d.get('url')} → {d.get('status_code')}" + (f" ({d.get('error')})" if d.get("error") else "")
+    if ev.kind.startswith("stage.") and isinstance(ev.data.get("step"), int):
+        detail = f"[{ev.data['step']}{' ' + _cell(ev.data['as']) if ev.data.get('as') else ''}] {detail}".strip()
     ts = _cell(ev.ts)[11:19]
     return strip_control(f"{ev.seq:>4} {ts} {_cell(ev.stage):<8} {ev.kind:<18} {_cell(detail)}")
 
@@ -230,6 +236,15 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     pr = report.get("pr") or {}
     if pr:
         t.add_row("pr", " ".join(str(x) for x in (pr.get("url"), pr.get("status"), pr.get("reason")) if x))
+    steps = report.get("steps") or []
+    if len(steps) > 1:
+        shown = [
+            f"{s.get('op')}{' → ' + str(s['as']) if s.get('as') else ''} {s.get('status')}"
+            + (f" ({s['reason']})" if s.get("reason") and s.get("status") != "succeeded" else "")
+            for s in steps
+            if isinstance(s, dict)
+        ]
+        t.add_row("steps", "; ".join(shown))
     out.print(t)
 
 
