@@ -246,8 +246,9 @@ def fail(
         if checkout.violations:
             status, reason = Status.FAILED, Reason.POLICY_DENIED
             error = f"{error}; the agent changed git metadata it must not touch ({', '.join(checkout.violations[:10])})"
-    if ctx.step is not None and ctx.step < len(ctx.steps):
-        ctx.steps[ctx.step].status, ctx.steps[ctx.step].reason = StepStatus.FAILED, reason.value
+    running = ctx.steps[ctx.step] if ctx.step is not None and ctx.step < len(ctx.steps) else None
+    if running is not None and running.status is StepStatus.PENDING:  # the step it died in
+        running.status, running.reason = StepStatus.FAILED, reason.value
     if not ctx.status.ended or ctx.status is Status.SUCCEEDED or reason is Reason.POLICY_DENIED:
         ctx.status, ctx.reason = status, reason
     ctx.error = error[:1000]

@@ -98,10 +98,12 @@ def shell_warning(cfg: WorkspaceConfig, settings: Settings) -> str | None:
         reason = spec.shell(spec.section(cfg)) if spec.name in cfg.agents.allow else None
         if reason is not None:
             shells.append(f"{spec.name} ({reason})")
+    if cfg.permissions.shell not in (False, []):
+        shells.append("shell.run steps (permissions.shell)")
     if not shells:
         return None
     return (
-        f"{' and '.join(shells)} can run shell commands while ORCH_AGENT_USER is unset: the agent runs commands as "
+        f"{' and '.join(shells)} can run shell commands while ORCH_AGENT_USER is unset: they run commands as "
         "the worker's OS user and can read anything that user can (SSH keys, tokens, other workspaces). "
         "Set ORCH_AGENT_USER to a separate unprivileged user."
     )
