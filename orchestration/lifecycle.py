@@ -197,7 +197,16 @@ def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepor
     spent = ctx.spent_usd or (ctx.agent.cost_usd if ctx.agent else 0.0)
     if spent and svc.state.mark_once(ctx.cycle_id, "spend"):
         svc.state.add_spend(ctx.workspace, today(), spent)
-    if ctx.decision and not ctx.dry_run and ctx.started_at and svc.state.mark_once(ctx.cycle_id, "history"):
+    # A decided task is history (not to be repeated soon) when an agent was to work on it; a pipeline that
+    # only reports (no agent.execute step) leaves the task for a cycle that will.
+    worked_on = any(s.op == "agent.execute" for s in ctx.steps) or not ctx.steps
+    if (
+        ctx.decision
+        and worked_on
+        and not ctx.dry_run
+        and ctx.started_at
+        and svc.state.mark_once(ctx.cycle_id, "history")
+    ):
         entry = TaskRecord(
             cycle_id=ctx.cycle_id,
             op_hash=ctx.decision.op_hash,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The built-in names and the fields below them.
 BUILTINS: dict[str, set[tuple[str, ...]]] = {
-    "cycle": {("id",), ("deadline",)},
+    "cycle": {("id",), ("deadline",), ("status",), ("reason",)},
     "workspace": {("id",), ("repo",)},
     "date": {()},
 }

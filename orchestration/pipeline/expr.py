@@ -78,9 +78,9 @@ def parse(text: str) -> list[str | Ref]:
             end = text.find("}", j + 2)
             if end < 0:
                 raise ExprError(f"unterminated reference in {text[j : j + 40]!r} (write $${{ for a literal ${{)")
-            if literal:
+            if "".join(literal):
                 parts.append("".join(literal))
-                literal = []
+            literal = []
             parts.append(parse_ref(text[j + 2 : end]))
             i = end + 1
         else:

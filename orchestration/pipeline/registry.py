@@ -10,7 +10,8 @@ An operation declares:
 - `Args`, the pydantic model of its `with` (unknown arguments are errors), and `Output`, the model of what
   it returns: later steps may reference exactly these fields;
 - `worktree`: it reads or writes the cycle's worktree (it runs on the host that holds it);
-- `always`: it also runs for a cycle that has already ended (pr.create: the work is pushed either way);
+- `always`: it also runs for a cycle that has already ended failed, timed out or cancelled (pr.create: the
+  work is pushed either way; http.notify: the webhook hears how it ended); never for a skipped cycle;
 - `needs(args, cfg)`: the permissions it would use, checked against the config before anything runs
   (with the raw, unsubstituted arguments) and again at run time on the substituted ones;
 - `limit_s(args, cfg)`: Celery's soft time limit for its task (the op's own timeouts come first);

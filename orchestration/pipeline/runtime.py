@@ -21,7 +21,7 @@ from orchestration.lifecycle import config_of, deny, emit, end, gate, save, stag
 from orchestration.models import CycleContext, Reason, Status, StepReport, StepStatus, iso
 from orchestration.pipeline.expr import Condition, ExprError, Ref, lookup, render
 from orchestration.pipeline.manifest import Step, default_steps
-from orchestration.pipeline.registry import OPS, StepDenied, StepFailed, StepRun
+from orchestration.pipeline.registry import OPS, Operation, StepDenied, StepFailed, StepRun
 from orchestration.services import Services
 
 
@@ -46,7 +46,9 @@ def resolver(ctx: CycleContext, cfg: WorkspaceConfig, steps: list[Step], index: 
             return os.environ.get(name) if name in cfg.env_allow else None
         if ref.root == "cycle":
             deadline = iso(datetime.fromtimestamp(ctx.deadline, UTC)) if ctx.deadline else None
-            return lookup({"id": ctx.cycle_id, "deadline": deadline}, ref.path)
+            reason = ctx.reason.value if ctx.reason else None
+            cycle = {"id": ctx.cycle_id, "deadline": deadline, "status": ctx.status.value, "reason": reason}
+            return lookup(cycle, ref.path)
         if ref.root == "workspace":
             return lookup({"id": cfg.id, "repo": cfg.workspace.repo}, ref.path)
         if ref.root == "date":
@@ -57,6 +59,19 @@ def resolver(ctx: CycleContext, cfg: WorkspaceConfig, steps: list[Step], index: 
     return resolve
 
 
+# An `always` step that runs after the cycle ended (past its deadline, perhaps) gets at least this long.
+AFTER_END_S = 15.0
+
+
+def runs_after_end(op: Operation[Any, Any], ctx: CycleContext) -> bool:
+    """Whether `op` still runs for this cycle once it has ended: `always` ops do (pr.create pushes the work,
+    http.notify tells the webhook how it went), but not for a cycle that was skipped or a dry run, and a
+    worktree op only when there is a worktree."""
+    if not op.always or ctx.status is Status.SKIPPED or ctx.dry_run:
+        return False
+    return ctx.worktree is not None or not op.worktree
+
+
 def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
     cfg = config_of(ctx)
     steps = steps_of(cfg)
@@ -64,7 +79,7 @@ def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
         init_steps(ctx, cfg)
     op = OPS[steps[index].op]
     entry = ctx.steps[index]
-    always = op.always and ctx.worktree is not None
+    always = runs_after_end(op, ctx)
     ctx.step = index
     try:
         with stage_events(svc, ctx, op.stage, always=always):
@@ -110,6 +125,8 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
         deny(svc, ctx, op.stage, [f"{where}: {p}" for p in problems])
         return
     deadline = ctx.deadline if ctx.deadline is not None else time.time() + cfg.budget.cycle_s
+    if ctx.ended:
+        deadline = max(deadline, time.time() + AFTER_END_S)
     if step.timeout_s is not None:
         deadline = min(deadline, time.time() + step.timeout_s)
     run = StepRun(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError
 
-from orchestration.config import Sessions, format_validation_error
+from orchestration.config import AgentName, Sessions, format_validation_error
 from orchestration.models import Insights
 from orchestration.pipeline.registry import Args, Operation, StepFailed, StepRun, register
 from orchestration.redact import redact_model
@@ -14,8 +14,8 @@ MAX_GOALS = 20
 
 
 class AnalyzeArgs(Args):
-    providers: list[str] | None = Field(default=None, description="default: the config's sessions.providers")
-    since_days: int | None = Field(default=None, ge=0)
+    providers: list[AgentName] | None = Field(default=None, description="default: the config's sessions.providers")
+    since_days: int | None = Field(default=None, gt=0)
     max_sessions: int | None = Field(default=None, ge=1)
 
 

@@ -114,6 +114,7 @@ class Notify(Operation[NotifyArgs, NotifyOutput]):
     summary = "POST a JSON object to a webhook (its host must be in permissions.network)"
     Args = NotifyArgs
     Output = NotifyOutput
+    always = True  # a webhook hears how a cycle ended, also when it failed, timed out or was cancelled
     default_limit_s = 120
 
     def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: Any) -> list[str]:
