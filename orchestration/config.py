@@ -24,7 +24,7 @@ from pydantic import (
 ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-from orchestration.pipeline.manifest import Manifest, Step  # noqa: E402 - below config: structure only
+from orchestration.pipeline.manifest import Manifest, Step, check_count  # noqa: E402 - below config: structure only
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -493,6 +493,13 @@ class WorkspaceConfig(Strict):
     )
     _manifest: Manifest | None = PrivateAttr(default=None)
 
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, v: list[Step] | str | None) -> list[Step] | str | None:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("expected the path of a manifest file, a list of steps, or null")
+        return check_count(v) if isinstance(v, list) else v
+
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
@@ -553,6 +560,13 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(root)"
 
 
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:  # integers beyond 64 bits
+        return repr(value)
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
@@ -563,7 +577,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         elif err["type"] == "missing":
             msg = "required field is missing"
         value = err.get("input")
-        shown = "" if err["type"] in ("missing",) else f" (got {orjson.dumps(value, default=str).decode()[:80]})"
+        shown = "" if err["type"] in ("missing",) else f" (got {_json(value)[:80]})"
         if err["type"] == "extra_forbidden" or isinstance(value, dict):
             shown = ""
         if not loc and re.match(r"[\w.\[\]-]+: ", msg):

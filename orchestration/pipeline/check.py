@@ -10,11 +10,12 @@ an `if` that is not one expression; and, given a config, the permissions each st
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from orchestration.pipeline.expr import Condition, ExprError, Ref, has_refs, refs, walk_type
+from orchestration.pipeline.expr import MAX_DEPTH, Condition, ExprError, Ref, has_refs, parse, walk_type
 from orchestration.pipeline.manifest import Step
 from orchestration.pipeline.registry import OPS
 
@@ -48,12 +49,13 @@ def check_steps(steps: list[Step], cfg: WorkspaceConfig | None = None) -> list[s
             problems.append(f"{where}.op {tag}: unknown operation (known: {', '.join(OPS)}){_near(step.op, list(OPS))}")
         if step.as_ and step.as_ in names:
             problems.append(f"{where}.as {tag}: {step.as_!r} is already the name of pipeline[{names[step.as_]}]")
-        # References, in `with` and in `if`.
+        # References, in `with` and in `if`; a malformed one is reported where it is and hides nothing else.
         found: list[tuple[str, Ref]] = []
-        try:
-            found += [(f"{where}.with.{path}" if path else f"{where}.with", ref) for path, ref in refs(step.with_)]
-        except ExprError as exc:
-            problems.append(f"{where}.with {tag}: {exc}")
+        for path, text in _strings(step.with_, f"{where}.with", problems, tag):
+            try:
+                found += [(path, part) for part in parse(text) if isinstance(part, Ref)]
+            except ExprError as exc:
+                problems.append(f"{path} {tag}: {exc}")
         if step.if_ is not None:
             try:
                 found.append((f"{where}.if", Condition.parse(step.if_).ref))
@@ -64,18 +66,38 @@ def check_steps(steps: list[Step], cfg: WorkspaceConfig | None = None) -> list[s
             if problem:
                 problems.append(f"{path} {tag}: {ref.text}: {problem}")
         if op is not None:
-            problems += _arg_problems(op, step, where, tag)
+            arg_problems, bad_args = _arg_problems(op, step, where, tag)
+            problems += arg_problems
             for arg, p in op.check(step.with_, ops_before, cfg):
                 problems.append(f"{where}.with.{arg} {tag}: {p}" if arg else f"{where} {tag}: {p}")
             if cfg is not None:
-                problems += [f"{where} {tag}: {p}" for p in op.needs(step.with_, cfg, None)]
+                for arg, p in op.needs(step.with_, cfg, None):
+                    if arg not in bad_args:  # a value its model refuses is said once
+                        problems.append(f"{where}.with.{arg} {tag}: {p}" if arg else f"{where} {tag}: {p}")
         if step.as_ and step.as_ not in names:
             names[step.as_] = i
         ops_before.append(step.op)
     return problems
 
 
-def _arg_problems(op: Any, step: Step, where: str, tag: str) -> list[str]:
+def _strings(value: Any, path: str, problems: list[str], tag: str, depth: int = 0) -> Iterator[tuple[str, str]]:
+    """Every string in a `with` value, with its JSON path; too deep a nesting is a problem, not a crash."""
+    if depth > MAX_DEPTH:
+        problems.append(f"{path} {tag}: nested more than {MAX_DEPTH} levels deep")
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}", problems, tag, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]", problems, tag, depth + 1)
+
+
+def _arg_problems(op: Any, step: Step, where: str, tag: str) -> tuple[list[str], set[str]]:
+    """Unknown and missing arguments, and the literal ones (no `${...}`) checked against the op's model,
+    its validators included; a value with a reference is checked once substituted, when the step runs."""
     fields = {info.alias or name: info for name, info in op.Args.model_fields.items()}
     out = []
     for key in step.with_:
@@ -83,21 +105,27 @@ def _arg_problems(op: Any, step: Step, where: str, tag: str) -> list[str]:
             known = ", ".join(fields) or "none"
             out.append(f"{where}.with.{key} {tag}: unknown argument (known: {known}){_near(key, list(fields))}")
     for name, info in fields.items():
-        if name not in step.with_:
-            if info.is_required():
-                out.append(f"{where}.with.{name} {tag}: required argument is missing")
-            continue
-        value = step.with_[name]
-        if has_refs(value):
-            continue  # checked once substituted, when the step runs
-        try:
-            TypeAdapter(info.rebuild_annotation()).validate_python(value, strict=True)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-            msg = first["msg"].removeprefix("Value error, ")
-            out.append(f"{where}.with.{name}{loc} {tag}: {msg} (got {str(value)[:60]!r})")
-    return out
+        if name not in step.with_ and info.is_required():
+            out.append(f"{where}.with.{name} {tag}: required argument is missing")
+    literal = {k: v for k, v in step.with_.items() if k in fields and not has_refs(v)}
+    bad: set[str] = set()
+    try:
+        op.Args.model_validate(literal, strict=True)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = err["loc"]
+            if not loc or loc[0] not in literal:
+                continue  # missing (said above) or holding a reference
+            bad.add(str(loc[0]))
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            out.append(f"{where}.with{path} {tag}: {msg} (got {shown(err.get('input'))})")
+    return out, bad
+
+
+def shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _ref_problem(

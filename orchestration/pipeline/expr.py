@@ -13,6 +13,7 @@ Pure: no I/O. Every problem is an `ExprError` with a message that says what is w
 
 from __future__ import annotations
 
+import json
 import re
 import types
 import typing
@@ -108,7 +109,11 @@ def refs(value: Any, where: str = "", depth: int = 0) -> Iterator[tuple[str, Ref
 
 
 def has_refs(value: Any) -> bool:
-    return next(refs(value), None) is not None
+    """Whether a value holds a reference; a malformed one counts (validation reports it where it is)."""
+    try:
+        return next(refs(value), None) is not None
+    except ExprError:
+        return True
 
 
 def lookup(value: Any, path: tuple[str, ...]) -> Any:
@@ -116,7 +121,7 @@ def lookup(value: Any, path: tuple[str, ...]) -> Any:
     for seg in path:
         if isinstance(value, dict):
             value = value.get(seg)
-        elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
+        elif isinstance(value, list) and seg.isascii() and seg.isdigit() and int(seg) < len(value):
             value = value[int(seg)]
         else:
             return None
@@ -128,7 +133,10 @@ def as_text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson cannot write (integers beyond 64 bits): the standard library can
+        return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def render(value: Any, resolve: Callable[[Ref], Any], depth: int = 0) -> Any:

@@ -66,7 +66,7 @@ class Step(BaseModel):
 Steps = list[Step]
 
 
-def _steps(v: list[Step]) -> list[Step]:
+def check_count(v: list[Step]) -> list[Step]:
     if not v:
         raise ValueError("a pipeline needs at least one step")
     if len(v) > MAX_STEPS:
@@ -103,7 +103,7 @@ class Manifest(BaseModel):
     @field_validator("pipeline")
     @classmethod
     def _pipeline(cls, v: list[Step]) -> list[Step]:
-        return _steps(v)
+        return check_count(v)
 
 
 def is_bare_manifest(data: Any) -> bool:

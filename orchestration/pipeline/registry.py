@@ -85,9 +85,9 @@ class Operation(Generic[A, Out]):
     # Celery's soft limit for steps that do not say otherwise (seconds; clipped to the cycle budget).
     default_limit_s: ClassVar[int] = 300
 
-    def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: HostPolicy | None) -> list[str]:
+    def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: HostPolicy | None) -> list[tuple[str, str]]:
         """What the arguments would use that the config (and, given `policy`, this host's ORCH_ALLOW) does
-        not grant; one problem per line, each naming the missing permission. Before the run `with` may
+        not grant, as (argument or "", message naming the missing permission). Before the run `with` may
         still hold `${...}`: check what is literal; at run time every value is substituted."""
         return []
 

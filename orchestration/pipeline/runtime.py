@@ -122,7 +122,7 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
     problems = op.needs(args.model_dump(mode="json", by_alias=True), cfg, HostPolicy.from_settings(get_settings()))
     if problems:
         entry.status, entry.reason = StepStatus.FAILED, Reason.POLICY_DENIED.value
-        deny(svc, ctx, op.stage, [f"{where}: {p}" for p in problems])
+        deny(svc, ctx, op.stage, [f"{where}: {arg + ': ' if arg else ''}{p}" for arg, p in problems])
         return
     deadline = ctx.deadline if ctx.deadline is not None else time.time() + cfg.budget.cycle_s
     if ctx.ended:

@@ -5,6 +5,7 @@ to the same scheme, host and port; header values are never logged, shown or put 
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.parse
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from orchestration.config import WorkspaceConfig, parse_network_entry
 from orchestration.pipeline.expr import has_refs
-from orchestration.pipeline.registry import Args, Operation, StepDenied, StepRun, register
+from orchestration.pipeline.registry import Args, Operation, StepDenied, StepFailed, StepRun, register
 
 MAX_REDIRECTS = 3
 BACKOFF_S = 0.5
@@ -117,29 +118,28 @@ class Notify(Operation[NotifyArgs, NotifyOutput]):
     always = True  # a webhook hears how a cycle ended, also when it failed, timed out or was cancelled
     default_limit_s = 120
 
-    def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: Any) -> list[str]:
+    def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: Any) -> list[tuple[str, str]]:
         url = args.get("url")
         if not isinstance(url, str):
             return []
         if has_refs(url):
-            try:
-                # The host may be literal even when the path is substituted.
-                literal = urllib.parse.urlsplit(url)
-                host = literal.hostname if literal.hostname and "$" not in (literal.netloc or "") else None
-            except ValueError:
-                host = None
-            if host is None:
-                return [] if cfg.permissions.network else ["needs permissions.network (it grants no host)"]
+            # The host may be literal even when the path is substituted; when it is not, it is checked once
+            # known, on the host that sends.
+            scheme, _, rest = url.partition("://")
+            netloc = rest.split("/", 1)[0]
+            if not rest or "$" in scheme or "$" in netloc:
+                return [] if cfg.permissions.network else [("url", "needs permissions.network (it grants no host)")]
+            url = f"{scheme}://{netloc}/"
         try:
             host, port, scheme = host_port(url)
         except ValueError as exc:
-            return [f"url: {exc}"]
+            return [("url", str(exc))]
         problems = []
         if not granted(url, cfg.permissions.network):
             entry = host if port is None else f"{host}:{port}"
-            problems.append(f"needs {entry!r} in permissions.network {cfg.permissions.network}")
+            problems.append(("url", f"needs {entry!r} in permissions.network {cfg.permissions.network}"))
         if policy is not None and not policy.allows_network(host, _effective_port(port, scheme)):
-            problems.append(f'this host does not allow {host} (ORCH_ALLOW lacks "network:{host}")')
+            problems.append(("url", f'this host does not allow {host} (ORCH_ALLOW lacks "network:{host}")'))
         return problems
 
     def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
@@ -162,6 +162,9 @@ class Notify(Operation[NotifyArgs, NotifyOutput]):
             host_port(url)
         except ValueError as exc:
             raise StepDenied(f"url: {exc}") from None
+        if any(c.isspace() or not c.isprintable() for c in url):
+            # http.client would refuse it with an error quoting the URL, query (tokens) and all.
+            raise StepFailed("url: holds whitespace or a control character once substituted (the URL is not shown)")
         body = orjson.dumps(args.json_)
         if len(body) > MAX_BODY:
             body = orjson.dumps({"error": "payload over 1 MiB left out", "cycle_id": step.ctx.cycle_id})
@@ -182,8 +185,11 @@ class Notify(Operation[NotifyArgs, NotifyOutput]):
             except urllib.error.HTTPError as exc:
                 status, error = exc.code, f"HTTP {exc.code}"
                 exc.close()
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, OSError) as exc:
                 status, error = None, type(exc).__name__ + ": " + str(getattr(exc, "reason", exc))[:200]
+            except (ValueError, http.client.HTTPException) as exc:
+                # Their messages may quote the URL (its query) or a header value: only the kind is shown.
+                status, error = None, type(exc).__name__
             transient = status is None or status == 429 or status >= 500
             if not transient or attempt == args.retries:
                 break

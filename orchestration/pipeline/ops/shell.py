@@ -17,7 +17,7 @@ from orchestration.agents.process import RunAs, process_identity, supervise
 from orchestration.config import WorkspaceConfig, never_for_agents
 from orchestration.lifecycle import end, save
 from orchestration.models import Reason, Status, StepStatus, StopReason
-from orchestration.pipeline.expr import has_refs
+from orchestration.pipeline.expr import ExprError, has_refs, refs
 from orchestration.pipeline.ops._work import checkout_of, run_as
 from orchestration.pipeline.registry import Args, Operation, StepDenied, StepFailed, StepRun, register
 from orchestration.redact import Redactor, strip_control
@@ -100,6 +100,23 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
         return ""
 
 
+def credential_refs(with_: dict[str, Any]) -> list[tuple[str, str]]:
+    """(argument path, NAME) of each `${env.NAME}` naming a variable never passed to commands (the worker's
+    credentials, orchestrate settings), even when listed in env_allow: a command runs code the agent wrote."""
+    try:
+        return [
+            (path, ref.path[0])
+            for path, ref in refs(with_)
+            if ref.root == "env" and len(ref.path) == 1 and never_for_agents(ref.path[0])
+        ]
+    except ExprError:
+        return []
+
+
+def _never_passed(name: str) -> str:
+    return f"${{env.{name}}}: {name} is never passed to commands (worker credentials and orchestrate settings)"
+
+
 @register
 class Shell(Operation[ShellArgs, ShellOutput]):
     name = "shell.run"
@@ -109,17 +126,22 @@ class Shell(Operation[ShellArgs, ShellOutput]):
     Output = ShellOutput
     worktree = True
 
-    def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: Any) -> list[str]:
+    def check(self, args: dict[str, Any], before: list[str], cfg: WorkspaceConfig | None) -> list[tuple[str, str]]:
+        return [(path, _never_passed(name)) for path, name in credential_refs(args)]
+
+    def needs(self, args: dict[str, Any], cfg: WorkspaceConfig, policy: Any) -> list[tuple[str, str]]:
         problems = []
         grant = cfg.permissions.shell
         command = args.get("command")
         argv0 = command[0] if isinstance(command, list) and command and isinstance(command[0], str) else None
         if grant is False or grant == []:
-            problems.append("needs permissions.shell (true, or a list of allowed programs); the config grants none")
+            problems.append(
+                ("", "needs permissions.shell (true, or a list of allowed programs); the config grants none")
+            )
         elif isinstance(grant, list) and argv0 is not None and not has_refs(argv0) and program(argv0) not in grant:
-            problems.append(f"program {program(argv0)!r} is not in permissions.shell {grant}")
+            problems.append(("command", f"program {program(argv0)!r} is not in permissions.shell {grant}"))
         if policy is not None and not policy.shell:
-            problems.append('this host does not allow shell.run (ORCH_ALLOW lacks "shell")')
+            problems.append(("", 'this host does not allow shell.run (ORCH_ALLOW lacks "shell")'))
         return problems
 
     def uses(self, args: dict[str, Any], cfg: WorkspaceConfig | None) -> list[str]:
@@ -135,6 +157,9 @@ class Shell(Operation[ShellArgs, ShellOutput]):
 
     def run(self, step: StepRun, args: ShellArgs) -> ShellOutput:
         ctx, svc = step.ctx, step.svc
+        leaks = credential_refs(step.step.with_)  # checked again here: a worker does not rely on the sender's check
+        if leaks:
+            raise StepDenied("; ".join(_never_passed(name) for _, name in leaks))
         checkout = checkout_of(step)
         root = checkout.path.resolve()
         cwd = (checkout.path / args.cwd).resolve() if args.cwd else root
