@@ -39,7 +39,6 @@ from orchestration.models import CycleContext, CycleRecord, CycleReport, Reason,
 from orchestration.pipeline import runtime
 from orchestration.pipeline.check import check_steps
 from orchestration.pipeline.expr import ExprError, has_refs, refs, render
-from orchestration.pipeline.manifest import Step
 from orchestration.pipeline.registry import OPS
 from orchestration.pipeline.runtime import init_steps, steps_of
 from orchestration.policy import HostPolicy, policy_problems
@@ -223,7 +222,6 @@ def save_branch(ctx: CycleContext, svc: Services) -> None:
     after it): the work reaches the remote whatever ended the cycle, within `permissions`. Never raises."""
     from orchestration import pr
     from orchestration.pipeline.ops._work import decision_of
-    from orchestration.pipeline.registry import StepRun
 
     if ctx.worktree is None or ctx.branch is None or ctx.base_sha is None or ctx.dry_run:
         return
@@ -231,7 +229,7 @@ def save_branch(ctx: CycleContext, svc: Services) -> None:
     checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id)
     if checkout is None or not checkout.path.exists():
         return
-    decision = decision_of(StepRun(ctx, svc, cfg, -1, Step(op="pr.create"), 0.0, lambda k, d: None))
+    decision = decision_of(ctx, cfg)
     status = Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status
     try:
         save_work(checkout, decision, ctx.cycle_id, "succeeded" if status is Status.SUCCEEDED else status.value)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 from orchestration.agents import worktree
 from orchestration.agents.process import RunAs
+from orchestration.config import WorkspaceConfig
 from orchestration.lifecycle import save
-from orchestration.models import Decision
+from orchestration.models import CycleContext, Decision
 from orchestration.pipeline.registry import StepFailed, StepRun
 from orchestration.settings import get_settings
 
@@ -20,13 +21,18 @@ def run_as() -> RunAs | None:
     return RunAs.lookup(name) if name else None
 
 
-def decision_of(run: StepRun) -> Decision:
-    """The cycle's decision, or for a pipeline without `orchestrate.decide` one that names the pipeline."""
-    if run.ctx.decision is not None:
-        return run.ctx.decision
-    title = f"{run.cfg.id}: pipeline run"
+def decision_of(ctx: CycleContext, cfg: WorkspaceConfig) -> Decision:
+    """The cycle's decision, or for a pipeline without `orchestrate.decide` one that names the pipeline (the
+    branch, commits and the PR are named after it)."""
+    if ctx.decision is not None:
+        return ctx.decision
     return Decision(
-        task="", title=title, agent="", rationale="a pipeline without a decision step", confidence=1.0, op_hash=""
+        task="",
+        title=f"{cfg.id}: pipeline run",
+        agent="",
+        rationale="a pipeline without a decision step",
+        confidence=1.0,
+        op_hash="",
     )
 
 
@@ -41,7 +47,7 @@ def checkout_of(run: StepRun) -> worktree.Checkout:
     repo = worktree.repo_dir(cfg, svc.state_dir)
     base = worktree.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    ctx.branch = worktree.branch_name(cfg.pr.branch_prefix, stamp, decision_of(run).title, ctx.cycle_id)
+    ctx.branch = worktree.branch_name(cfg.pr.branch_prefix, stamp, decision_of(ctx, cfg).title, ctx.cycle_id)
     checkout = worktree.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
     user = run_as()
     if user is not None:

@@ -59,7 +59,7 @@ class Commit(Operation[CommitArgs, CommitOutput]):
 
         ctx = step.ctx
         checkout = checkout_of(step)
-        message = commit_message(decision_of(step), ctx.cycle_id)
+        message = commit_message(decision_of(ctx, step.cfg), ctx.cycle_id)
         if args.message:
             text = " ".join(strip_control(default_redactor().text(args.message)).split())[:200]
             message = f"{text}\n\nOrchestrate-Cycle: {ctx.cycle_id}\n"

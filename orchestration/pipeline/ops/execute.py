@@ -105,7 +105,7 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
         if problems:  # this host's ceiling, checked again where the agent would run
             deny(svc, ctx, self.stage, problems)
             return ExecuteOutput(status="failed", reason=Reason.POLICY_DENIED.value, agent=args.agent or "")
-        decision = decision_of(step)
+        decision = decision_of(ctx, cfg)
         agent = args.agent or (ctx.decision.agent if ctx.decision else cfg.agents.prefer)
         prompt = args.prompt or decision.task
         if agent not in cfg.agents.allow or agent not in AGENTS:

@@ -75,7 +75,7 @@ class CreatePR(Operation[PRArgs, PROutput]):
         if ctx.reason == Reason.POLICY_DENIED:
             # Its work is kept and pushed, but never proposed.
             cfg = cfg.model_copy(update={"pr": cfg.pr.model_copy(update={"open_on_failure": False})})
-        decision = decision_of(step)
+        decision = decision_of(ctx, step.cfg)
         if args.title:
             decision = decision.model_copy(update={"title": args.title})
         status = Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status
