@@ -439,7 +439,7 @@ class Permissions(Strict):
     deny_write: list[str] = Field(default_factory=lambda: [".github/**", ".gitmodules", ".gitattributes"])
     push: bool = True
     open_pr: bool = True
-    # true, or the base names of the programs an agent may run
+    # true, or the names of the programs shell.run may start (argv[0], found on PATH)
     shell: bool | list[str] = False
     # hosts an agent may reach, as "host" (any port) or "host:port"
     network: list[NetworkEntry] = Field(default_factory=list)

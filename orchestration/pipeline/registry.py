@@ -51,7 +51,12 @@ Out = TypeVar("Out", bound=BaseModel)
 
 
 class StepFailed(Exception):
-    """The step could not do its work (the cycle ends failed / step_failed, its work kept)."""
+    """The step could not do its work (the cycle ends failed / step_failed, its work kept). `output`, when
+    given, is still recorded: a later step that runs anyway (http.notify) can read what happened."""
+
+    def __init__(self, message: str, output: BaseModel | None = None) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class StepDenied(Exception):

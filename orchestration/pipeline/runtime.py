@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestration.config import WorkspaceConfig, format_validation_error
+from orchestration.config import WorkspaceConfig
 from orchestration.lifecycle import config_of, deny, emit, end, gate, save, stage_events
 from orchestration.models import CycleContext, Reason, Status, StepReport, StepStatus, iso
 from orchestration.pipeline.expr import Condition, ExprError, Ref, lookup, render
@@ -113,7 +113,7 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
     try:
         args = op.Args.model_validate(raw, strict=True)
     except ValidationError as exc:
-        lines = [f"{where} with.{line}" for line in format_validation_error(exc)]
+        lines = [f"{where} with.{line}" for line in _arg_errors(exc)]
         _failed(svc, ctx, op.stage, entry, "; ".join(lines))
         return
     from orchestration.policy import HostPolicy
@@ -143,6 +143,8 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
         output = op.run(run, args)
     except StepFailed as exc:
         entry.duration_s = round(time.monotonic() - t0, 3)
+        if exc.output is not None:
+            ctx.outputs[str(index)] = exc.output.model_dump(mode="json")
         _failed(svc, ctx, op.stage, entry, f"{where}: {exc}")
         return
     except StepDenied as exc:
@@ -154,6 +156,18 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
     ctx.outputs[str(index)] = None if output is None else output.model_dump(mode="json")
     if entry.status is StepStatus.PENDING:
         entry.status = StepStatus.SUCCEEDED
+
+
+def _arg_errors(exc: ValidationError) -> list[str]:
+    """What is wrong with the substituted arguments, by path, never their values: a substituted value may
+    hold a token (`${env.NAME}` in a URL's query or a header), and this text goes to events and the record."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [p for p in err["loc"] if p not in ("function-after", "function-before")]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(arguments)"
+        msg = "unknown argument" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}")
+    return lines
 
 
 def _failed(svc: Services, ctx: CycleContext, stage: str, entry: StepReport, error: str) -> None:

@@ -322,14 +322,15 @@ def test_shell_run_program_not_in_the_permissions_shell_list() -> None:
     cfg = config(permissions={"shell": ["pytest", "ruff"]})
     pipeline = steps(
         {"op": "shell.run", "with": {"command": ["pytest", "-q"]}},
-        {"op": "shell.run", "with": {"command": ["/usr/bin/ruff", "check"]}},  # the base name counts
+        {"op": "shell.run", "with": {"command": ["/tmp/x/ruff", "check"]}},  # a path: maybe the agent's own "ruff"
         {"op": "shell.run", "with": {"command": ["${env.NIGHTLY_GOAL}"]}},  # not literal: checked when it runs
         {"op": "shell.run", "with": {"command": ["make", "test"]}},
     )
     problems = check_steps(pipeline, cfg)
     # The program is argv[0]: the message names that argument's JSON path.
+    problem(problems, "pipeline[1].with.command", "shell.run", "'/tmp/x/ruff' is a path", "by name")
     problem(problems, "pipeline[3].with.command", "shell.run", "'make'", "permissions.shell")
-    assert len(problems) == 1
+    assert len(problems) == 2
 
 
 def test_http_notify_host_not_in_permissions_network() -> None:

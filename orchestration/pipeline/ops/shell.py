@@ -1,7 +1,8 @@
 """`shell.run`: one program, as an argv list (never a shell string), in the cycle's worktree, under the same
 isolation as the agents (the minimal environment, ORCH_AGENT_USER), its own timeout within the cycle's
 deadline, and its whole process group killed on timeout or cancel. Needs `permissions.shell` (true, or a
-list of program names matched on argv[0]'s base name) and `shell` in this host's ORCH_ALLOW."""
+list of program names: argv[0] must then be one of them, a bare name found on PATH) and `shell` in this
+host's ORCH_ALLOW."""
 
 from __future__ import annotations
 
@@ -138,8 +139,12 @@ class Shell(Operation[ShellArgs, ShellOutput]):
             problems.append(
                 ("", "needs permissions.shell (true, or a list of allowed programs); the config grants none")
             )
-        elif isinstance(grant, list) and argv0 is not None and not has_refs(argv0) and program(argv0) not in grant:
-            problems.append(("command", f"program {program(argv0)!r} is not in permissions.shell {grant}"))
+        elif isinstance(grant, list) and argv0 is not None and not has_refs(argv0):
+            if "/" in argv0:
+                # A path could name a program the agent wrote (`./python3`): a list grants programs on PATH.
+                problems.append(("command", f"{argv0!r} is a path: permissions.shell {grant} grants programs by name"))
+            elif argv0 not in grant:
+                problems.append(("command", f"program {argv0!r} is not in permissions.shell {grant}"))
         if policy is not None and not policy.shell:
             problems.append(("", 'this host does not allow shell.run (ORCH_ALLOW lacks "shell")'))
         return problems
@@ -216,14 +221,14 @@ class Shell(Operation[ShellArgs, ShellOutput]):
         if outcome.stop_reason == StopReason.SPAWN_FAILED:
             output.stderr = redact(outcome.spawn_error or "")
             if args.check:
-                raise StepFailed(f"cannot start {program(args.command[0])!r}: {output.stderr[:200]}")
+                raise StepFailed(f"cannot start {program(args.command[0])!r}: {output.stderr[:200]}", output)
         elif outcome.stop_reason == StopReason.CANCELLED:
             end(svc, ctx, self.stage, Status.CANCELLED, Reason.CANCELLED)
         elif outcome.stop_reason == StopReason.DEADLINE and ctx.deadline is not None and time.time() >= ctx.deadline:
             end(svc, ctx, self.stage, Status.TIMED_OUT, Reason.DEADLINE)
         elif not output.ok and args.check:
             why = f"timed out after {duration:.0f}s" if outcome.stop_reason else f"exit code {outcome.exit_code}"
-            raise StepFailed(f"{program(args.command[0])} failed ({why}); stderr: {output.stderr[-300:]!r}")
+            raise StepFailed(f"{program(args.command[0])} failed ({why}); stderr: {output.stderr[-300:]!r}", output)
         if not output.ok:
             ctx.steps[step.index].status = StepStatus.FAILED
             ctx.steps[step.index].reason = "timeout" if outcome.stop_reason else f"exit {outcome.exit_code}"
