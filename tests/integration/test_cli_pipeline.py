@@ -109,3 +109,36 @@ def test_schema_prints_json_schemas_for_editors(orch_env: dict[str, str]) -> Non
     assert "workspace" in config_schema["required"] and "pipeline" in config_schema["properties"]
     proc = orchestrate(["schema", "nonsense"], orch_env)
     assert proc.returncode == 2 and "config or manifest" in proc.stderr
+
+
+def test_an_invalid_pipeline_runs_nothing_and_records_no_cycle(tmp_path: Path, orch_env: dict[str, str]) -> None:
+    """Every validation error stops `run` before anything starts: exit 2, no cycle record, no worktree, no
+    agent (the agent command would leave a marker file if it ever ran)."""
+    marker = tmp_path / "agent-ran"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    agent.chmod(0o755)
+    bad_steps = [
+        {"op": "session.analyze", "as": "insights"},
+        {"op": "orchestrate.decide", "as": "decision"},
+        {"op": "agent.execute", "as": "run", "with": {"prompt": "${decision.titel}"}},
+        {"op": "shell.run", "with": {"command": ["python3"], "colour": 1}},
+        {"op": "http.notify", "with": {"url": "https://elsewhere.example.com/x", "json": {"a": "${env.SECRET}"}}},
+    ]
+    cfg = write(
+        tmp_path / "c.json",
+        config(tmp_path, pipeline=bad_steps, agents={"claude-code": {"command": str(agent)}}),
+    )
+    state = Path(orch_env["ORCH_STATE_DIR"])
+    for args in (["run", "--local", str(cfg)], ["run", str(cfg)], ["plan", str(cfg)]):
+        proc = orchestrate(args, allowed(orch_env))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        text = proc.stderr
+        assert "pipeline[2].with.prompt (agent.execute): ${decision.titel}" in text
+        assert "pipeline[3].with.colour (shell.run): unknown argument" in text
+        assert "pipeline[4].with.json.a (http.notify): ${env.SECRET}: SECRET is not listed in env_allow" in text
+        assert "pipeline[4].with.url (http.notify): needs 'elsewhere.example.com' in permissions.network" in text
+    assert not marker.exists()
+    assert not (state / "local").exists() and not (state / "worktrees").exists()
+    status = orchestrate(["status", "--json"], orch_env)
+    assert status.returncode == 0 and json.loads(status.stdout) == [], status.stdout
