@@ -25,7 +25,6 @@ from orchestration.lifecycle import (
     close,
     config_of,
     deny,
-    elapsed_s,
     emit,
     end,
     fail,
@@ -220,8 +219,7 @@ def next_queue(ctx: CycleContext, index: int) -> str | None:
 def save_branch(ctx: CycleContext, svc: Services) -> None:
     """Pushes the cycle branch when it holds commits not pushed yet (a pipeline without `pr.create`, or steps
     after it): the work reaches the remote whatever ended the cycle, within `permissions`. Never raises."""
-    from orchestration import pr
-    from orchestration.pipeline.ops._work import decision_of
+    from orchestration.pipeline.ops._work import decision_of, publish_work
 
     if ctx.worktree is None or ctx.branch is None or ctx.base_sha is None or ctx.dry_run:
         return
@@ -238,21 +236,9 @@ def save_branch(ctx: CycleContext, svc: Services) -> None:
         return
     if head in (ctx.pushed_sha, ctx.base_sha):
         return
-    result = pr.publish(
-        tree=checkout.tree,
-        branch=ctx.branch,
-        cfg=cfg,
-        cycle_id=ctx.cycle_id,
-        decision=decision,
-        agent=ctx.agent,
-        cycle_status=status,
-        duration_s=elapsed_s(ctx),
-        base_ref=ctx.base_sha,
-        emit=lambda kind, data: emit(svc, ctx, "finish", kind, data),
-        propose=False,
+    result = publish_work(
+        ctx, cfg, checkout, decision, lambda kind, data: emit(svc, ctx, "finish", kind, data), propose=False
     )
-    if result.pushed:
-        ctx.pushed_sha = head
     if ctx.pr is None:
         ctx.pr = result
 

@@ -7,10 +7,11 @@ import socket
 from datetime import UTC, datetime
 
 from orchestration.agents import worktree
+from orchestration.agents.base import Emit
 from orchestration.agents.process import RunAs
 from orchestration.config import WorkspaceConfig
-from orchestration.lifecycle import save
-from orchestration.models import CycleContext, Decision
+from orchestration.lifecycle import elapsed_s, save
+from orchestration.models import CycleContext, Decision, PRResult, Status
 from orchestration.pipeline.registry import StepFailed, StepRun
 from orchestration.settings import get_settings
 
@@ -55,3 +56,44 @@ def checkout_of(run: StepRun) -> worktree.Checkout:
     ctx.worktree, ctx.base_sha = str(checkout.path), base
     save(svc, ctx, host=socket.gethostname())
     return checkout
+
+
+# Publish outcomes a second push of the same commit would only repeat.
+SETTLED = frozenset({"permission_denied", "push_disabled", "no_changes", "branch_mismatch"})
+
+
+def publish_work(
+    ctx: CycleContext,
+    cfg: WorkspaceConfig,
+    checkout: worktree.Checkout,
+    decision: Decision,
+    emit: Emit,
+    *,
+    notes: str | None = None,
+    propose: bool = True,
+) -> PRResult:
+    """Commit, check, push and (with `propose`) find or open the PR for the cycle's branch, through the one
+    publish path; remembers the commit it settled, so that the push at the end does not repeat it."""
+    from orchestration import git, pr
+
+    assert ctx.branch is not None and ctx.base_sha is not None
+    result = pr.publish(
+        tree=checkout.tree,
+        branch=ctx.branch,
+        cfg=cfg,
+        cycle_id=ctx.cycle_id,
+        decision=decision,
+        agent=ctx.agent,
+        cycle_status=Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status,
+        duration_s=elapsed_s(ctx),
+        base_ref=ctx.base_sha,
+        emit=emit,
+        notes=notes,
+        propose=propose,
+    )
+    if result.pushed or (result.reason or "").split(":")[0] in SETTLED:
+        try:
+            ctx.pushed_sha = git.out(["rev-parse", "HEAD"], checkout.tree)
+        except (git.GitError, worktree.WorktreeError):
+            ctx.pushed_sha = None
+    return result

@@ -10,14 +10,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from orchestration.config import Label, RefName, WorkspaceConfig
-from orchestration.lifecycle import elapsed_s, note_tampering
-from orchestration.models import PRResult, Reason, Status, StepStatus
-from orchestration.pipeline.ops._work import checkout_of, decision_of
+from orchestration.lifecycle import note_tampering
+from orchestration.models import PRResult, Reason, StepStatus
+from orchestration.pipeline.ops._work import checkout_of, decision_of, publish_work
 from orchestration.pipeline.registry import Args, Operation, StepRun, register
 
 MAX_TITLE = 240
-# Publish outcomes a second push of the same commit would only repeat.
-SETTLED = frozenset({"permission_denied", "push_disabled", "no_changes", "branch_mismatch"})
 
 
 class PRArgs(Args):
@@ -52,8 +50,6 @@ class CreatePR(Operation[PRArgs, PROutput]):
         return ["push", "open_pr"]
 
     def run(self, step: StepRun, args: PRArgs) -> PROutput:
-        from orchestration import pr
-
         ctx, svc = step.ctx, step.svc
         entry = ctx.steps[step.index]
         if ctx.worktree is None or ctx.dry_run:
@@ -78,23 +74,7 @@ class CreatePR(Operation[PRArgs, PROutput]):
         decision = decision_of(ctx, step.cfg)
         if args.title:
             decision = decision.model_copy(update={"title": args.title})
-        status = Status.SUCCEEDED if ctx.status is Status.RUNNING else ctx.status
-        result = pr.publish(
-            tree=checkout.tree,
-            branch=ctx.branch,
-            cfg=cfg,
-            cycle_id=ctx.cycle_id,
-            decision=decision,
-            agent=ctx.agent,
-            cycle_status=status,
-            duration_s=elapsed_s(ctx),
-            base_ref=ctx.base_sha,
-            emit=step.emit,
-            notes=args.body,
-        )
-        ctx.pr = result
-        if result.pushed or (result.reason or "").split(":")[0] in SETTLED:
-            ctx.pushed_sha = pushed_head(checkout)  # the push at the end need not try this commit again
+        ctx.pr = result = publish_work(ctx, cfg, checkout, decision, step.emit, notes=args.body)
         if ctx.reason != Reason.POLICY_DENIED:
             note_tampering(svc, ctx, checkout, self.stage)
         if result.status in ("skipped", "failed"):
@@ -103,14 +83,3 @@ class CreatePR(Operation[PRArgs, PROutput]):
         return PROutput(
             status=result.status, url=result.url, number=result.number, branch=ctx.branch, reason=result.reason
         )
-
-
-def pushed_head(checkout: object) -> str | None:
-    from orchestration import git
-    from orchestration.agents.worktree import Checkout
-
-    assert isinstance(checkout, Checkout)
-    try:
-        return git.out(["rev-parse", "HEAD"], checkout.tree)
-    except Exception:
-        return None
