@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -200,3 +201,19 @@ def orchestrate(args: list[str], env: dict[str, str], timeout: float = 120) -> s
         f"traceback from `orchestrate {' '.join(args)}`:\n{proc.stdout}\n{proc.stderr}"
     )
     return proc
+
+
+# The unprivileged OS user the ORCH_AGENT_USER tests run agents and commands as (made on first use; root only).
+AGENT_USER = "orch-agent-test"
+
+
+def ensure_agent_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(AGENT_USER)
+    except KeyError:
+        subprocess.run(  # noqa: S603
+            ["useradd", "--system", "--create-home", "--home-dir", f"/var/tmp/{AGENT_USER}", AGENT_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(AGENT_USER)

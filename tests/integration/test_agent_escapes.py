@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +20,9 @@ from orchestration.models import CycleReport
 from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import LocalState
-from tests.helpers import ROOT, make_repo, sh
+from tests.helpers import AGENT_USER, ROOT, ensure_agent_user, make_repo, sh
 
 ATTACKER = ROOT / "tests" / "fixtures" / "attack_agent.py"
-AGENT_USER = "orch-agent-test"
 pytestmark = pytest.mark.integration
 
 
@@ -145,18 +142,6 @@ def test_agent_gets_a_minimal_environment(tmp_path: Path) -> None:
         assert "hunter2-redis-pw" not in value and "rabbit-pw-123" not in value
 
 
-def _ensure_agent_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(AGENT_USER)
-    except KeyError:
-        subprocess.run(  # noqa: S603
-            ["useradd", "--system", "--create-home", "--home-dir", f"/var/tmp/{AGENT_USER}", AGENT_USER],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(AGENT_USER)
-
-
 @pytest.fixture
 def shared_tmp() -> Iterator[Path]:
     """A temp dir another user may pass through (pytest's own is private to root)."""
@@ -174,7 +159,7 @@ def test_agent_runs_as_a_separate_user(shared_tmp: Path, tmp_path: Path, monkeyp
     environment, write the clone's config, or list the worker's state; orchestrate still commits its work."""
     if os.geteuid() != 0:
         pytest.fail("this test creates an OS user and needs root (CI and the dev machines run as root)")
-    user = _ensure_agent_user()
+    user = ensure_agent_user()
     state_dir = shared_tmp / "state"
     state_dir.mkdir(mode=0o711)
     drop = shared_tmp / "drop"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import LocalState
 from tests.fixtures.webhook_server import WebhookServer
-from tests.helpers import ROOT, make_repo, orchestrate
+from tests.helpers import AGENT_USER, ROOT, ensure_agent_user, make_repo, orchestrate
 
 pytestmark = pytest.mark.integration
 
@@ -533,7 +531,6 @@ def test_worker_credentials_never_reach_a_command_through_env_allow(tmp_path: Pa
     assert not dump.exists()
 
 
-AGENT_USER = "orch-agent-test"
 # Run as the agent user, a command reports who it is and what of the worker it can reach.
 WHO_AM_I = """
 import json, os, sys
@@ -561,18 +558,6 @@ with open(sys.argv[1], "w") as fh:
 """
 
 
-def _ensure_agent_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(AGENT_USER)
-    except KeyError:
-        subprocess.run(  # noqa: S603
-            ["useradd", "--system", "--create-home", "--home-dir", f"/var/tmp/{AGENT_USER}", AGENT_USER],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(AGENT_USER)
-
-
 @pytest.mark.timeout(60)
 def test_commands_run_as_the_agent_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With ORCH_AGENT_USER a command runs as the agents do: unprivileged, unable to read the worker's
@@ -581,7 +566,7 @@ def test_commands_run_as_the_agent_user(tmp_path: Path, monkeypatch: pytest.Monk
         pytest.fail("this test creates an OS user and needs root (CI and the dev machines run as root)")
     if not os.access("/usr/bin/python3", os.X_OK):
         pytest.fail("/usr/bin/python3 is needed: the agent user cannot run the venv's python under /root")
-    user = _ensure_agent_user()
+    user = ensure_agent_user()
     shared = Path(tempfile.mkdtemp(prefix="orch-cmd-"))  # pytest's tmp is private to root
     try:
         os.chmod(shared, 0o711)
