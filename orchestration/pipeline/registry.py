@@ -12,6 +12,7 @@ An operation declares:
 - `worktree`: it reads or writes the cycle's worktree (it runs on the host that holds it);
 - `always`: it also runs for a cycle that has already ended failed, timed out or cancelled (pr.create: the
   work is pushed either way; http.notify: the webhook hears how it ended); never for a skipped cycle;
+- `in_dry_run`: it runs in a dry run (`run --dry-run` only analyzes and decides: nothing else runs);
 - `needs(args, cfg)`: the permissions it would use, checked against the config before anything runs
   (with the raw, unsubstituted arguments) and again at run time on the substituted ones;
 - `limit_s(args, cfg)`: Celery's soft time limit for its task (the op's own timeouts come first);
@@ -87,6 +88,7 @@ class Operation(Generic[A, Out]):
     Output: ClassVar[type[BaseModel]]
     worktree: ClassVar[bool] = False
     always: ClassVar[bool] = False
+    in_dry_run: ClassVar[bool] = False  # runs in `run --dry-run` (which only looks and decides)
     # Celery's soft limit for steps that do not say otherwise (seconds; clipped to the cycle budget).
     default_limit_s: ClassVar[int] = 300
 

@@ -83,7 +83,7 @@ def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
     ctx.step = index
     try:
         with stage_events(svc, ctx, op.stage, always=always):
-            if ctx.ended and not always:
+            if (ctx.ended and not always) or (ctx.dry_run and not op.in_dry_run):
                 entry.status = StepStatus.SKIPPED
                 return ctx
             if not ctx.ended and not gate(svc, ctx, op.stage):

@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-def run_local(tmp: Path, env: dict[str, str], steps: list[dict[str, Any]], **extra: Any) -> tuple[dict[str, Any], Path]:
+def run_local(
+    tmp: Path, env: dict[str, str], steps: list[dict[str, Any]], *flags: str, **extra: Any
+) -> tuple[dict[str, Any], Path]:
     """Runs the steps with `run --local --json`; the report, and the bare remote (events go to stderr)."""
     repo, bare = make_repo(tmp)
     cfg = {
@@ -30,7 +32,7 @@ def run_local(tmp: Path, env: dict[str, str], steps: list[dict[str, Any]], **ext
     path = tmp / "c.json"
     path.write_text(json.dumps(cfg))
     proc = orchestrate(
-        ["run", "--local", "--json", str(path)], dict(env, ORCH_REDIS_URL=DEAD_REDIS, ORCH_ALLOW="shell")
+        ["run", "--local", "--json", *flags, str(path)], dict(env, ORCH_REDIS_URL=DEAD_REDIS, ORCH_ALLOW="shell")
     )
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
@@ -117,3 +119,15 @@ def test_commit_paths_must_stay_inside_the_worktree(tmp_path: Path, orch_env: di
     for i in (0, 1, 2):
         assert f"pipeline[0].with.paths[{i}] (git.commit): expected a relative path inside the worktree" in proc.stdout
     assert "paths[3]" not in proc.stdout
+
+
+def test_a_dry_run_only_analyzes_and_decides(tmp_path: Path, orch_env: dict[str, str]) -> None:
+    steps = [
+        {"op": "session.analyze", "as": "insights"},
+        write("ran.txt"),  # no decide step: a dry run must still not run anything
+        {"op": "git.commit"},
+    ]
+    report, bare = run_local(tmp_path, orch_env, steps, "--dry-run")
+    assert report["status"] == "succeeded"
+    assert [s["status"] for s in report["steps"]] == ["succeeded", "skipped", "skipped"]
+    assert report["branch"] is None and "agent/" not in sh(["git", "--git-dir", str(bare), "branch"], bare)

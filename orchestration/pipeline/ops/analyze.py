@@ -27,6 +27,7 @@ class Analyze(Operation[AnalyzeArgs, Insights]):
     Args = AnalyzeArgs
     Output = Insights
     default_limit_s = 900
+    in_dry_run = True
 
     def run(self, step: StepRun, args: AnalyzeArgs) -> Insights:
         given = args.model_dump(exclude_none=True)

@@ -38,6 +38,7 @@ class Decide(Operation[DecideArgs, Decision]):
     Args = DecideArgs
     Output = Decision
     default_limit_s = 600
+    in_dry_run = True
 
     def run(self, step: StepRun, args: DecideArgs) -> Decision | None:  # type: ignore[override]
         ctx, svc = step.ctx, step.svc
