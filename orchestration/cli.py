@@ -693,7 +693,13 @@ def worker(
             RunAs.lookup(user)
         except ValueError as exc:
             _die(str(exc), EXIT_INVALID)
-    queues = ",".join(["orchestrate", *[AGENTS[a].queue for a in names]])
+    from orchestration.cycle import STAGE_QUEUE, host_queue
+
+    extra, host = _node(list(ctx.args))
+    # The worker's pool children learn their host from the environment: `host.<host>` is where the steps
+    # after a worktree was made here are sent, and what records and the janitor call this host.
+    os.environ["ORCH_HOSTNAME"] = host
+    queues = ",".join([STAGE_QUEUE, *[AGENTS[a].queue for a in names], host_queue(host)])
     err.print(f"worker queues: {queues}", style="dim")
     argv = [
         sys.executable,
@@ -711,9 +717,34 @@ def worker(
         "-E",
         "--loglevel",
         "INFO",
-        *ctx.args,
+        *extra,
     ]
     os.execv(sys.executable, argv)
+
+
+def _node(args: list[str]) -> tuple[list[str], str]:
+    """The worker's extra arguments and this host's name: the host part of `-n/--hostname NAME@HOST`
+    (Celery's `%h` is this machine's name), else ORCH_HOSTNAME or the machine's name, given to Celery as
+    `-n orchestrate@HOST` so that Flower and `celery inspect` show the same host."""
+    import re
+    import socket
+
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-n", "--hostname") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--hostname="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-n") and len(arg) > 2:
+            value = arg[2:]
+        if value is not None:
+            host = value.rpartition("@")[2] if "@" in value else value
+            host = host.replace("%h", socket.gethostname()).replace("%n", socket.gethostname().split(".")[0])
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", host):
+                _die(f"--hostname {value!r}: its host part must be letters, digits, '.', '_' or '-'", EXIT_INVALID)
+            return args, host
+    host = get_settings().hostname
+    return [*args, "-n", f"orchestrate@{host}"], host
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -7,7 +7,6 @@ timed out) flows through the remaining stages untouched until `finish` writes it
 
 from __future__ import annotations
 
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,8 +48,13 @@ __all__ = ["AlreadyHandled", "enqueue", "finish", "plan", "run_local", "run_step
 # What the broker's visibility timeout must leave beyond a cycle's budget and grace: the steps around
 # execute (start, analyze, decide, publish, finish) run within it too.
 VISIBILITY_MARGIN_S = 300
-# The queue of every step but agent.execute (which goes to its agent's queue).
+# The queue of the steps before the cycle has a worktree (agent.execute goes to its agent's queue).
 STAGE_QUEUE = "orchestrate"
+
+
+def host_queue(host: str) -> str:
+    """The queue of one host's workers: once a cycle has a worktree, every later step is sent there."""
+    return f"host.{host}"
 
 
 def config_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
@@ -177,7 +181,7 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
         ctx.started_at = iso(now)
         ctx.deadline = now.timestamp() + cfg.budget.cycle_s
         ctx.status = Status.RUNNING
-        save(svc, ctx, host=socket.gethostname())
+        save(svc, ctx, host=get_settings().hostname)
         emit(
             svc,
             ctx,
@@ -198,8 +202,12 @@ def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
 
 
 def next_queue(ctx: CycleContext, index: int) -> str | None:
-    """The queue step `index` must go to when it is known only now: an `agent.execute` goes to its agent's
-    queue (its `agent` argument once substituted, or the decision's agent). None: leave it where it is."""
+    """The queue step `index` (or `finish`, past the last step) must go to, known only now. Once the cycle
+    has a worktree, every later step goes to the host that holds it (`host.<name>`), an agent's step too;
+    before that an `agent.execute` goes to its agent's queue (its `agent` argument once substituted, or the
+    decision's agent). None: leave it where it is."""
+    if ctx.worktree is not None and ctx.host is not None:
+        return host_queue(ctx.host)
     cfg = config_of(ctx)
     steps = steps_of(cfg)
     if index >= len(steps) or steps[index].op != "agent.execute":

@@ -3,7 +3,6 @@ and worktrees left behind. Runs when a worker starts, periodically from beat, an
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from orchestration.config import ConfigError
 from orchestration.lifecycle import GRACE_S, config_of, fail
 from orchestration.models import CycleRecord, Reason, Status
 from orchestration.services import Services
+from orchestration.settings import get_settings
 
 # A cycle this far past its deadline on the host that runs it is taken as stuck: the stages after execute
 # (publish and finish, each bounded by their own limits) had that long to end it.
@@ -31,7 +31,7 @@ class Reaped:
 def reap(svc: Services, host: str | None = None, now: float | None = None, scan: int = 500) -> list[Reaped]:
     """Ends the cycles whose runner is gone: kills the orphaned agent group (on this host), commits what it
     wrote as WIP, marks the cycle failed / worker_lost (or timed_out / deadline), releases the lock."""
-    host = host or socket.gethostname()
+    host = host or get_settings().hostname
     now = now or time.time()
     out: list[Reaped] = []
     for record in svc.state.recent_cycles(None, scan):

@@ -9,7 +9,6 @@ janitor (a worker died with an agent running), and `run --local`.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from orchestration.models import (
     utcnow,
 )
 from orchestration.services import Services
+from orchestration.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,8 @@ def fail(
     if record is None or record.finished_at:
         return None
     ctx = record.ctx
-    if record.agent_pgid is not None and record.host == socket.gethostname() and group_alive(record.agent_pgid):
+    here = get_settings().hostname
+    if record.agent_pgid is not None and record.host == here and group_alive(record.agent_pgid):
         kill_group(record.agent_pgid)
     emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
     checkout = worktree.Checkout.load(svc.state_dir, cycle_id) if ctx.worktree else None

@@ -212,6 +212,7 @@ class CycleContext(Model):
     branch: str | None = None
     base_sha: str | None = None  # the base commit, pinned before the agent ran
     worktree: str | None = None
+    host: str | None = None  # the host holding the worktree: later steps are sent to its queue
     agent: AgentResult | None = None
     pr: PRResult | None = None
     error: str | None = None

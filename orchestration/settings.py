@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,11 +43,21 @@ class Settings(BaseSettings):
     allow: str = ""
     # Token that callers of the HTTP API must present.
     serve_token: str | None = None
+    # This host's name: its worker consumes `host.<hostname>`, where every step that touches a worktree made
+    # here is sent. `orchestrate worker` sets it from the node name's host part (`-n name@host`).
+    hostname: str = Field(default_factory=socket.gethostname)
 
     @field_validator("agent_user", "serve_token")
     @classmethod
     def _empty_is_unset(cls, v: str | None) -> str | None:
         return v or None
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", v):
+            raise ValueError("expected a host name: letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
 
     @field_validator("agent_user")
     @classmethod

@@ -63,13 +63,15 @@ def _run_op(task: Task, ctx: dict[str, Any], step: int) -> dict[str, Any]:
 
 
 def _route_next_step(task: Task, ctx: CycleContext, index: int) -> None:
-    """Sends the chain's next step to the queue known only now (an agent.execute to its agent's queue).
+    """Sends the chain's next step (or `finish`) to the queue known only now: the host holding the cycle's
+    worktree, or an agent.execute's agent.
 
     The remaining chain travels in the request (last element = next step) and Celery sends that very
     list on success, so setting the queue here routes it.
     """
     remaining = task.request.chain or []
-    if not remaining or not str(remaining[-1].get("task", "")).startswith(OP_PREFIX):
+    following = str(remaining[-1].get("task", "")) if remaining else ""
+    if not (following.startswith(OP_PREFIX) or following == finish.name):
         return
     queue = cycle.next_queue(ctx, index)
     if queue is not None:

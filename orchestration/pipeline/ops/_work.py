@@ -3,7 +3,6 @@ the work is named after, and the OS user agents and commands run as."""
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
 
 from orchestration.agents import worktree
@@ -43,7 +42,8 @@ def checkout_of(run: StepRun) -> worktree.Checkout:
     if ctx.worktree is not None:
         checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id)
         if checkout is None or not checkout.path.exists():
-            raise StepFailed(f"worktree_missing: the cycle's worktree {ctx.worktree} is not on {socket.gethostname()}")
+            here = get_settings().hostname
+            raise StepFailed(f"worktree_missing: the cycle's worktree is on {ctx.host or 'another host'}, not {here}")
         return checkout
     repo = worktree.repo_dir(cfg, svc.state_dir)
     base = worktree.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
@@ -53,8 +53,8 @@ def checkout_of(run: StepRun) -> worktree.Checkout:
     user = run_as()
     if user is not None:
         worktree.hand_over(checkout, user.name, svc.state_dir)
-    ctx.worktree, ctx.base_sha = str(checkout.path), base
-    save(svc, ctx, host=socket.gethostname())
+    ctx.worktree, ctx.base_sha, ctx.host = str(checkout.path), base, get_settings().hostname
+    save(svc, ctx, host=ctx.host)
     return checkout
 
 

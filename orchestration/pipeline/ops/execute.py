@@ -4,7 +4,6 @@ after a writer)."""
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any, Literal
 
@@ -125,7 +124,7 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
 
         def started(pid: int) -> None:
             # What the janitor needs if this process dies: the agent's group, and who was watching it.
-            save(svc, ctx, agent_pgid=pid, host=socket.gethostname(), runner=process_identity())
+            save(svc, ctx, agent_pgid=pid, host=get_settings().hostname, runner=process_identity())
 
         def one(name: str) -> AgentResult:
             return run_agent(

@@ -1,0 +1,85 @@
+"""Two simulated hosts on one broker, each with its own state directory and `--hostname`: the steps that
+touch a cycle's worktree run on the host that made it, so a step sent anywhere else would fail the cycle
+(`worktree_missing`) and this test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.fake_gh import install_fake_gh, read_calls
+from tests.helpers import ROOT, make_repo, orchestrate, orchestrate_process, sh
+
+FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+WORKTREE_STEPS = ("orchestrate.op.shell.run", "orchestrate.op.git.commit", "orchestrate.op.pr.create")
+
+
+def host_worker(env: dict[str, str], tmp: Path, host: str, agents: str, *extra: str):  # type: ignore[no-untyped-def]
+    args = ["worker", "--agents", agents, "-c", "1", "--without-gossip", "--without-mingle", "-n", f"w@{host}", *extra]
+    host_env = dict(env, ORCH_STATE_DIR=str(tmp / f"state-{host}"))
+    return orchestrate_process(args, host_env, tmp / f"{host}.log", ready=b" ready.")
+
+
+def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
+    tmp_path: Path, orch_env: dict[str, str]
+) -> None:
+    repo, bare = make_repo(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    install_fake_gh(bin_dir, tmp_path / "gh")
+    env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}", ORCH_ALLOW="shell")
+    cfg = tmp_path / "fleet.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "id": "fleet",
+                "workspace": {"repo": str(repo)},
+                "budget": {"cycle_s": 120, "idle_timeout_s": 60},
+                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
+                "goals": ["Write orchestrated.txt"],
+                "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+                "permissions": {"shell": ["python3"]},
+                "pipeline": [
+                    {"op": "session.analyze", "as": "insights"},
+                    {"op": "orchestrate.decide", "as": "decision"},
+                    {"op": "agent.execute", "as": "run"},
+                    {"op": "shell.run", "with": {"command": ["python3", "-c", "open('tested.txt', 'w').write('ok')"]}},
+                    {"op": "git.commit", "with": {"message": "tests ran"}},
+                    {"op": "pr.create", "as": "pr"},
+                ],
+            }
+        )
+    )
+    # host-a has the agent and takes no shared work (-X orchestrate); host-b takes the shared queue only.
+    with (
+        host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate") as _a,
+        host_worker(env, tmp_path, "host-b", "codex") as _b,
+    ):
+        proc = orchestrate(["run", str(cfg), "--json"], env)
+    logs = {h: (tmp_path / f"{h}.log").read_text() for h in ("host-a", "host-b")}
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs["host-a"][-3000:] + logs["host-b"][-3000:]
+    report = json.loads(proc.stdout)
+    assert [s["status"] for s in report["steps"]] == ["succeeded"] * 6, report["steps"]
+    assert report["pr"]["status"] == "created" and len(read_calls(tmp_path / "gh")) > 0
+
+    # Who ran what: the shared steps on host-b, the agent and everything after it on host-a.
+    assert "worker queues: orchestrate,agent.claude-code,host.host-a" in logs["host-a"]
+    assert "worker queues: orchestrate,agent.codex,host.host-b" in logs["host-b"]
+    for name in ("orchestrate.start", "orchestrate.op.session.analyze", "orchestrate.op.orchestrate.decide"):
+        assert f"Task {name}[" in logs["host-b"] and f"Task {name}[" not in logs["host-a"], name
+    for name in ("orchestrate.op.agent.execute", *WORKTREE_STEPS, "orchestrate.finish"):
+        assert f"Task {name}[" in logs["host-a"], name
+        assert f"Task {name}[" not in logs["host-b"], name
+    assert not (tmp_path / "state-host-b" / "worktrees").exists()
+
+    # The branch holds the agent's file, the command's file, and the step's commit.
+    branch = report["branch"]
+    files = sh(["git", "--git-dir", str(bare), "ls-tree", "--name-only", branch], tmp_path).split()
+    assert {"orchestrated.txt", "tested.txt"} <= set(files)
+    assert sh(["git", "--git-dir", str(bare), "log", "-1", "--format=%s", branch], tmp_path) == "tests ran"
+    status = json.loads(orchestrate(["status", report["cycle_id"], "--json"], env).stdout)
+    assert status["status"] == "succeeded"
