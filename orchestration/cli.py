@@ -77,6 +77,10 @@ def _load(path: Path) -> WorkspaceConfig:
         for p in problems:
             err.print(_tagged("invalid", "red", f"{path}: {p}"))
         _die(f"{path}: invalid config", EXIT_INVALID)
+    from orchestration.cycle import config_warnings
+
+    for warning in config_warnings(cfg, get_settings()):
+        err.print(_tagged("warning", "yellow", f"{path}: {warning}"))
     return cfg
 
 
@@ -298,9 +302,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
             for line in exc.errors:
                 out.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
             continue
+        from orchestration.cycle import config_warnings
+
         problems = _config_problems(cfg)
-        warning = shell_warning(cfg, get_settings())
-        if warning:
+        warnings = [w for w in (shell_warning(cfg, get_settings()), *config_warnings(cfg, get_settings())) if w]
+        for warning in warnings:
             out.print(_tagged("warning", "yellow", f"{f}: {warning}"))
         if problems:
             bad += 1

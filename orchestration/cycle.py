@@ -61,7 +61,7 @@ def config_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
     """What makes a valid file unusable on this deployment; each line starts with its JSON path."""
     problems = []
     need = cfg.budget.cycle_s + GRACE_S + VISIBILITY_MARGIN_S
-    if settings.visibility_timeout_s < need:
+    if not settings.broker_is_amqp and settings.visibility_timeout_s < need:
         # With acks_late, a stage running past the visibility timeout is redelivered to a second worker
         # while the first still runs.
         problems.append(
@@ -72,6 +72,21 @@ def config_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
     if cfg.pipeline is not None:
         problems += check_steps(steps_of(cfg), cfg)
     return problems
+
+
+def config_warnings(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
+    """What may go wrong with a valid file on this deployment, without making it unusable."""
+    warnings = []
+    need = cfg.budget.cycle_s + GRACE_S + VISIBILITY_MARGIN_S
+    if settings.broker_is_amqp and settings.consumer_timeout_s < need:
+        # RabbitMQ closes the channel of an unacknowledged (late-ack) delivery held past consumer_timeout:
+        # the agent's step would be delivered again while the first still runs.
+        warnings.append(
+            f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit RabbitMQ's consumer_timeout of "
+            f"{settings.consumer_timeout_s} s (the agent's step would be delivered again while it runs); raise "
+            f"consumer_timeout on the server to at least {need * 1000} ms and set ORCH_CONSUMER_TIMEOUT_S={need}"
+        )
+    return warnings
 
 
 def new_cycle_id() -> str:

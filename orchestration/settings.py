@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     key_prefix: str = "orch"
     # The Redis broker redelivers an unacked task after this long; it must exceed the longest cycle budget.
     visibility_timeout_s: int = 43200
+    # The RabbitMQ server's consumer_timeout (its default: 30 minutes): it closes the channel of a late-ack
+    # task that runs longer, and the task is delivered again.
+    consumer_timeout_s: int = 1800
     # OS user the agents run as (a separate, unprivileged one); unset: the worker's own user.
     agent_user: str | None = None
     # The host's ceiling on what any config may grant: comma list of `bypass`, `shell`, `network:<host>[:<port>]`.
@@ -90,6 +93,10 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        return self.broker.startswith(("amqp://", "amqps://", "pyamqp://"))
 
     @property
     def backend(self) -> str:
