@@ -702,9 +702,6 @@ def worker(
     from orchestration.cycle import STAGE_QUEUE, host_queue
 
     extra, host = _node(list(ctx.args))
-    # The worker's pool children learn their host from the environment: `host.<host>` is where the steps
-    # after a worktree was made here are sent, and what records and the janitor call this host.
-    os.environ["ORCH_HOSTNAME"] = host
     queues = ",".join([STAGE_QUEUE, *[AGENTS[a].queue for a in names], host_queue(host)])
     err.print(f"worker queues: {queues}", style="dim")
     argv = [
@@ -725,7 +722,9 @@ def worker(
         "INFO",
         *extra,
     ]
-    os.execv(sys.executable, argv)
+    # The worker's pool children learn their host from the environment: `host.<host>` is where the steps
+    # after a worktree was made here are sent, and what records and the janitor call this host.
+    os.execve(sys.executable, argv, {**os.environ, "ORCH_HOSTNAME": host})
 
 
 def _node(args: list[str]) -> tuple[list[str], str]:

@@ -294,6 +294,9 @@ def run_local(ctx: CycleContext, svc: Services) -> CycleReport:
         ctx = start(ctx, svc)
         for index in range(len(steps_of(config_of(ctx)))):
             ctx = run_step(ctx, svc, index)
+            if ctx.handoff is not None:  # the other agent, here: this process is every host
+                ctx.handoff = None
+                ctx = run_step(ctx, svc, index)
         return finish(ctx, svc)
     except KeyboardInterrupt:
         report = fail(ctx.cycle_id, svc, "interrupted", Status.CANCELLED, Reason.CANCELLED)

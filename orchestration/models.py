@@ -182,6 +182,15 @@ class StepReport(Model):
     reason: str | None = None
 
 
+class Fallback(Model):
+    """An agent step handed to the other agent after the first never got going."""
+
+    step: int
+    agent: str
+    from_agent: str
+    reason: str
+
+
 class TaskRecord(Model):
     """One decided task in a workspace's history: what dedupe and the agent ranking read."""
 
@@ -221,6 +230,8 @@ class CycleContext(Model):
     step: int | None = None  # the step running now: its events carry its index and name
     spent_usd: float = 0.0  # what every agent run of this cycle cost together
     pushed_sha: str | None = None  # the commit publish last handled (pushed, or refused for good)
+    fallback: Fallback | None = None  # an agent step handed to the other agent
+    handoff: str | None = None  # set by a step that must run again on this queue (consumed by the caller)
 
     @property
     def ended(self) -> bool:

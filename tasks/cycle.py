@@ -58,7 +58,16 @@ def start(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def _run_op(task: Task, ctx: dict[str, Any], step: int) -> dict[str, Any]:
     out = _run_stage(cycle.run_step, ctx, index=step)
-    _route_next_step(task, CycleContext.model_validate(out), step + 1)
+    after = CycleContext.model_validate(out)
+    if after.handoff is not None:
+        # The step runs again on another queue (the fallback agent's): this task is replaced by that one,
+        # and the rest of the chain follows it.
+        queue, after.handoff = after.handoff, None
+        planned = cycle.plan(lifecycle.config_of(after))[step]
+        again = task.s(after.model_dump(mode="json"), step=step)
+        again.set(queue=queue, soft_time_limit=planned.soft_s, time_limit=planned.hard_s)
+        raise task.replace(again)
+    _route_next_step(task, after, step + 1)
     return out
 
 

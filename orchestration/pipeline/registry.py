@@ -60,6 +60,15 @@ class StepFailed(Exception):
         self.output = output
 
 
+class StepHandOff(Exception):
+    """The step must run again elsewhere: on `queue` (the fallback agent's), with the context as it stands.
+    The Celery layer sends it there; `run --local` runs it again in this process."""
+
+    def __init__(self, queue: str, message: str) -> None:
+        super().__init__(message)
+        self.queue = queue
+
+
 class StepDenied(Exception):
     """The step's substituted arguments need what the config or this host does not grant (the cycle ends
     failed / policy_denied, its work kept)."""

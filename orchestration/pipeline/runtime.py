@@ -21,7 +21,7 @@ from orchestration.lifecycle import config_of, deny, emit, end, gate, save, stag
 from orchestration.models import CycleContext, Reason, Status, StepReport, StepStatus, iso
 from orchestration.pipeline.expr import Condition, ExprError, Ref, lookup, render
 from orchestration.pipeline.manifest import Step, default_steps
-from orchestration.pipeline.registry import OPS, Operation, StepDenied, StepFailed, StepRun
+from orchestration.pipeline.registry import OPS, Operation, StepDenied, StepFailed, StepHandOff, StepRun
 from orchestration.services import Services
 
 
@@ -146,6 +146,10 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
         if exc.output is not None:
             ctx.outputs[str(index)] = exc.output.model_dump(mode="json")
         _failed(svc, ctx, op.stage, entry, f"{where}: {exc}")
+        return
+    except StepHandOff as exc:
+        ctx.handoff = exc.queue  # the step stays pending: it runs again there
+        emit(svc, ctx, op.stage, "agent.message", {"text": f"{where}: {exc}", "level": "warning"})
         return
     except StepDenied as exc:
         entry.status, entry.reason = StepStatus.FAILED, Reason.POLICY_DENIED.value

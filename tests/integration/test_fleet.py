@@ -83,3 +83,55 @@ def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
     assert sh(["git", "--git-dir", str(bare), "log", "-1", "--format=%s", branch], tmp_path) == "tests ran"
     status = json.loads(orchestrate(["status", report["cycle_id"], "--json"], env).stdout)
     assert status["status"] == "succeeded"
+
+
+def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env: dict[str, str]) -> None:
+    """codex is preferred but cannot start on host-a (its command is missing there): the step is handed to
+    queue agent.claude-code, which only host-b consumes; the worktree, the work and the PR are host-b's."""
+    repo, bare = make_repo(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    install_fake_gh(bin_dir, tmp_path / "gh")
+    env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}")
+    cfg = tmp_path / "fallback.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "id": "fallback",
+                "workspace": {"repo": str(repo)},
+                "budget": {"cycle_s": 120, "idle_timeout_s": 60},
+                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
+                "goals": ["Write orchestrated.txt"],
+                "decision": {"backend": "heuristic"},
+                "agents": {
+                    "allow": ["codex", "claude-code"],
+                    "prefer": "codex",
+                    "codex": {"command": str(tmp_path / "no-such-codex")},
+                    "claude-code": {"command": str(FAKE_CLAUDE)},
+                },
+            }
+        )
+    )
+    with (
+        host_worker(env, tmp_path, "host-a", "codex") as _a,
+        host_worker(env, tmp_path, "host-b", "claude-code", "-X", "orchestrate") as _b,
+    ):
+        proc = orchestrate(["run", str(cfg), "--json"], env)
+    logs = {h: (tmp_path / f"{h}.log").read_text() for h in ("host-a", "host-b")}
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs["host-a"][-3000:] + logs["host-b"][-3000:]
+    report = json.loads(proc.stdout)
+    assert report["decision"]["agent"] == "codex"
+    assert (
+        report["agent"]["fallback_from"] == "codex"
+        and "failed before doing anything" in report["agent"]["fallback_reason"]
+    )
+    assert report["agent"]["files_changed"] == ["orchestrated.txt"] and report["pr"]["status"] == "created"
+    # The execute step ran on both hosts (tried, then handed over); everything after it on host-b only.
+    for host in ("host-a", "host-b"):
+        assert "Task orchestrate.op.agent.execute[" in logs[host], host
+    for name in ("orchestrate.op.pr.create", "orchestrate.finish"):
+        assert f"Task {name}[" in logs["host-b"] and f"Task {name}[" not in logs["host-a"], name
+    assert list((tmp_path / "state-host-a" / "worktrees").glob("*")) == []  # given up, not left behind
+    assert "orchestrated.txt" in sh(
+        ["git", "--git-dir", str(bare), "ls-tree", "--name-only", report["branch"]], tmp_path
+    )

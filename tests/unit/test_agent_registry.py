@@ -484,15 +484,22 @@ def test_policy_decision_and_analyzer_see_a_registered_agent(
     monkeypatch.delenv("ORCH_AGENT_USER", raising=False)
     execs: list[list[str]] = []
 
-    def fake_execv(_path: str, argv: list[str]) -> None:
+    def fake_execve(_path: str, argv: list[str], env: dict[str, str]) -> None:
+        assert env["ORCH_HOSTNAME"] == "build-7"
         execs.append(argv)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli.os, "execv", fake_execv)
-    assert CliRunner().invoke(cli.app, ["worker"]).exit_code == 0
-    assert execs[0][execs[0].index("-Q") + 1] == "orchestrate,agent.codex,agent.echo-agent"
-    assert CliRunner().invoke(cli.app, ["worker", "--agents", ECHO]).exit_code == 0
-    assert execs[1][execs[1].index("-Q") + 1] == "orchestrate,agent.echo-agent"
+    monkeypatch.setattr(cli.os, "execve", fake_execve)
+    monkeypatch.setenv("ORCH_HOSTNAME", "build-7")
+    cli.get_settings.cache_clear()
+    try:
+        assert CliRunner().invoke(cli.app, ["worker"]).exit_code == 0
+        assert execs[0][execs[0].index("-Q") + 1] == "orchestrate,agent.codex,agent.echo-agent,host.build-7"
+        assert execs[0][-2:] == ["-n", "orchestrate@build-7"]
+        assert CliRunner().invoke(cli.app, ["worker", "--agents", ECHO, "-n", "w1@build-7"]).exit_code == 0
+        assert execs[1][execs[1].index("-Q") + 1] == "orchestrate,agent.echo-agent,host.build-7"
+    finally:
+        cli.get_settings.cache_clear()
 
 
 def test_a_spec_needs_a_default_command_and_one_module_per_name() -> None:

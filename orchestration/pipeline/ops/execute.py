@@ -12,15 +12,15 @@ from pydantic import BaseModel, Field
 from orchestration import git
 from orchestration.agents import worktree
 from orchestration.agents.process import process_identity
-from orchestration.agents.registry import AGENTS
+from orchestration.agents.registry import AGENTS, queue_name
 from orchestration.agents.runner import run_agent
 from orchestration.config import WorkspaceConfig
 from orchestration.git import GitError
 from orchestration.lifecycle import LOCK_MARGIN_S, deny, note_tampering, save, save_work
-from orchestration.models import AgentResult, Reason, Status, StopReason
+from orchestration.models import AgentResult, Fallback, Reason, Status, StopReason
 from orchestration.pipeline.expr import has_refs
 from orchestration.pipeline.ops._work import checkout_of, decision_of, run_as
-from orchestration.pipeline.registry import Args, Operation, StepFailed, StepRun, register
+from orchestration.pipeline.registry import Args, Operation, StepFailed, StepHandOff, StepRun, register
 from orchestration.policy import HostPolicy, policy_problems
 from orchestration.settings import get_settings
 
@@ -95,7 +95,9 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
 
     def run(self, step: StepRun, args: ExecuteArgs) -> ExecuteOutput:
         ctx, svc, cfg = step.ctx, step.svc, step.cfg
-        if not svc.state.mark_once(ctx.cycle_id, f"execute:{step.index}"):
+        handed = ctx.fallback if ctx.fallback is not None and ctx.fallback.step == step.index else None
+        agent = handed.agent if handed else args.agent or (ctx.decision.agent if ctx.decision else cfg.agents.prefer)
+        if not svc.state.mark_once(ctx.cycle_id, f"execute:{step.index}:{agent}"):
             # A redelivered message (acks_late): the first delivery owns the agent. Never start a second one.
             from orchestration.lifecycle import AlreadyHandled
 
@@ -105,7 +107,6 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
             deny(svc, ctx, self.stage, problems)
             return ExecuteOutput(status="failed", reason=Reason.POLICY_DENIED.value, agent=args.agent or "")
         decision = decision_of(ctx, cfg)
-        agent = args.agent or (ctx.decision.agent if ctx.decision else cfg.agents.prefer)
         prompt = args.prompt or decision.task
         if agent not in cfg.agents.allow or agent not in AGENTS:
             raise StepFailed(f"agent {agent!r} is not in agents.allow {cfg.agents.allow}")
@@ -142,13 +143,19 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
 
         result = one(agent)
         other = next((a for a in cfg.agents.allow if a != agent and a in AGENTS), None)
-        if result.status == "failed" and not result.worked and other is not None and args.agent is None:
-            # It never got going (missing binary, auth error, crash at start): the other agent gets one try.
+        if result.status == "failed" and not result.worked and other is not None and not args.agent and not handed:
+            # It never got going (missing binary, auth error, crash at start): the other agent gets one try, on
+            # a host that has it. Nothing was written here, so this worktree is given up; that host makes its own.
             why = f"{agent} failed before doing anything ({result.stop_reason}): {result.summary[:200]}"
-            step.emit("agent.message", {"text": f"{why}; trying {other}", "level": "warning"})
-            result = one(other)
-            result.fallback_from = agent
-            result.fallback_reason = why
+            step.emit("agent.message", {"text": f"{why}; handing the task to {other}", "level": "warning"})
+            save(svc, ctx, agent_pgid=None)
+            ctx.spent_usd = round(ctx.spent_usd + result.cost_usd, 6)
+            worktree.remove(checkout, svc.state_dir)
+            ctx.worktree = ctx.host = ctx.branch = ctx.base_sha = None
+            ctx.fallback = Fallback(step=step.index, agent=other, from_agent=agent, reason=why)
+            raise StepHandOff(queue_name(other), f"{agent} never started; {other} takes the step")
+        if handed:
+            result.fallback_from, result.fallback_reason = handed.from_agent, handed.reason
         save(svc, ctx, agent_pgid=None)
         ctx.spent_usd = round(ctx.spent_usd + result.cost_usd, 6)
         result.commit = save_work(checkout, decision, ctx.cycle_id, result.status)
@@ -158,7 +165,7 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
         output = ExecuteOutput(
             status=result.status,
             reason=result.stop_reason,
-            agent=other if result.fallback_from and other else agent,
+            agent=agent,
             cost_usd=result.cost_usd,
             num_turns=result.num_turns,
             summary=result.summary,
