@@ -20,6 +20,8 @@ from orchestration.settings import get_settings
 from tasks.app import app
 
 LAUNCH_TASK = "orchestrate.launch"
+CATCH_UP_TASK = "orchestrate.catch_up"
+CATCH_UP_EVERY_S = 60.0
 # A fire that waits longer than this in the queue (no worker, beat restarted late) is dropped, not piled up.
 FIRE_EXPIRES_S = 900
 
@@ -51,6 +53,14 @@ def build_beat_schedule(config_dir: str | Path) -> tuple[dict[str, dict[str, Any
             continue
         if entry is not None:
             schedule[f"orchestrate:{cfg.id}"] = entry
+            if cfg.schedule.on_missed == "catch_up":
+                # Every minute: the latest fire, if it never started a cycle, starts one inside the window.
+                schedule[f"orchestrate:{cfg.id}:catch-up"] = {
+                    "task": CATCH_UP_TASK,
+                    "schedule": CATCH_UP_EVERY_S,
+                    "args": (str(path.resolve()),),
+                    "options": {"queue": "orchestrate", "expires": CATCH_UP_EVERY_S - 5},
+                }
     return schedule, bad
 
 

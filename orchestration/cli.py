@@ -586,10 +586,19 @@ def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n", m
     if not cfg.schedule.cron:
         out.print(f"{cfg.id}: no schedule.cron set; cycles run only when started by hand")
         return
+    from orchestration.cycle import in_window
     from orchestration.schedule import next_fires
 
-    for when in next_fires(cfg.schedule.cron, cfg.schedule.timezone, count):
-        out.print(f"{when.isoformat()}  ({when.astimezone(UTC).isoformat()})")
+    sched = cfg.schedule
+    window = f"window {sched.window.start}-{sched.window.end}" if sched.window else "no window"
+    out.print(
+        f"{cfg.id}: {sched.cron} in {sched.timezone}, {window}, jitter up to {sched.jitter_s} s, "
+        f"on_missed {sched.on_missed}",
+        style="dim",
+    )
+    for when in next_fires(sched.cron, sched.timezone, count):
+        mark = "" if in_window(cfg, when) else "  outside the window: skipped"
+        out.print(f"{when.isoformat()}  ({when.astimezone(UTC).isoformat()}){mark}")
 
 
 @app.command()

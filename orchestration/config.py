@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 
@@ -230,10 +229,9 @@ class Window(Strict):
     @field_validator("start", "end")
     @classmethod
     def _hhmm(cls, v: str) -> str:
-        try:
-            time.fromisoformat(v)
-        except ValueError:
-            raise ValueError(f"expected HH:MM, got {v!r}") from None
+        # Exactly HH:MM (24-hour, local to schedule.timezone): compared as text, so no other shape is read.
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError(f"expected HH:MM (00:00 to 23:59), got {v!r}")
         return v
 
 
@@ -241,9 +239,16 @@ class Schedule(Strict):
     cron: str | None = None
     timezone: str = "UTC"
     window: Window | None = None
-    # Validated and kept, not applied yet: a scheduled cycle starts at its fire time; a missed fire is skipped.
+    # A random delay before a scheduled cycle starts, up to this many seconds (within the window and budget).
     jitter_s: int = Field(default=0, ge=0)
-    on_missed: Literal["skip", "run"] = "skip"
+    # A fire missed while beat or the workers were down: `skip` it, or `catch_up` with one cycle at the next
+    # chance inside the window (`run` is read as `catch_up`).
+    on_missed: Literal["skip", "catch_up"] = "skip"
+
+    @field_validator("on_missed", mode="before")
+    @classmethod
+    def _on_missed(cls, v: Any) -> Any:
+        return "catch_up" if v == "run" else v
 
     @field_validator("timezone")
     @classmethod

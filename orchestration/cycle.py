@@ -7,9 +7,10 @@ timed out) flows through the remaining stages untouched until `finish` writes it
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from orchestration import git
 from orchestration.agents import worktree
@@ -153,6 +154,7 @@ def enqueue(
     dry_run: bool = False,
     ignore_window: bool = True,
     cycle_id: str | None = None,
+    delay_s: float = 0.0,
 ) -> CycleContext:
     """Writes the queued record and the `cycle.queued` event; the caller then runs or sends the stages."""
     now = utcnow()
@@ -167,7 +169,10 @@ def enqueue(
     )
     init_steps(ctx, cfg)
     svc.state.save_cycle(CycleRecord(ctx=ctx))
-    emit(svc, ctx, "start", "cycle.queued", {"trigger": trigger, "dry_run": dry_run})
+    data: dict[str, object] = {"trigger": trigger, "dry_run": dry_run}
+    if delay_s:
+        data["delay_s"] = delay_s  # the schedule's jitter: it starts that much later
+    emit(svc, ctx, "start", "cycle.queued", data)
     return ctx
 
 
@@ -274,6 +279,82 @@ def finish(ctx: CycleContext, svc: Services) -> CycleReport:
         report = close(ctx, svc, announce=False)
     announce_end(svc, ctx, report)  # last of all: watchers stop at cycle.finished
     return report
+
+
+# A scheduled fire that starts this long after its cron time was missed (beat or the workers were down).
+LATE_S = 300
+# A catch-up waits this long after a fire for the fire itself to start its cycle first.
+CATCH_UP_AFTER_S = 120
+# How far back a catch-up looks: a fire older than this is not made up for.
+CATCH_UP_WITHIN_S = 86400
+
+
+@dataclass(frozen=True)
+class Fire:
+    """What a scheduled fire does: start a cycle after `countdown` seconds (the jitter), or why it does not."""
+
+    start: bool
+    why: str
+    fire_ts: int | None = None
+    countdown: float = 0.0
+
+
+def plan_fire(
+    cfg: WorkspaceConfig, svc: Services, now: datetime, *, catch_up: bool = False, rng: random.Random | None = None
+) -> Fire:
+    """Whether the workspace's latest cron fire (at or before `now`) starts a cycle now. Each fire starts at
+    most one cycle, whoever asks (a second beat, a late duplicate, a catch-up): the first to claim it. A late
+    fire is dropped under `on_missed: skip`; under `catch_up` the regular check (`catch_up=True`, every
+    minute) starts one cycle for the latest missed fire at the next chance inside the window."""
+    from orchestration.schedule import previous_fire
+
+    sched = cfg.schedule
+    if not sched.cron:
+        return Fire(False, "no schedule.cron")
+    fire = previous_fire(sched.cron, sched.timezone, now)
+    if fire is None:
+        return Fire(False, "no fire in the last days")
+    late = (now - fire).total_seconds()
+    if catch_up:
+        if sched.on_missed != "catch_up":
+            return Fire(False, "on_missed is skip")
+        if late < CATCH_UP_AFTER_S or late > CATCH_UP_WITHIN_S:
+            return Fire(False, "no missed fire to make up for")
+        if not in_window(cfg, now):
+            return Fire(False, "a missed fire waits for the window")
+    elif late > LATE_S and sched.on_missed == "skip":
+        return Fire(False, f"missed: started {late:.0f} s after its time (on_missed: skip)")
+    ts = int(fire.timestamp())
+    if not svc.state.claim_fire(cfg.id, ts):
+        return Fire(False, "this fire already started a cycle", ts)
+    return Fire(True, "catch-up of a missed fire" if catch_up else "due", ts, jitter(cfg, now, rng))
+
+
+def jitter(cfg: WorkspaceConfig, now: datetime, rng: random.Random | None = None) -> float:
+    """A random delay before a scheduled cycle starts, up to `schedule.jitter_s`, never past the window's
+    end nor longer than the budget (so that fleets of workspaces do not all start at once)."""
+    bound = float(min(cfg.schedule.jitter_s, cfg.budget.cycle_s))
+    left = window_left_s(cfg, now)
+    if left is not None:
+        bound = min(bound, max(0.0, left - 60))  # a minute to spare, so that start still finds the window open
+    return round((rng or random.Random()).uniform(0, bound), 3) if bound > 0 else 0.0
+
+
+def window_left_s(cfg: WorkspaceConfig, now: datetime) -> float | None:
+    """Seconds until the window closes (0 outside it), or None without a window."""
+    window = cfg.schedule.window
+    if window is None:
+        return None
+    if not in_window(cfg, now):
+        return 0.0
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(cfg.schedule.timezone))
+    hour, minute = (int(x) for x in window.end.split(":"))
+    end = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)  # a window across midnight
+    return (end.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
 
 
 def in_window(cfg: WorkspaceConfig, now: datetime) -> bool:

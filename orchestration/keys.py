@@ -45,6 +45,11 @@ class Keys:
         """List: tasks people queued by hand, taken first."""
         return self._key("backlog", workspace)
 
+    def fire(self, workspace: str, fire_ts: int) -> str:
+        """Set once a scheduled fire of the workspace (its cron time, unix seconds) has started a cycle: a
+        second beat, a late duplicate or a catch-up of the same fire never starts another."""
+        return self._key("fire", workspace, str(fire_ts))
+
     def cancel(self, cycle_id: str) -> str:
         """Set while a cancel of the cycle is requested."""
         return self._key("cancel", cycle_id)

@@ -159,3 +159,25 @@ def next_fires(cron: str, timezone: str, count: int, now: datetime | None = None
             found.append(local)
         t += minute
     return found
+
+
+def previous_fire(cron: str, timezone: str, now: datetime | None = None, within_days: int = 8) -> datetime | None:
+    """The latest fire time of `cron` in `timezone` at or before `now` (to the minute), looking back at
+    most `within_days`; None when there is none in that span. The mirror of `next_fires`."""
+    c = parse(cron, timezone)
+    zone = ZoneInfo(timezone)
+    minute = timedelta(minutes=1)
+    t = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0)
+    start = t - timedelta(days=within_days)
+    while t >= start:
+        local = t.astimezone(zone)
+        if not _day_matches(c, local):
+            # The last real minute of the previous local day.
+            midnight = datetime.combine(local.date(), datetime.min.time(), zone).astimezone(UTC)
+            prev = midnight - minute
+            t = prev if prev < t else t - minute
+            continue
+        if local.minute in c.minute and local.hour in c.hour:
+            return local
+        t -= minute
+    return None

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CYCLE_TTL_S = 90 * 86400
 SPEND_TTL_S = 40 * 86400
 CANCEL_TTL_S = 2 * 86400
+FIRE_TTL_S = 8 * 86400  # longer than any catch-up looks back
 HISTORY_KEEP_S = 90 * 86400
 LOCAL_HISTORY_ROWS = 1000
 
@@ -54,6 +55,7 @@ class State(Protocol):
     def is_cancelled(self, cycle_id: str) -> bool: ...
     def mark_once(self, cycle_id: str, what: str) -> bool: ...
     def is_finished(self, cycle_id: str) -> bool: ...
+    def claim_fire(self, workspace: str, fire_ts: int) -> bool: ...
 
 
 def queued_ts(record: CycleRecord) -> float:
@@ -217,6 +219,10 @@ class RedisState:
     def is_finished(self, cycle_id: str) -> bool:
         return bool(self.redis.hexists(self.keys.cycle(cycle_id), "finished_at"))
 
+    def claim_fire(self, workspace: str, fire_ts: int) -> bool:
+        """True for the first caller only, per scheduled fire of a workspace."""
+        return bool(self.redis.set(self.keys.fire(workspace, fire_ts), "1", nx=True, ex=FIRE_TTL_S))
+
 
 def _task_records(rows: Iterable[Any]) -> list[TaskRecord]:
     """History rows (JSON text or parsed) as records; a row that is not one (hand-edited, an older shape)
@@ -363,4 +369,14 @@ class LocalState:
                 return False
             data["once"] = [*once, what]
             self._save(path, data)
+            return True
+
+    def claim_fire(self, workspace: str, fire_ts: int) -> bool:
+        with self._locked("fires.json") as path:
+            fired = self._load(path, {})
+            key = f"{workspace}:{fire_ts}"
+            if key in fired:
+                return False
+            fired[key] = time.time()
+            self._save(path, {k: v for k, v in fired.items() if v > time.time() - FIRE_TTL_S})
             return True

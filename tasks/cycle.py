@@ -180,7 +180,9 @@ def _janitor_on_start(**_: Any) -> None:
 # -- canvas ---------------------------------------------------------------------------------------
 
 
-def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None) -> Signature:
+def build_canvas(
+    ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None, countdown: float = 0.0
+) -> Signature:
     """start → one task per pipeline step → finish, each with its own queue and time limits (options given
     to the chain's apply_async would reach only its first task), and the error path on every one."""
     errback = on_error.s()
@@ -192,6 +194,8 @@ def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | Non
     ]
     if expires_s is not None:
         sigs[0].set(expires=expires_s)
+    if countdown > 0:
+        sigs[0].set(countdown=countdown)
     for planned in cycle.plan(cfg):
         sigs.append(
             OP_TASKS[planned.op]
@@ -208,14 +212,18 @@ def build_canvas(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | Non
     return chain(*sigs)
 
 
-def send_cycle(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None) -> str:
-    result = build_canvas(ctx, cfg, expires_s).apply_async()
+def send_cycle(
+    ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None, countdown: float = 0.0
+) -> str:
+    result = build_canvas(ctx, cfg, expires_s, countdown).apply_async()
     return str(result.id)
 
 
-@app.task(name="orchestrate.launch")
-def launch(config_path: str, trigger: str = "schedule") -> str | None:
-    """What beat fires: reads the config fresh, records the queued cycle, sends its canvas."""
+def _scheduled(config_path: str, catch_up: bool) -> str | None:
+    """A scheduled fire (or the minute's catch-up check) of one config: reads it fresh, and starts a cycle
+    when `cycle.plan_fire` says so, after its jitter."""
+    from datetime import UTC, datetime
+
     try:
         cfg = load_config(config_path)
     except Exception as exc:
@@ -225,6 +233,23 @@ def launch(config_path: str, trigger: str = "schedule") -> str | None:
     if problems:
         log.error("scheduled cycle not started: %s: %s", config_path, "; ".join(problems))
         return None
-    ctx = cycle.enqueue(services(), cfg, trigger=trigger, ignore_window=False)
-    send_cycle(ctx, cfg)
+    fire = cycle.plan_fire(cfg, services(), datetime.now(UTC), catch_up=catch_up)
+    if not fire.start:
+        (log.debug if catch_up else log.info)("%s: no cycle started: %s", cfg.id, fire.why)
+        return None
+    ctx = cycle.enqueue(services(), cfg, trigger="schedule", ignore_window=False, delay_s=fire.countdown)
+    send_cycle(ctx, cfg, countdown=fire.countdown)
+    log.info("%s: cycle %s started (%s, in %.0f s)", cfg.id, ctx.cycle_id, fire.why, fire.countdown)
     return ctx.cycle_id
+
+
+@app.task(name="orchestrate.launch")
+def launch(config_path: str, trigger: str = "schedule") -> str | None:
+    """What beat fires for a config's cron."""
+    return _scheduled(config_path, catch_up=False)
+
+
+@app.task(name="orchestrate.catch_up")
+def catch_up(config_path: str) -> str | None:
+    """What beat sends every minute for a config with `on_missed: catch_up`."""
+    return _scheduled(config_path, catch_up=True)

@@ -346,10 +346,18 @@ def test_schedule_prints_next_fires_in_config_timezone(tmp_path: Path, orch_env:
     )
     proc = orchestrate(["schedule", str(cfg)], orch_env)
     assert proc.returncode == 0, show(proc)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    header, *lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert header.endswith("30 2 * * * in America/New_York, no window, jitter up to 0 s, on_missed skip"), header
     assert len(lines) == 5, show(proc)
     assert "02:30" in lines[0] and ("-05:00" in lines[0] or "-04:00" in lines[0]), lines[0]
-    assert all("T02:30:00" in line for line in lines), lines
+    assert all("T02:30:00" in line and "outside" not in line for line in lines), lines
+    windowed = write_json(
+        tmp_path / "windowed.json",
+        {"workspace": {"repo": "r"}, "schedule": {"cron": "0 * * * *", "window": {"start": "01:00", "end": "03:00"}}},
+    )
+    fires = orchestrate(["schedule", str(windowed), "-n", "24"], orch_env).stdout.splitlines()[1:]
+    inside = [f for f in fires if "outside the window" not in f]
+    assert len(fires) == 24 and sorted(f[11:16] for f in inside) == ["01:00", "02:00"], fires
     assert lines == sorted(lines) and len(set(lines)) == 5
 
 
