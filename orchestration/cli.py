@@ -590,6 +590,7 @@ def schedule(config: Path, count: Annotated[int, typer.Option("--count", "-n", m
     from orchestration.schedule import next_fires
 
     sched = cfg.schedule
+    assert sched.cron is not None
     window = f"window {sched.window.start}-{sched.window.end}" if sched.window else "no window"
     out.print(
         f"{cfg.id}: {sched.cron} in {sched.timezone}, {window}, jitter up to {sched.jitter_s} s, "

@@ -12,6 +12,7 @@ import pwd
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -203,12 +204,14 @@ def supervise(
         return ProcessOutcome(exit_code=None, stop_reason=StopReason.SPAWN_FAILED, spawn_error=str(exc))
 
     pgid = proc.pid  # start_new_session makes the child the leader of a new group
+    guard = start_guard(pgid)
     if on_started is not None:
         try:
             on_started(proc.pid)
         except Exception:
             kill_group(pgid, 0.5)
             proc.wait()
+            stop_guard(guard)
             raise
     lines: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
     if stdout_file is None:
@@ -283,6 +286,7 @@ def supervise(
         else:
             kill_group(pgid, grace_s=1.0)  # children left behind by an agent that exited
         exit_code = _wait(proc)
+        stop_guard(guard)
         reader.join(timeout=2)
         tail = ""
         if stderr_file:
@@ -298,6 +302,37 @@ def supervise(
         stderr_tail=tail,
         lines=n_lines,
     )
+
+
+def start_guard(pgid: int) -> subprocess.Popen[bytes] | None:
+    """The guard of one process group (orchestration.agents.guard): in its own session, so that killing the
+    worker's group spares it; it kills `pgid` as soon as this process is gone. None if it cannot start
+    (the supervision here still stops the group; the janitor is the last line)."""
+    try:
+        return subprocess.Popen(  # noqa: S603 - our own module, no shell
+            [sys.executable, "-m", "orchestration.agents.guard", str(pgid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return None
+
+
+def stop_guard(guard: subprocess.Popen[bytes] | None) -> None:
+    """Tells the guard the group was ended here (so it never signals a reused group id) and waits for it."""
+    if guard is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        assert guard.stdin is not None
+        guard.stdin.write(b"done\n")
+        guard.stdin.close()
+    try:
+        guard.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        guard.kill()
+        guard.wait()
 
 
 def _drain(lines: queue.Queue[bytes | None], on_line: Callable[[bytes], Verdict]) -> None:

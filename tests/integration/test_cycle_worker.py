@@ -210,10 +210,11 @@ def test_execute_is_routed_to_the_queue_of_the_agent_decide_chose(setup) -> None
 
 
 def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILL of the worker's whole process group: no error callback runs. The agent (in its own session)
-    survives the worker; the next worker's janitor kills it, saves its work and ends the cycle."""
+    """SIGKILL of the worker's whole process group: no error callback runs. The agent is in its own session,
+    but its guard (tied to the worker child that started it) kills it at once, with nobody's help; the next
+    worker's janitor saves its work and ends the cycle."""
     tmp, repo, _bare, env = setup
-    cfg = write_config(tmp, repo, mode="slow")
+    cfg = write_config(tmp, repo, mode="hang")  # silent: no broken pipe would end it
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     prefix = env["ORCH_KEY_PREFIX"]
     with celery_worker(env, tmp / "worker.log") as worker:
@@ -223,8 +224,10 @@ def test_whole_worker_killed_then_janitor_on_restart(setup) -> None:  # type: ig
         assert wait_for(lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream)), 60)
         agent_pid = int(r.hget(key, "agent_pid"))
         os.killpg(worker.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
         worker.wait(10)
-    assert live_with_marker(str(FAKE_CLAUDE)) != []  # the orphan is still running: only the janitor stops it
+    assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=10), "the agent outlived its worker"
+    assert time.monotonic() - killed_at < 10
     assert r.hget(key, "finished_at") is None
     with celery_worker(env, tmp / "worker2.log"):
         status = wait_for(lambda: r.hget(key, "finished_at") and r.hget(key, "status"), timeout=30)
