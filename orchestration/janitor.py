@@ -1,8 +1,10 @@
-"""Cleanup after what the normal path cannot clean: a worker killed mid-run, a cycle stuck past its budget,
-and worktrees left behind. Runs when a worker starts, periodically from beat, and as `orchestrate gc`."""
+"""Cleanup after what the normal path cannot clean: a worker killed mid-run, a host gone silent, a cycle
+stuck past its budget, and worktrees left behind. Runs when a worker starts, every few heartbeats in each
+worker, periodically from beat, and as `orchestrate gc`."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,8 @@ from orchestration.lifecycle import GRACE_S, config_of, fail
 from orchestration.models import CycleRecord, Reason, Status
 from orchestration.services import Services
 from orchestration.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 # A cycle this far past its deadline on the host that runs it is taken as stuck: the stages after execute
 # (publish and finish, each bounded by their own limits) had that long to end it.
@@ -37,7 +41,7 @@ def reap(svc: Services, host: str | None = None, now: float | None = None, scan:
     for record in svc.state.recent_cycles(None, scan):
         if not record.live:
             continue
-        verdict = _verdict(record, host, now)
+        verdict = _verdict(record, host, now, svc)
         if verdict is None:
             continue
         status, reason, why = verdict
@@ -46,9 +50,11 @@ def reap(svc: Services, host: str | None = None, now: float | None = None, scan:
     return out
 
 
-def _verdict(record: CycleRecord, host: str, now: float) -> tuple[Status, Reason, str] | None:
+def _verdict(record: CycleRecord, host: str, now: float, svc: Services) -> tuple[Status, Reason, str] | None:
     deadline = record.ctx.deadline
     local = record.host == host
+    if not local and record.host and record.ctx.worktree is not None and not svc.state.host_alive(record.host):
+        return Status.FAILED, Reason.WORKER_LOST, f"host {record.host}, which holds the worktree, stopped its heartbeat"
     if local and record.runner and record.agent_pgid is not None and not identity_alive(record.runner):
         return Status.FAILED, Reason.WORKER_LOST, f"the worker process running the agent ({record.runner}) is gone"
     if deadline is not None and local and now > deadline + LOCAL_STUCK_S:
@@ -100,3 +106,42 @@ def gc_worktrees(svc: Services, dry_run: bool = False) -> list[WorktreeState]:
             blocker = worktree.remove_if_safe(checkout, svc.state_dir, remote, push)
             out.append(WorktreeState(path, path.name, status, "kept" if blocker else "removed", blocker or ""))
     return out
+
+
+def heartbeat_ttl_s(every_s: float) -> int:
+    """How long a heartbeat stays: four and a half beats, so that a slow beat or a quick restart is not a
+    death, and a dead host is noticed well within 90 s at the default 10 s."""
+    return max(2, round(every_s * 4.5))
+
+
+def rescue_worktrees(svc: Services, host: str | None = None) -> list[str]:
+    """At worker start: the worktrees on this host whose cycle was ended elsewhere (its host died, another
+    host's janitor closed it without reaching its files) get their work committed (`WIP:`) and pushed as
+    `permissions` allow, then removed once nothing would be lost. Returns the cycle ids it saved."""
+    from orchestration.lifecycle import save_work
+    from orchestration.pipeline.ops._work import decision_of, publish_work
+
+    host = host or get_settings().hostname
+    saved = []
+    root = svc.state_dir / "worktrees"
+    for path in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        record = svc.state.get_cycle(path.name)
+        if record is None or record.live or record.host not in (host, None):
+            continue
+        checkout = worktree.Checkout.load(svc.state_dir, path.name)
+        ctx = record.ctx
+        if checkout is None or ctx.branch is None or ctx.base_sha is None:
+            continue
+        try:
+            cfg = config_of(ctx)
+        except ConfigError:
+            continue
+        decision = decision_of(ctx, cfg)
+        status = ctx.status.value if ctx.status.ended else "failed"
+        commit = save_work(checkout, decision, ctx.cycle_id, status)
+        result = publish_work(ctx, cfg, checkout, decision, lambda kind, data: None, propose=False)
+        if commit or result.pushed:
+            saved.append(ctx.cycle_id)
+            log.warning("cycle %s: saved what its dead worker left (%s)", ctx.cycle_id, result.reason or "pushed")
+        worktree.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
+    return saved

@@ -50,6 +50,15 @@ class Keys:
         second beat, a late duplicate or a catch-up of the same fire never starts another."""
         return self._key("fire", workspace, str(fire_ts))
 
+    def worker(self, host: str) -> str:
+        """A live host's heartbeat (JSON `WorkerBeat`), with a TTL: gone means the host's workers are gone."""
+        return self._key("worker", host)
+
+    @property
+    def all_workers(self) -> str:
+        """Pattern matching every host's heartbeat."""
+        return self._key("worker", "*")
+
     def cancel(self, cycle_id: str) -> str:
         """Set while a cancel of the cycle is requested."""
         return self._key("cancel", cycle_id)

@@ -191,6 +191,16 @@ class Fallback(Model):
     reason: str
 
 
+class WorkerBeat(Model):
+    """What a live worker says of itself every few seconds (expires when it stops saying it)."""
+
+    host: str
+    node: str = ""
+    pid: int = 0
+    queues: list[str] = Field(default_factory=list)
+    at: float = 0.0
+
+
 class TaskRecord(Model):
     """One decided task in a workspace's history: what dedupe and the agent ranking read."""
 

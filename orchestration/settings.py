@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # The RabbitMQ server's consumer_timeout (its default: 30 minutes): it closes the channel of a late-ack
     # task that runs longer, and the task is delivered again.
     consumer_timeout_s: int = 1800
+    # How often a worker says it is alive; it counts as gone after about four and a half of these, and any
+    # live worker then ends the cycles whose worktree is on that host (worker_lost).
+    heartbeat_s: float = Field(default=10.0, gt=0, le=60)
     # OS user the agents run as (a separate, unprivileged one); unset: the worker's own user.
     agent_user: str | None = None
     # The host's ceiling on what any config may grant: comma list of `bypass`, `shell`, `network:<host>[:<port>]`.

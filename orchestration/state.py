@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from orchestration.files import write_atomic
 from orchestration.keys import Keys
-from orchestration.models import CycleRecord, TaskRecord
+from orchestration.models import CycleRecord, TaskRecord, WorkerBeat
 
 if TYPE_CHECKING:
     import redis
@@ -56,6 +56,9 @@ class State(Protocol):
     def mark_once(self, cycle_id: str, what: str) -> bool: ...
     def is_finished(self, cycle_id: str) -> bool: ...
     def claim_fire(self, workspace: str, fire_ts: int) -> bool: ...
+    def beat(self, beat: WorkerBeat, ttl_s: int) -> None: ...
+    def workers(self) -> list[WorkerBeat]: ...
+    def host_alive(self, host: str) -> bool: ...
 
 
 def queued_ts(record: CycleRecord) -> float:
@@ -223,6 +226,23 @@ class RedisState:
         """True for the first caller only, per scheduled fire of a workspace."""
         return bool(self.redis.set(self.keys.fire(workspace, fire_ts), "1", nx=True, ex=FIRE_TTL_S))
 
+    # -- workers -------------------------------------------------------------------------------
+    def beat(self, beat: WorkerBeat, ttl_s: int) -> None:
+        self.redis.set(self.keys.worker(beat.host), beat.model_dump_json(), ex=ttl_s)
+
+    def workers(self) -> list[WorkerBeat]:
+        out = []
+        for key in self.redis.scan_iter(match=self.keys.all_workers, count=500):
+            raw = self.redis.get(key)
+            try:
+                out.append(WorkerBeat.model_validate_json(raw or b""))
+            except ValueError:  # written by something else: not a worker of ours
+                continue
+        return sorted(out, key=lambda b: b.host)
+
+    def host_alive(self, host: str) -> bool:
+        return bool(self.redis.exists(self.keys.worker(host)))
+
 
 def _task_records(rows: Iterable[Any]) -> list[TaskRecord]:
     """History rows (JSON text or parsed) as records; a row that is not one (hand-edited, an older shape)
@@ -370,6 +390,16 @@ class LocalState:
             data["once"] = [*once, what]
             self._save(path, data)
             return True
+
+    # Local mode has one host, this process: no heartbeats.
+    def beat(self, beat: WorkerBeat, ttl_s: int) -> None:
+        return None
+
+    def workers(self) -> list[WorkerBeat]:
+        return []
+
+    def host_alive(self, host: str) -> bool:
+        return True
 
     def claim_fire(self, workspace: str, fire_ts: int) -> bool:
         with self._locked("fires.json") as path:

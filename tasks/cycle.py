@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -17,7 +19,7 @@ from orchestration import cycle, lifecycle
 from orchestration.config import WorkspaceConfig, load_config
 from orchestration.hub import RedisHub
 from orchestration.lifecycle import AlreadyHandled
-from orchestration.models import CycleContext, Reason, Status
+from orchestration.models import CycleContext, Reason, Status, WorkerBeat
 from orchestration.pipeline.registry import OPS
 from orchestration.services import Services
 from orchestration.settings import get_settings
@@ -160,21 +162,50 @@ def janitor() -> list[str]:
     return [f"{r.cycle_id}:{r.reason}" for r in reap(services())]
 
 
+# A worker runs its janitor every this many heartbeats (30 s at the default 10 s).
+JANITOR_EVERY_BEATS = 3
+
+
 @signals.worker_ready.connect
-def _janitor_on_start(**_: Any) -> None:
-    """A restarted worker first cleans up after the one that died (in the background: start-up goes on)."""
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    """In the background (start-up goes on): first clean up after the worker that died here (end its cycles,
+    save what their worktrees hold), then keep saying this host is alive and, every few beats, end the
+    cycles of hosts that went silent."""
     import threading
 
+    settings = get_settings()
+    try:
+        queues = sorted(q.name for q in sender.task_consumer.queues)
+    except Exception:  # what Celery's consumer looks like is not ours to rely on
+        queues = []
+    me = WorkerBeat(host=settings.hostname, node=str(getattr(sender, "hostname", "")), pid=os.getpid(), queues=queues)
+
+    def janitor() -> None:
+        from orchestration.janitor import reap
+
+        for r in reap(services()):
+            log.warning("janitor: cycle %s ended (%s)", r.cycle_id, r.reason)
+
     def run() -> None:
-        try:
-            from orchestration.janitor import reap
+        from orchestration.janitor import heartbeat_ttl_s, rescue_worktrees
 
-            for r in reap(services()):
-                log.warning("janitor: cycle %s ended (%s)", r.cycle_id, r.reason)
-        except Exception:
-            log.exception("janitor at worker start failed")
+        ttl = heartbeat_ttl_s(settings.heartbeat_s)
+        beats = 0
+        while True:
+            try:
+                services().state.beat(me.model_copy(update={"at": time.time()}), ttl)
+                if beats == 0:
+                    janitor()
+                    for cycle_id in rescue_worktrees(services()):
+                        log.warning("janitor: saved the work cycle %s left on this host", cycle_id)
+                elif beats % JANITOR_EVERY_BEATS == 0:
+                    janitor()
+            except Exception:  # Redis away for a while: try again at the next beat
+                log.exception("heartbeat or janitor failed")
+            beats += 1
+            time.sleep(settings.heartbeat_s)
 
-    threading.Thread(target=run, name="orchestrate-janitor", daemon=True).start()
+    threading.Thread(target=run, name="orchestrate-heartbeat", daemon=True).start()
 
 
 # -- canvas ---------------------------------------------------------------------------------------

@@ -135,3 +135,65 @@ def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env:
     assert "orchestrated.txt" in sh(
         ["git", "--git-dir", str(bare), "ls-tree", "--name-only", report["branch"]], tmp_path
     )
+
+
+def test_a_dead_host_s_cycle_is_ended_elsewhere_and_its_work_saved_when_it_returns(
+    tmp_path: Path, orch_env: dict[str, str]
+) -> None:
+    """host-a runs a silent agent and is SIGKILLed whole, not restarted: its guard kills the agent at once,
+    host-b's janitor sees host-a's heartbeat expire and ends the cycle worker_lost, lock released. When a
+    worker starts on host-a again, it commits and pushes what the dead cycle left in its worktree."""
+    import os
+    import signal
+    import time
+
+    import redis
+
+    from orchestration.keys import Keys
+    from tests.helpers import live_with_marker, wait_for
+
+    repo, bare = make_repo(tmp_path)
+    env = dict(orch_env, ORCH_HEARTBEAT_S="1")
+    cfg = tmp_path / "dies.json"
+    claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": "hang"}}
+    cfg.write_text(
+        json.dumps(
+            {
+                "id": "dies",
+                "workspace": {"repo": str(repo)},
+                "budget": {"cycle_s": 300, "idle_timeout_s": 200},
+                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
+                "goals": ["Write orchestrated.txt"],
+                "agents": {"allow": ["claude-code"], "claude-code": claude},
+                "pr": {"enabled": False},
+            }
+        )
+    )
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    keys = Keys(env["ORCH_KEY_PREFIX"])
+    with host_worker(env, tmp_path, "host-b", "codex") as _b:
+        with host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate") as a:
+            queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
+            key, stream = keys.cycle(queued["cycle_id"]), keys.events(queued["cycle_id"])
+            written = lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream))  # noqa: E731
+            assert wait_for(written, 60)
+            assert r.exists(keys.worker("host-a")) and r.exists(keys.worker("host-b"))
+            os.killpg(a.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            a.wait(10)
+        assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=10), "the agent outlived its host"
+        assert wait_for(lambda: r.hget(key, "finished_at") is not None, timeout=90), r.hgetall(key)
+        assert time.monotonic() - killed < 90
+        assert (r.hget(key, "status"), r.hget(key, "reason")) == (b"failed", b"worker_lost")
+        assert r.get(keys.lock("dies")) is None  # the workspace is free for the next cycle
+        report = json.loads(r.hget(key, "report"))
+        branch = report["branch"]
+        assert branch and branch not in sh(["git", "--git-dir", str(bare), "branch"], tmp_path)  # not saved yet
+        # host-a comes back: its first janitor saves the dead cycle's work.
+        with host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate"):
+            pushed = lambda: branch in sh(["git", "--git-dir", str(bare), "branch"], tmp_path)  # noqa: E731
+            assert wait_for(pushed, timeout=30), (tmp_path / "host-a.log").read_text()[-3000:]
+    log = sh(["git", "--git-dir", str(bare), "log", "-1", "--format=%s", branch], tmp_path)
+    assert log.startswith("WIP:"), log
+    files = sh(["git", "--git-dir", str(bare), "ls-tree", "--name-only", branch], tmp_path).split()
+    assert "orchestrated.txt" in files
