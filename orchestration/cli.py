@@ -409,14 +409,65 @@ def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay a
         raise typer.Exit(EXIT_OK) from None
 
 
+def _stage_of(record: Any) -> str:
+    """Where a cycle stands: the step running now (or next), or how it ended."""
+    ctx = record.ctx
+    if ctx.status.ended or record.finished_at:
+        return "finished" if record.finished_at else "finishing"
+    steps = ctx.steps
+    index = ctx.step if ctx.step is not None else next((i for i, s in enumerate(steps) if s.status == "pending"), None)
+    if index is None or index >= len(steps):
+        return "start" if ctx.status.value == "queued" else "finish"
+    step = steps[index]
+    return f"{index}:{step.op}" + (f" ({step.as_})" if step.as_ else "")
+
+
+def _cycles_table(records: list[Any]) -> Any:
+    """Two lines a cycle, readable in 80 columns: id, workspace, status, stage, time against budget, cost
+    against cap; then the agent, the task and the PR."""
+    from rich.console import Group
+
+    from orchestration.lifecycle import elapsed_s
+
+    lines: list[Any] = [Text(f"recent cycles ({len(records)})", style="bold")]
+    for r in records:
+        ctx, report = r.ctx, r.summary()
+        budget = (ctx.config.get("budget") or {}) if isinstance(ctx.config, dict) else {}
+        status = ctx.status.value + (f" ({ctx.reason.value})" if ctx.reason else "")
+        colour = {"succeeded": "green", "running": "cyan", "queued": "cyan", "skipped": "yellow"}.get(
+            ctx.status.value, "red"
+        )
+        spent = ctx.spent_usd or (ctx.agent.cost_usd if ctx.agent else 0.0)
+        seconds = report.duration_s if report.duration_s is not None else elapsed_s(ctx)
+        took = f"{seconds:.0f}/{budget.get('cycle_s', '?')} s" if ctx.started_at else "not started"
+        lines.append(
+            Text.assemble(
+                (_cell(r.cycle_id), "bold"),
+                f"  {_cell(r.workspace)}  ",
+                (status, colour),
+                f"  {_cell(_stage_of(r))}  {took}  ${spent:.2f}/${budget.get('max_cost_usd', '?')}",
+            )
+        )
+        pr = report.pr.url if report.pr and report.pr.url else (f"pr {report.pr.status}" if report.pr else "")
+        task = _cell(ctx.decision.title)[:50] if ctx.decision else ""
+        agent = ctx.decision.agent if ctx.decision else ""
+        detail = "  ".join(x for x in (agent, task, _cell(pr)) if x)
+        if detail:
+            lines.append(Text(f"    {detail}", style="dim"))
+    return Group(*lines)
+
+
 @app.command()
 def status(
     cycle_id: Annotated[str | None, typer.Argument()] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workspace: Annotated[str | None, typer.Option("--workspace", "-w")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    watch_: Annotated[bool, typer.Option("--watch", help="refresh the table until Ctrl-C")] = False,
+    every: Annotated[float, typer.Option("--every", min=0.2, help="seconds between refreshes")] = 2.0,
 ) -> None:
-    """One cycle's report, or a table of recent cycles."""
+    """One cycle's report, or a table of recent cycles across workspaces (status, stage, agent, time
+    against budget, cost against cap, PR)."""
     svc, _ = _redis_services()
     if cycle_id:
         record = svc.state.get_cycle(cycle_id)
@@ -424,26 +475,52 @@ def status(
             _die(f"no cycle {cycle_id!r}")
         print_report(record.summary().public(), as_json)
         return
-    records = svc.state.recent_cycles(workspace, limit)
     if as_json:
-        rows = _untrusted([r.summary().public() for r in records])
+        rows = _untrusted([r.summary().public() for r in svc.state.recent_cycles(workspace, limit)])
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    t = Table(title="recent cycles")
-    for col in ("cycle", "workspace", "status", "reason", "queued", "task", "pr"):
-        t.add_column(col)
-    for r in records:
-        report = r.summary()
+    if not watch_:
+        out.print(_cycles_table(svc.state.recent_cycles(workspace, limit)))
+        return
+    from rich.live import Live
+
+    try:
+        with Live(_cycles_table(svc.state.recent_cycles(workspace, limit)), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(every)
+                live.update(_cycles_table(svc.state.recent_cycles(workspace, limit)), refresh=True)
+    except KeyboardInterrupt:
+        return
+
+
+@app.command()
+def workers() -> None:
+    """The hosts whose workers are alive (by their heartbeats): their queues, agents and running cycles."""
+    svc, _ = _redis_services()
+    beats = svc.state.workers()
+    running = [r for r in svc.state.recent_cycles(None, 500) if r.live]
+    if not beats:
+        out.print("no live workers (none has sent a heartbeat lately); start one with `orchestrate worker`")
+    t = Table(title=f"live hosts ({len(beats)})", box=box.SIMPLE_HEAD)
+    for col in ("host", "worker", "agents", "queues", "seen", "running cycles"):
+        t.add_column(col, overflow="fold")
+    now = time.time()
+    for b in beats:
+        agents = [q.removeprefix("agent.") for q in b.queues if q.startswith("agent.")]
+        mine = [f"{r.cycle_id} ({_stage_of(r)})" for r in running if r.host == b.host and r.ctx.worktree]
         t.add_row(
-            _cell(r.cycle_id),
-            _cell(r.workspace),
-            _cell(r.status.value),
-            _cell(r.ctx.reason.value if r.ctx.reason else ""),
-            _cell(r.ctx.queued_at or "")[:19],
-            _cell(report.decision.title if report.decision else "")[:40],
-            _cell(report.pr.url if report.pr and report.pr.url else ""),
+            _cell(b.host),
+            _cell(b.node),
+            ", ".join(agents),
+            ", ".join(b.queues),
+            f"{now - b.at:.0f} s ago",
+            "\n".join(mine),
         )
-    out.print(t)
+    if beats:
+        out.print(t)
+    waiting = [r for r in running if not r.ctx.worktree]
+    if waiting:
+        out.print(f"{len(waiting)} cycle(s) not on a host yet: " + ", ".join(r.cycle_id for r in waiting[:10]))
 
 
 @app.command()

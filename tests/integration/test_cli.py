@@ -276,6 +276,33 @@ def test_status_with_no_cycles(orch_env: dict[str, str]) -> None:
     assert json.loads(proc.stdout) == []
 
 
+def test_status_watch_refreshes_until_ctrl_c_and_workers_says_when_none_live(orch_env: dict[str, str]) -> None:
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "status", "--watch", "--every", "0.3"],
+        env=orch_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "recent cycles (0)" in stdout, stdout + stderr
+    assert "Traceback" not in stderr
+    none = orchestrate(["workers"], orch_env)
+    assert none.returncode == 0 and "no live workers" in none.stdout, show(none)
+
+
 @pytest.mark.parametrize("command", ["status", "cancel", "watch"])
 def test_unknown_cycle_exits_1_with_clear_message(orch_env: dict[str, str], command: str) -> None:
     proc = orchestrate([command, "20990101-000000-deadbeef"], orch_env, timeout=20)

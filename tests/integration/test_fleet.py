@@ -60,10 +60,17 @@ def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
         host_worker(env, tmp_path, "host-b", "codex") as _b,
     ):
         proc = orchestrate(["run", str(cfg), "--json"], env)
+        hosts = orchestrate(["workers"], env)
     logs = {h: (tmp_path / f"{h}.log").read_text() for h in ("host-a", "host-b")}
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs["host-a"][-3000:] + logs["host-b"][-3000:]
     report = json.loads(proc.stdout)
     assert [s["status"] for s in report["steps"]] == ["succeeded"] * 6, report["steps"]
+    # `workers` lists both hosts by their heartbeats, with their agents and queues.
+    rows = [line for line in hosts.stdout.splitlines() if "host-" in line]
+    assert any("host-a" in row and "claude-code" in row for row in rows), hosts.stdout
+    assert any("host-b" in row and "codex" in row for row in rows), hosts.stdout
+    table = orchestrate(["status"], env).stdout
+    assert report["cycle_id"] in table and "succeeded" in table and "finished" in table, table
     assert report["pr"]["status"] == "created" and len(read_calls(tmp_path / "gh")) > 0
 
     # Who ran what: the shared steps on host-b, the agent and everything after it on host-a.
