@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.settings import get_settings
-from tests.helpers import ROOT, redis_server
+from tests.helpers import ROOT, rabbitmq_vhost, redis_server
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +26,14 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of our own on a free port, for the whole session."""
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A vhost of our own on the machine's RabbitMQ, for the whole session (the broker; Redis stays the
+    hub, state and result backend)."""
+    with rabbitmq_vhost() as url:
         yield url
 
 

@@ -217,3 +217,39 @@ def ensure_agent_user() -> pwd.struct_passwd:
             capture_output=True,
         )
         return pwd.getpwnam(AGENT_USER)
+
+
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+
+
+def _rabbitmqctl(*args: str) -> None:
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    if not os.path.exists(ctl):
+        raise RuntimeError(
+            "rabbitmqctl is not installed; the worker tests also run on RabbitMQ. Install it (Debian/Ubuntu: "
+            "`apt-get install rabbitmq-server`) and start it (`rabbitmq-server -detached`)."
+        )
+    proc = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)  # noqa: S603
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A vhost of our own on the machine's RabbitMQ (127.0.0.1:5672, guest), removed afterwards: the broker
+    URL of one test session. Fails with how to get RabbitMQ when it is not running."""
+    with contextlib.closing(socket.socket()) as s:
+        s.settimeout(2)
+        if s.connect_ex((RABBITMQ_HOST, RABBITMQ_PORT)) != 0:
+            raise RuntimeError(
+                f"RabbitMQ is not listening on {RABBITMQ_HOST}:{RABBITMQ_PORT}; start it (`rabbitmq-server "
+                "-detached`, or `.ci/run` starts it) or install it (`apt-get install rabbitmq-server`)."
+            )
+    vhost = f"orch-test-{os.getpid()}-{free_port()}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"
+    finally:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            _rabbitmqctl("delete_vhost", vhost)

@@ -37,13 +37,16 @@ def write_config(tmp: Path, repo: Path, mode: str = "ok", **budget: int) -> Path
     return path
 
 
-@pytest.fixture
-def setup(tmp_path: Path, orch_env: dict[str, str]):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["redis", "rabbitmq"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path, orch_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Every test here runs twice: on the Redis broker, and on RabbitMQ with Redis for the hub and state."""
     repo, bare = make_repo(tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     install_fake_gh(bin_dir, tmp_path / "gh")
     env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}")
+    if request.param == "rabbitmq":
+        env["ORCH_BROKER_URL"] = request.getfixturevalue("amqp_url")
     return tmp_path, repo, bare, env
 
 
@@ -53,6 +56,8 @@ def test_cycle_succeeds_pushes_and_opens_draft_pr(setup) -> None:  # type: ignor
     with celery_worker(env, tmp / "worker.log"):
         proc = orchestrate(["run", str(cfg), "--json"], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp / "worker.log").read_text()[-4000:]
+    transport = "amqp://guest:**@127.0.0.1:5672/" if "ORCH_BROKER_URL" in env else "redis://:**@127.0.0.1:"
+    assert f"transport:   {transport}" in (tmp / "worker.log").read_text()  # the broker this run is about
     report = json.loads(proc.stdout)
     assert report["status"] == "succeeded" and report["reason"] is None
     assert report["agent"]["status"] == "succeeded"
