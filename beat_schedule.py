@@ -8,9 +8,14 @@ janitor. Invalid configs are reported on stderr and left out; the others still r
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from celery.beat import PersistentScheduler
+from redbeat import RedBeatScheduler as _RedBeat
 
 from orchestration import schedule as cron
 from orchestration.config import ConfigError, WorkspaceConfig, load_config_dir
@@ -67,8 +72,13 @@ def build_beat_schedule(config_dir: str | Path) -> tuple[dict[str, dict[str, Any
 JANITOR_EVERY_S = 60.0
 
 
+log = logging.getLogger(__name__)
+_reported: set[str] = set()
+
+
 def install(target: Any = app) -> dict[str, dict[str, Any]]:
-    """Reads ORCH_CONFIG_DIR and sets the app's beat_schedule; invalid configs are reported and left out."""
+    """Reads ORCH_CONFIG_DIR and sets the app's beat_schedule; invalid configs are reported (once each, as
+    long as they stay invalid) and left out."""
     schedule, errors = build_beat_schedule(get_settings().config_dir)
     # Cycles whose worker died never reach their error callback: the janitor ends them.
     schedule["orchestrate:janitor"] = {
@@ -76,10 +86,49 @@ def install(target: Any = app) -> dict[str, dict[str, Any]]:
         "schedule": JANITOR_EVERY_S,
         "options": {"queue": "orchestrate", "expires": JANITOR_EVERY_S - 5},
     }
-    for err in errors:
-        print(f"orchestrate beat: skipping invalid config: {err}", file=sys.stderr)
+    texts = {str(err) for err in errors}
+    for text in sorted(texts - _reported):
+        print(f"orchestrate beat: skipping invalid config: {text}", file=sys.stderr)
+    _reported.clear()
+    _reported.update(texts)
     target.conf.beat_schedule = schedule
     return schedule
+
+
+class _Reloading:
+    """Beat reads the config directory again every `ORCH_BEAT_RELOAD_S`: a config added, changed or removed
+    takes effect without a restart."""
+
+    _next_reload = 0.0
+
+    def reload_configs(self) -> None:
+        raise NotImplementedError
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        every = get_settings().beat_reload_s
+        now = time.monotonic()
+        if now >= self._next_reload:
+            self._next_reload = now + every
+            try:
+                self.reload_configs()
+            except Exception:  # a bad moment (Redis away, a file half written): the next reload tries again
+                log.exception("reading the config directory again failed")
+        return float(min(super().tick(*args, **kwargs), every))  # type: ignore[misc]
+
+
+class Scheduler(_Reloading, PersistentScheduler):  # type: ignore[misc]
+    """Celery's default scheduler (a schedule file), reloading the configs."""
+
+    def reload_configs(self) -> None:
+        self.merge_inplace(install(self.app))
+
+
+class RedBeatScheduler(_Reloading, _RedBeat):  # type: ignore[misc]
+    """RedBeat (entries and a lock in Redis: several beat processes, one active), reloading the configs."""
+
+    def reload_configs(self) -> None:
+        install(self.app)
+        self.setup_schedule()  # adds and updates entries, removes the ones whose config is gone
 
 
 @app.on_after_configure.connect(weak=False)
@@ -87,4 +136,4 @@ def _install_when_configured(sender: Any, **_: Any) -> None:
     install(sender)
 
 
-__all__ = ["app", "build_beat_schedule", "entry_for", "install", "zoned_crontab"]
+__all__ = ["RedBeatScheduler", "Scheduler", "app", "build_beat_schedule", "entry_for", "install", "zoned_crontab"]

@@ -842,7 +842,18 @@ def _node(args: list[str]) -> tuple[list[str], str]:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context) -> None:
     """Run Celery beat with one entry per config in ORCH_CONFIG_DIR (extra args go to celery beat)."""
-    argv = [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "--loglevel", "INFO", *ctx.args]
+    args = list(ctx.args)
+    # Our schedulers read the config directory again while they run; RedBeat's name maps to ours.
+    schedulers = {
+        "redbeat.RedBeatScheduler": "beat_schedule.RedBeatScheduler",
+        "redbeat": "beat_schedule.RedBeatScheduler",
+    }
+    given = [i for i, a in enumerate(args) if a in ("-S", "--scheduler") and i + 1 < len(args)]
+    for i in given:
+        args[i + 1] = schedulers.get(args[i + 1], args[i + 1])
+    if not given and not any(a.startswith("--scheduler=") for a in args):
+        args += ["-S", "beat_schedule.Scheduler"]
+    argv = [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "--loglevel", "INFO", *args]
     os.execv(sys.executable, argv)
 
 

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # How often a worker says it is alive; it counts as gone after about four and a half of these, and any
     # live worker then ends the cycles whose worktree is on that host (worker_lost).
     heartbeat_s: float = Field(default=10.0, gt=0, le=60)
+    # How often beat reads ORCH_CONFIG_DIR again (added, changed and removed configs, without a restart).
+    beat_reload_s: float = Field(default=30.0, gt=0)
     # OS user the agents run as (a separate, unprivileged one); unset: the worker's own user.
     agent_user: str | None = None
     # The host's ceiling on what any config may grant: comma list of `bypass`, `shell`, `network:<host>[:<port>]`.

@@ -48,6 +48,12 @@ def settings_conf() -> dict[str, Any]:
         "result_backend": settings.backend,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
+        # RedBeat (`orchestrate beat -S redbeat.RedBeatScheduler`) keeps its entries and its lock in Redis,
+        # under the deployment's prefix, whatever the broker is.
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": f"{settings.key_prefix}:redbeat",
+        "redbeat_lock_timeout": 60,
     }
 
 
