@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,36 +25,46 @@ def host_worker(env: dict[str, str], tmp: Path, host: str, agents: str, *extra: 
     return orchestrate_process(args, host_env, tmp / f"{host}.log", ready=b" ready.")
 
 
+def workspace(tmp: Path, orch_env: dict[str, str], name: str, **config: Any) -> tuple[Path, Path, dict[str, str]]:
+    """A repository with its bare remote, a recording `gh` on PATH, and the config `name.json` (a stand-in
+    agent, no session history, the given fields on top); returns the config, the remote and the env."""
+    repo, bare = make_repo(tmp)
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    install_fake_gh(bin_dir, tmp / "gh")
+    env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}")
+    data = {
+        "id": name,
+        "workspace": {"repo": str(repo)},
+        "budget": {"cycle_s": 120, "idle_timeout_s": 60},
+        "sessions": {"claude_dir": str(tmp / "none"), "codex_dir": str(tmp / "none")},
+        "goals": ["Write orchestrated.txt"],
+        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+        **config,
+    }
+    cfg = tmp / f"{name}.json"
+    cfg.write_text(json.dumps(data))
+    return cfg, bare, env
+
+
 def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
     tmp_path: Path, orch_env: dict[str, str]
 ) -> None:
-    repo, bare = make_repo(tmp_path)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    install_fake_gh(bin_dir, tmp_path / "gh")
-    env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}", ORCH_ALLOW="shell")
-    cfg = tmp_path / "fleet.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "id": "fleet",
-                "workspace": {"repo": str(repo)},
-                "budget": {"cycle_s": 120, "idle_timeout_s": 60},
-                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-                "goals": ["Write orchestrated.txt"],
-                "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
-                "permissions": {"shell": ["python3"]},
-                "pipeline": [
-                    {"op": "session.analyze", "as": "insights"},
-                    {"op": "orchestrate.decide", "as": "decision"},
-                    {"op": "agent.execute", "as": "run"},
-                    {"op": "shell.run", "with": {"command": ["python3", "-c", "open('tested.txt', 'w').write('ok')"]}},
-                    {"op": "git.commit", "with": {"message": "tests ran"}},
-                    {"op": "pr.create", "as": "pr"},
-                ],
-            }
-        )
+    cfg, bare, env = workspace(
+        tmp_path,
+        orch_env,
+        "fleet",
+        permissions={"shell": ["python3"]},
+        pipeline=[
+            {"op": "session.analyze", "as": "insights"},
+            {"op": "orchestrate.decide", "as": "decision"},
+            {"op": "agent.execute", "as": "run"},
+            {"op": "shell.run", "with": {"command": ["python3", "-c", "open('tested.txt', 'w').write('ok')"]}},
+            {"op": "git.commit", "with": {"message": "tests ran"}},
+            {"op": "pr.create", "as": "pr"},
+        ],
     )
+    env["ORCH_ALLOW"] = "shell"
     # host-a has the agent and takes no shared work (-X orchestrate); host-b takes the shared queue only.
     with (
         host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate") as _a,
@@ -95,29 +106,17 @@ def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
 def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env: dict[str, str]) -> None:
     """codex is preferred but cannot start on host-a (its command is missing there): the step is handed to
     queue agent.claude-code, which only host-b consumes; the worktree, the work and the PR are host-b's."""
-    repo, bare = make_repo(tmp_path)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    install_fake_gh(bin_dir, tmp_path / "gh")
-    env = dict(orch_env, PATH=f"{bin_dir}:{orch_env['PATH']}")
-    cfg = tmp_path / "fallback.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "id": "fallback",
-                "workspace": {"repo": str(repo)},
-                "budget": {"cycle_s": 120, "idle_timeout_s": 60},
-                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-                "goals": ["Write orchestrated.txt"],
-                "decision": {"backend": "heuristic"},
-                "agents": {
-                    "allow": ["codex", "claude-code"],
-                    "prefer": "codex",
-                    "codex": {"command": str(tmp_path / "no-such-codex")},
-                    "claude-code": {"command": str(FAKE_CLAUDE)},
-                },
-            }
-        )
+    cfg, bare, env = workspace(
+        tmp_path,
+        orch_env,
+        "fallback",
+        decision={"backend": "heuristic"},
+        agents={
+            "allow": ["codex", "claude-code"],
+            "prefer": "codex",
+            "codex": {"command": str(tmp_path / "no-such-codex")},
+            "claude-code": {"command": str(FAKE_CLAUDE)},
+        },
     )
     with (
         host_worker(env, tmp_path, "host-a", "codex") as _a,
@@ -159,23 +158,16 @@ def test_a_dead_host_s_cycle_is_ended_elsewhere_and_its_work_saved_when_it_retur
     from orchestration.keys import Keys
     from tests.helpers import live_with_marker, wait_for
 
-    repo, bare = make_repo(tmp_path)
-    env = dict(orch_env, ORCH_HEARTBEAT_S="1")
-    cfg = tmp_path / "dies.json"
     claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": "hang"}}
-    cfg.write_text(
-        json.dumps(
-            {
-                "id": "dies",
-                "workspace": {"repo": str(repo)},
-                "budget": {"cycle_s": 300, "idle_timeout_s": 200},
-                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-                "goals": ["Write orchestrated.txt"],
-                "agents": {"allow": ["claude-code"], "claude-code": claude},
-                "pr": {"enabled": False},
-            }
-        )
+    cfg, bare, env = workspace(
+        tmp_path,
+        orch_env,
+        "dies",
+        budget={"cycle_s": 300, "idle_timeout_s": 200},
+        agents={"allow": ["claude-code"], "claude-code": claude},
+        pr={"enabled": False},
     )
+    env["ORCH_HEARTBEAT_S"] = "1"
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     keys = Keys(env["ORCH_KEY_PREFIX"])
     with host_worker(env, tmp_path, "host-b", "codex") as _b:
