@@ -8,6 +8,7 @@ timed out) flows through the remaining stages untouched until `finish` writes it
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -202,6 +203,7 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
         ctx.deadline = now.timestamp() + cfg.budget.cycle_s
         ctx.status = Status.RUNNING
         save(svc, ctx, host=get_settings().hostname)
+        waiting(ctx, svc, queue_of(ctx, 0))
         emit(
             svc,
             ctx,
@@ -217,8 +219,27 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
 
 
 def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
-    """Step `index` of the cycle's pipeline (see orchestration.pipeline.runtime)."""
-    return runtime.run_step(ctx, svc, index)
+    """Step `index` of the cycle's pipeline (see orchestration.pipeline.runtime); afterwards the record says
+    which queue the next step waits in, so that a janitor can tell a cycle nobody will pick up."""
+    ctx.waiting_on = ctx.waiting_since = None
+    ctx = runtime.run_step(ctx, svc, index)
+    if not svc.state.is_finished(ctx.cycle_id):
+        waiting(ctx, svc, ctx.handoff or queue_of(ctx, index + 1))
+    return ctx
+
+
+def queue_of(ctx: CycleContext, index: int) -> str:
+    """The queue step `index` (or `finish`, past the last) is sent to."""
+    known = next_queue(ctx, index)
+    if known is not None:
+        return known
+    steps = plan(config_of(ctx))
+    return steps[index].queue if index < len(steps) else STAGE_QUEUE
+
+
+def waiting(ctx: CycleContext, svc: Services, queue: str) -> None:
+    ctx.waiting_on, ctx.waiting_since = queue, time.time()
+    save(svc, ctx)
 
 
 def next_queue(ctx: CycleContext, index: int) -> str | None:

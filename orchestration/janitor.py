@@ -13,7 +13,7 @@ from orchestration.agents import worktree
 from orchestration.agents.process import identity_alive
 from orchestration.config import ConfigError
 from orchestration.lifecycle import GRACE_S, config_of, fail
-from orchestration.models import CycleRecord, Reason, Status
+from orchestration.models import CycleRecord, Reason, Status, WorkerBeat
 from orchestration.services import Services
 from orchestration.settings import get_settings
 
@@ -38,10 +38,11 @@ def reap(svc: Services, host: str | None = None, now: float | None = None, scan:
     host = host or get_settings().hostname
     now = now or time.time()
     out: list[Reaped] = []
+    beats = svc.state.workers()
     for record in svc.state.recent_cycles(None, scan):
         if not record.live:
             continue
-        verdict = _verdict(record, host, now, svc)
+        verdict = _verdict(record, host, now, svc, beats)
         if verdict is None:
             continue
         status, reason, why = verdict
@@ -50,9 +51,14 @@ def reap(svc: Services, host: str | None = None, now: float | None = None, scan:
     return out
 
 
-def _verdict(record: CycleRecord, host: str, now: float, svc: Services) -> tuple[Status, Reason, str] | None:
+def _verdict(
+    record: CycleRecord, host: str, now: float, svc: Services, beats: list[WorkerBeat]
+) -> tuple[Status, Reason, str] | None:
     deadline = record.ctx.deadline
     local = record.host == host
+    stalled = _stalled(record, now, beats)
+    if stalled:
+        return Status.FAILED, Reason.WORKER_LOST, stalled
     if not local and record.host and record.ctx.worktree is not None and not svc.state.host_alive(record.host):
         return Status.FAILED, Reason.WORKER_LOST, f"host {record.host}, which holds the worktree, stopped its heartbeat"
     if local and record.runner and record.agent_pgid is not None and not identity_alive(record.runner):
@@ -62,6 +68,20 @@ def _verdict(record: CycleRecord, host: str, now: float, svc: Services) -> tuple
     if deadline is not None and now > deadline + FOREIGN_STUCK_S:
         return Status.FAILED, Reason.WORKER_LOST, f"no word from host {record.host} long after the deadline"
     return None
+
+
+def _stalled(record: CycleRecord, now: float, beats: list[WorkerBeat]) -> str | None:
+    """Why a cycle between steps will never go on: its next step waits in a queue that no live worker
+    consumes (the worker that would have taken it died, or no host has that agent), for longer than a
+    heartbeat lasts. None when some live worker consumes it, or when no heartbeats are known to judge by."""
+    ctx = record.ctx
+    if ctx.waiting_on is None or ctx.waiting_since is None or not beats:
+        return None
+    if now - ctx.waiting_since < heartbeat_ttl_s(get_settings().heartbeat_s):
+        return None
+    if any(ctx.waiting_on in beat.queues for beat in beats):
+        return None
+    return f"no live worker consumes {ctx.waiting_on}, where its next step has waited since it was sent"
 
 
 @dataclass

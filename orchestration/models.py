@@ -242,6 +242,8 @@ class CycleContext(Model):
     pushed_sha: str | None = None  # the commit publish last handled (pushed, or refused for good)
     fallback: Fallback | None = None  # an agent step handed to the other agent
     handoff: str | None = None  # set by a step that must run again on this queue (consumed by the caller)
+    waiting_on: str | None = None  # the queue the next step was sent to, while no step runs
+    waiting_since: float | None = None
 
     @property
     def ended(self) -> bool:

@@ -196,3 +196,36 @@ def test_a_dead_host_s_cycle_is_ended_elsewhere_and_its_work_saved_when_it_retur
     assert log.startswith("WIP:"), log
     files = sh(["git", "--git-dir", str(bare), "ls-tree", "--name-only", branch], tmp_path).split()
     assert "orchestrated.txt" in files
+
+
+def test_a_cycle_whose_next_step_no_live_worker_takes_is_ended(tmp_path: Path, orch_env: dict[str, str]) -> None:
+    """The only worker with the chosen agent (host-b) is SIGKILLed before the cycle gets to execute, while
+    host-a lives: the execute step waits in agent.claude-code, which no live worker consumes. The cycle does
+    not hang in `running`: host-a's janitor ends it worker_lost, lock released."""
+    import os
+    import signal
+    import time
+
+    import redis
+
+    from orchestration.keys import Keys
+    from tests.helpers import wait_for
+
+    cfg, _bare, env = workspace(tmp_path, orch_env, "stalls", pr={"enabled": False})
+    env["ORCH_HEARTBEAT_S"] = "1"
+    r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
+    keys = Keys(env["ORCH_KEY_PREFIX"])
+    with host_worker(env, tmp_path, "host-a", "codex") as _a:
+        with host_worker(env, tmp_path, "host-b", "claude-code", "-X", "orchestrate") as b:
+            assert wait_for(lambda: r.exists(keys.worker("host-b")), timeout=10)
+            os.killpg(b.pid, signal.SIGKILL)
+            b.wait(10)
+        started = time.monotonic()
+        queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
+        key = keys.cycle(queued["cycle_id"])
+        assert wait_for(lambda: r.hget(key, "finished_at") is not None, timeout=60), r.hgetall(key)
+        assert time.monotonic() - started < 60
+    assert (r.hget(key, "status"), r.hget(key, "reason")) == (b"failed", b"worker_lost"), r.hgetall(key)
+    record = json.loads(r.hget(key, "ctx") or b"{}")
+    assert "agent.claude-code" in (record.get("error") or ""), record.get("error")
+    assert r.get(keys.lock("stalls")) is None
