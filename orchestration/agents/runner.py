@@ -9,12 +9,27 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestration.agents.base import BASE_ENV, Emit, RunTally, clip
+from orchestration.agents.base import BASE_ENV, Emit, EnvGrant, RunTally, clip
 from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, RunAs, supervise
 from orchestration.agents.registry import AGENTS, RunContext
 from orchestration.config import ENV_REF, WorkspaceConfig, expand_env, never_for_agents
 from orchestration.models import AgentResult, AgentTokens, StopReason
 from orchestration.redact import Redactor
+
+
+def minimal_env(source: Mapping[str, str], also: EnvGrant | None = None) -> dict[str, str]:
+    """The worker's variables in the base list (and in `also`), never a credential or orchestrate setting."""
+    return {
+        k: v
+        for k, v in source.items()
+        if (BASE_ENV.grants(k) or (also is not None and also.grants(k))) and not never_for_agents(k)
+    }
+
+
+def as_user(env: dict[str, str], run_as: RunAs) -> None:
+    """The environment of a process run as `run_as`: its own home and name, not the worker's temp dir."""
+    env.update(HOME=run_as.home, USER=run_as.name, LOGNAME=run_as.name)
+    env.pop("TMPDIR", None)
 
 
 def agent_env(
@@ -24,15 +39,13 @@ def agent_env(
     (`agents.<name>.env`, whose `${env.NAME}` reads only names in `env_allow`). Never the worker's GitHub
     token, ORCH_* settings or broker and Redis URLs, whatever a config says."""
     source = os.environ if environ is None else environ
-    own = AGENTS[agent].env
-    env = {k: v for k, v in source.items() if (BASE_ENV.grants(k) or own.grants(k)) and not never_for_agents(k)}
+    env = minimal_env(source, AGENTS[agent].env)
     for key, value in cfg.agents.env_for(agent).items():
         if never_for_agents(key) or any(never_for_agents(ref) for ref in ENV_REF.findall(value)):
             continue  # refused when the config was validated; never reached here either
         env[key] = expand_env(value, cfg.env_allow, dict(source))
     if run_as is not None:
-        env.update(HOME=run_as.home, USER=run_as.name, LOGNAME=run_as.name)
-        env.pop("TMPDIR", None)  # the worker's temp dir is not the agent's
+        as_user(env, run_as)
         # The admin dir stays the worker's: let the agent's own read-only git calls look at its work tree.
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*")
     return env

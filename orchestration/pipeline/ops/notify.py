@@ -6,6 +6,7 @@ to the same scheme, host and port; header values are never logged, shown or put 
 from __future__ import annotations
 
 import http.client
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -79,8 +80,6 @@ class NotifyArgs(Args):
     @field_validator("headers")
     @classmethod
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        import re
-
         for k, val in v.items():
             if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", k):
                 raise ValueError(f"{k!r} is not a header name")

@@ -7,14 +7,15 @@ host's ORCH_ALLOW."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from orchestration.agents.base import BASE_ENV
 from orchestration.agents.process import RunAs, process_identity, supervise
+from orchestration.agents.runner import as_user, minimal_env
 from orchestration.config import WorkspaceConfig, never_for_agents
 from orchestration.lifecycle import end, save
 from orchestration.models import Reason, Status, StepStatus, StopReason
@@ -35,8 +36,6 @@ def _arg(v: str) -> str:
 
 
 def _env_key(v: str) -> str:
-    import re
-
     if not re.fullmatch(ENV_KEY_RE, v):
         raise ValueError("expected a variable name (letters, digits, '_')")
     if never_for_agents(v):
@@ -80,12 +79,10 @@ def program(argv0: str) -> str:
 def command_env(
     run_as_user: RunAs | None, extra: dict[str, str], environ: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """The base list of the worker's environment (no credentials, no orchestrate settings) plus `extra`."""
-    source = os.environ if environ is None else environ
-    env = {k: v for k, v in source.items() if BASE_ENV.grants(k) and not never_for_agents(k)}
+    """The agents' base environment (no credentials, no orchestrate settings) plus `extra`."""
+    env = minimal_env(os.environ if environ is None else environ)
     if run_as_user is not None:
-        env.update(HOME=run_as_user.home, USER=run_as_user.name, LOGNAME=run_as_user.name)
-        env.pop("TMPDIR", None)
+        as_user(env, run_as_user)
     env.update(extra)
     return env
 
