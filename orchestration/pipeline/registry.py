@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -41,10 +41,6 @@ class Args(BaseModel):
     """Base of every operation's argument model: unknown arguments are errors."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class Output(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 A = TypeVar("A", bound=Args)
@@ -86,7 +82,6 @@ class StepRun:
     step: Step
     deadline: float
     emit: Callable[[str, dict[str, Any]], None]
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class Operation(Generic[A, Out]):
