@@ -501,7 +501,7 @@ def workers() -> None:
     running = [r for r in svc.state.recent_cycles(None, 500) if r.live]
     if not beats:
         out.print("no live workers (none has sent a heartbeat lately); start one with `orchestrate worker`")
-    t = Table(title=f"live hosts ({len(beats)})", box=box.SIMPLE_HEAD)
+    t = Table(title=f"live workers ({len(beats)})", box=box.SIMPLE_HEAD)
     for col in ("host", "worker", "agents", "queues", "seen", "running cycles"):
         t.add_column(col, overflow="fold")
     now = time.time()

@@ -50,13 +50,18 @@ class Keys:
         second beat, a late duplicate or a catch-up of the same fire never starts another."""
         return self._key("fire", workspace, str(fire_ts))
 
-    def worker(self, host: str) -> str:
-        """A live host's heartbeat (JSON `WorkerBeat`), with a TTL: gone means the host's workers are gone."""
-        return self._key("worker", host)
+    def worker(self, host: str, node: str) -> str:
+        """A live worker's heartbeat (JSON `WorkerBeat`), with a TTL: one per worker process, so that two
+        workers on one host each say what they hold; all of a host's gone means the host's workers are gone."""
+        return self._key("worker", host, node)
+
+    def host_workers(self, host: str) -> str:
+        """Pattern matching the heartbeats of one host's workers (host names hold no glob characters)."""
+        return self._key("worker", host, "*")
 
     @property
     def all_workers(self) -> str:
-        """Pattern matching every host's heartbeat."""
+        """Pattern matching every worker's heartbeat."""
         return self._key("worker", "*")
 
     def cancel(self, cycle_id: str) -> str:

@@ -199,6 +199,9 @@ class WorkerBeat(Model):
     pid: int = 0
     queues: list[str] = Field(default_factory=list)
     at: float = 0.0
+    # The broker's delivery tags of the messages it has taken and not acknowledged: what it is on or about to
+    # start. A message of a live cycle that no live worker holds belongs to a dead one and is given back.
+    held: list[str] = Field(default_factory=list)
 
 
 class TaskRecord(Model):

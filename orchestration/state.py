@@ -228,7 +228,7 @@ class RedisState:
 
     # -- workers -------------------------------------------------------------------------------
     def beat(self, beat: WorkerBeat, ttl_s: int) -> None:
-        self.redis.set(self.keys.worker(beat.host), beat.model_dump_json(), ex=ttl_s)
+        self.redis.set(self.keys.worker(beat.host, beat.node or str(beat.pid)), beat.model_dump_json(), ex=ttl_s)
 
     def workers(self) -> list[WorkerBeat]:
         out = []
@@ -238,10 +238,10 @@ class RedisState:
                 out.append(WorkerBeat.model_validate_json(raw or b""))
             except ValueError:  # written by something else: not a worker of ours
                 continue
-        return sorted(out, key=lambda b: b.host)
+        return sorted(out, key=lambda b: (b.host, b.node))
 
     def host_alive(self, host: str) -> bool:
-        return bool(self.redis.exists(self.keys.worker(host)))
+        return next(iter(self.redis.scan_iter(match=self.keys.host_workers(host), count=500)), None) is not None
 
 
 def _task_records(rows: Iterable[Any]) -> list[TaskRecord]:

@@ -156,10 +156,14 @@ def _on_revoked(request: Any = None, terminated: bool = False, expired: bool = F
 
 @app.task(name="orchestrate.janitor")
 def janitor() -> list[str]:
-    """Periodic (beat) and at worker start: ends cycles whose worker died, reaping their agents."""
-    from orchestration.janitor import reap
+    """Periodic (beat): ends cycles whose worker died, reaping their agents, and gives the steps a dead
+    worker had taken back to their queue."""
+    from orchestration.janitor import heartbeat_ttl_s, reap
+    from tasks.broker import restore_orphans
 
-    return [f"{r.cycle_id}:{r.reason}" for r in reap(services())]
+    ended = [f"{r.cycle_id}:{r.reason}" for r in reap(services())]
+    restore_orphans(services(), heartbeat_ttl_s(get_settings().heartbeat_s))
+    return ended
 
 
 # A worker runs its janitor every this many heartbeats (30 s at the default 10 s).
@@ -181,19 +185,22 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     me = WorkerBeat(host=settings.hostname, node=str(getattr(sender, "hostname", "")), pid=os.getpid(), queues=queues)
 
     def janitor() -> None:
-        from orchestration.janitor import reap
+        from orchestration.janitor import heartbeat_ttl_s, reap
+        from tasks.broker import restore_orphans
 
         for r in reap(services()):
             log.warning("janitor: cycle %s ended (%s)", r.cycle_id, r.reason)
+        restore_orphans(services(), heartbeat_ttl_s(settings.heartbeat_s))  # after reap: only cycles still live
 
     def run() -> None:
         from orchestration.janitor import heartbeat_ttl_s, rescue_worktrees
+        from tasks.broker import held_tags
 
         ttl = heartbeat_ttl_s(settings.heartbeat_s)
         beats = 0
         while True:
             try:
-                services().state.beat(me.model_copy(update={"at": time.time()}), ttl)
+                services().state.beat(me.model_copy(update={"at": time.time(), "held": held_tags()}), ttl)
                 if beats == 0:
                     janitor()
                     for cycle_id in rescue_worktrees(services()):
@@ -243,9 +250,7 @@ def build_canvas(
     return chain(*sigs)
 
 
-def send_cycle(
-    ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None, countdown: float = 0.0
-) -> str:
+def send_cycle(ctx: CycleContext, cfg: WorkspaceConfig, expires_s: float | None = None, countdown: float = 0.0) -> str:
     result = build_canvas(ctx, cfg, expires_s, countdown).apply_async()
     return str(result.id)
 

@@ -143,12 +143,14 @@ def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env:
     )
 
 
-def test_a_dead_host_s_cycle_is_ended_elsewhere_and_its_work_saved_when_it_returns(
+def test_a_dead_host_s_cycles_are_ended_or_resumed_elsewhere_and_its_work_saved_when_it_returns(
     tmp_path: Path, orch_env: dict[str, str]
 ) -> None:
-    """host-a runs a silent agent and is SIGKILLed whole, not restarted: its guard kills the agent at once,
-    host-b's janitor sees host-a's heartbeat expire and ends the cycle worker_lost, lock released. When a
-    worker starts on host-a again, it commits and pushes what the dead cycle left in its worktree."""
+    """host-a runs a silent agent ("dies") and has taken, not started, the agent step of a second cycle
+    ("resumes": decided on host-b); then it is SIGKILLed whole and not restarted. Its guard kills the agent
+    at once; host-b's janitor sees host-a's heartbeat expire and ends "dies" worker_lost, lock released, and
+    gives the step host-a held back to its queue, where host-c takes it: "resumes" succeeds. When a worker
+    starts on host-a again, it commits and pushes what "dies" left in its worktree."""
     import os
     import signal
     import time
@@ -167,24 +169,43 @@ def test_a_dead_host_s_cycle_is_ended_elsewhere_and_its_work_saved_when_it_retur
         agents={"allow": ["claude-code"], "claude-code": claude},
         pr={"enabled": False},
     )
+    (tmp_path / "w2").mkdir()
+    cfg2, _bare2, _env2 = workspace(
+        tmp_path / "w2", orch_env, "resumes", decision={"backend": "heuristic"}, pr={"enabled": False}
+    )
     env["ORCH_HEARTBEAT_S"] = "1"
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
     keys = Keys(env["ORCH_KEY_PREFIX"])
     with host_worker(env, tmp_path, "host-b", "codex") as _b:
-        with host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate") as a:
+        # host-a runs one task at a time but takes a second one from the broker while it works.
+        prefetch = ("--prefetch-multiplier", "2")
+        with host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate", *prefetch) as a:
             queued = json.loads(orchestrate(["run", str(cfg), "--json", "--no-follow"], env).stdout)
             key, stream = keys.cycle(queued["cycle_id"]), keys.events(queued["cycle_id"])
             written = lambda: b"agent.file_change" in b"".join(f[b"event"] for _, f in r.xrange(stream))  # noqa: E731
             assert wait_for(written, 60)
-            assert r.exists(keys.worker("host-a")) and r.exists(keys.worker("host-b"))
-            os.killpg(a.pid, signal.SIGKILL)
-            killed = time.monotonic()
-            a.wait(10)
-        assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=10), "the agent outlived its host"
-        assert wait_for(lambda: r.hget(key, "finished_at") is not None, timeout=90), r.hgetall(key)
-        assert time.monotonic() - killed < 90
+            second = json.loads(orchestrate(["run", str(cfg2), "--json", "--no-follow"], env).stdout)["cycle_id"]
+            taken = lambda: (tmp_path / "host-a.log").read_text().count("Task orchestrate.op.agent.execute[") >= 2  # noqa: E731
+            assert wait_for(taken, 60), (tmp_path / "host-a.log").read_text()[-3000:]
+            assert r.exists(keys.worker("host-a", "w@host-a")) and r.exists(keys.worker("host-b", "w@host-b"))
+            with host_worker(env, tmp_path, "host-c", "claude-code", "-X", "orchestrate") as _c:
+                os.killpg(a.pid, signal.SIGKILL)
+                killed = time.monotonic()
+                a.wait(10)
+                assert wait_for(lambda: live_with_marker(str(FAKE_CLAUDE)) == [], timeout=10), "agent outlived its host"
+                assert wait_for(lambda: r.hget(key, "finished_at") is not None, timeout=90), r.hgetall(key)
+                assert time.monotonic() - killed < 90
+                key2 = keys.cycle(second)
+                assert wait_for(lambda: r.hget(key2, "finished_at") is not None, timeout=90), r.hgetall(key2)
+                assert time.monotonic() - killed < 90
         assert (r.hget(key, "status"), r.hget(key, "reason")) == (b"failed", b"worker_lost")
         assert r.get(keys.lock("dies")) is None  # the workspace is free for the next cycle
+        assert r.hget(key2, "status") == b"succeeded", r.hgetall(key2)
+        assert "Task orchestrate.op.agent.execute[" in (tmp_path / "host-c.log").read_text()
+        assert (
+            "gave its step back to the queue"
+            in (tmp_path / "host-b.log").read_text() + (tmp_path / "host-c.log").read_text()
+        )
         report = json.loads(r.hget(key, "report"))
         branch = report["branch"]
         assert branch and branch not in sh(["git", "--git-dir", str(bare), "branch"], tmp_path)  # not saved yet
@@ -217,7 +238,7 @@ def test_a_cycle_whose_next_step_no_live_worker_takes_is_ended(tmp_path: Path, o
     keys = Keys(env["ORCH_KEY_PREFIX"])
     with host_worker(env, tmp_path, "host-a", "codex") as _a:
         with host_worker(env, tmp_path, "host-b", "claude-code", "-X", "orchestrate") as b:
-            assert wait_for(lambda: r.exists(keys.worker("host-b")), timeout=10)
+            assert wait_for(lambda: r.exists(keys.worker("host-b", "w@host-b")), timeout=10)
             os.killpg(b.pid, signal.SIGKILL)
             b.wait(10)
         started = time.monotonic()
