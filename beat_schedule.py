@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tasks.app import app
 LAUNCH_TASK = "orchestrate.launch"
 CATCH_UP_TASK = "orchestrate.catch_up"
 CATCH_UP_EVERY_S = 60.0
+NEVER = datetime(2000, 1, 1, tzinfo=UTC)  # the last run of an entry that has not run yet: due at once
 # A fire that waits longer than this in the queue (no worker, beat restarted late) is dropped, not piled up.
 FIRE_EXPIRES_S = 900
 
@@ -60,11 +62,13 @@ def build_beat_schedule(config_dir: str | Path) -> tuple[dict[str, dict[str, Any
             schedule[f"orchestrate:{cfg.id}"] = entry
             if cfg.schedule.on_missed == "catch_up":
                 # Every minute: the latest fire, if it never started a cycle, starts one inside the window.
+                # A new entry is due at once: when beat comes back after a pause, that is the next chance.
                 schedule[f"orchestrate:{cfg.id}:catch-up"] = {
                     "task": CATCH_UP_TASK,
                     "schedule": CATCH_UP_EVERY_S,
                     "args": (str(path.resolve()),),
                     "options": {"queue": "orchestrate", "expires": CATCH_UP_EVERY_S - 5},
+                    "last_run_at": NEVER,
                 }
     return schedule, bad
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -15,45 +16,84 @@ FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(150)
-def test_beat_fires_a_cycle_for_a_due_entry(tmp_path: Path, orch_env: dict[str, str]) -> None:
-    repo, _bare = make_repo(tmp_path)
+def config(tmp_path: Path, repo: Path, name: str, **schedule: Any) -> dict[str, Any]:
+    return {
+        "id": name,
+        "workspace": {"repo": str(repo)},
+        "schedule": schedule,
+        "budget": {"cycle_s": 60},
+        "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
+        "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
+        "pr": {"enabled": False},
+    }
+
+
+@pytest.mark.timeout(200)
+def test_beat_fires_due_entries_in_their_window_with_jitter_and_makes_up_a_missed_fire_once(
+    tmp_path: Path, orch_env: dict[str, str]
+) -> None:
+    """Real beat on a config directory: a due fire inside its window starts a cycle; one outside its window
+    ends `skipped`/`outside_window`; a jittered one starts late, within its bound; a fire missed while beat
+    was down (`on_missed: catch_up`) starts one cycle when beat comes back, and a second beat start does not
+    start another; an invalid config is reported and the valid ones still run."""
+    from datetime import UTC, datetime, timedelta
+
+    repos = {name: make_repo(tmp_path, name)[0] for name in ("demo", "outside", "jittered", "missed")}
+    now = datetime.now(UTC)
+    later = (now + timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(hours=3)).strftime("%H:%M")
+    missed = now - timedelta(minutes=3)
+    configs = {
+        "demo": config(tmp_path, repos["demo"], "demo", cron="* * * * *", timezone="Europe/Paris"),
+        "outside": config(
+            tmp_path, repos["outside"], "outside", cron="* * * * *", window={"start": later[0], "end": later[1]}
+        ),
+        "jittered": config(tmp_path, repos["jittered"], "jittered", cron="* * * * *", jitter_s=20),
+        "missed": config(
+            tmp_path, repos["missed"], "missed", cron=f"{missed.minute} {missed.hour} * * *", on_missed="catch_up"
+        ),
+    }
     config_dir = Path(orch_env["ORCH_CONFIG_DIR"])
     config_dir.mkdir()
-    (config_dir / "demo.json").write_text(
-        json.dumps(
-            {
-                "id": "demo",
-                "workspace": {"repo": str(repo)},
-                "schedule": {"cron": "* * * * *", "timezone": "Europe/Paris"},
-                "budget": {"cycle_s": 60},
-                "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-                "agents": {"allow": ["claude-code"], "claude-code": {"command": str(FAKE_CLAUDE)}},
-                "pr": {"enabled": False},
-            }
-        )
-    )
+    for name, data in configs.items():
+        (config_dir / f"{name}.json").write_text(json.dumps(data))
     (config_dir / "broken.json").write_text(json.dumps({"workspace": {"repo": "/x"}, "bogus": 1}))
     env = dict(orch_env)
     r = redis.Redis.from_url(env["ORCH_REDIS_URL"])
-    prefix = env["ORCH_KEY_PREFIX"]
-    beat_log = tmp_path / "beat.log"
-    beat_args = ["beat", "-s", str(tmp_path / "beat-schedule")]
-    with celery_worker(env, tmp_path / "worker.log"), orchestrate_process(beat_args, env, beat_log):
-        ids = wait_for(lambda: r.zrange(Keys(prefix).cycles("demo"), 0, -1), timeout=75, interval=0.5)
-        assert ids, beat_log.read_text()[-3000:]
-        cycle_id = ids[0].decode()
-        status = wait_for(
-            lambda: (
-                (r.hget(Keys(prefix).cycle(cycle_id), "status") or b"").decode()
-                in ("succeeded", "failed", "timed_out", "skipped")
-                and r.hget(Keys(prefix).cycle(cycle_id), "status")
-            ),
-            timeout=60,
-            interval=0.5,
-        )
-        assert status == b"succeeded", r.hgetall(Keys(prefix).cycle(cycle_id))
-        assert r.hget(Keys(prefix).cycle(cycle_id), "trigger") == b"schedule"
+    keys = Keys(env["ORCH_KEY_PREFIX"])
+
+    def first(name: str) -> dict[str, str]:
+        ids = r.zrange(keys.cycles(name), 0, 0)
+        record = r.hgetall(keys.cycle(ids[0].decode())) if ids else {}
+        return {k.decode(): v.decode() for k, v in record.items()}
+
+    def ended(name: str) -> bool:
+        return bool(first(name).get("finished_at"))
+
+    beat_log, worker_log = tmp_path / "beat.log", tmp_path / "worker.log"
+    with celery_worker(env, worker_log):
+        with orchestrate_process(["beat", "-s", str(tmp_path / "beat-schedule")], env, beat_log):
+            done = wait_for(lambda: all(ended(name) for name in configs), timeout=150, interval=0.5)
+            assert done, {name: first(name) for name in configs} | {"log": beat_log.read_text()[-3000:]}
+        # beat comes back (a fresh schedule, as after a move): its catch-up check runs at once and finds the
+        # missed fire already made up.
+        checks = lambda: worker_log.read_text().count("Task orchestrate.catch_up[")  # noqa: E731
+        before = checks()
+        with orchestrate_process(["beat", "-s", str(tmp_path / "beat-schedule-2")], env, tmp_path / "beat2.log"):
+            assert wait_for(lambda: checks() > before, timeout=30), worker_log.read_text()[-3000:]
+    assert (first("demo")["status"], first("demo")["trigger"]) == ("succeeded", "schedule"), first("demo")
+    assert (first("outside")["status"], first("outside")["reason"]) == ("skipped", "outside_window")
+    assert first("missed")["status"] == "succeeded" and r.zcard(keys.cycles("missed")) == 1
+    assert "catch-up of a missed fire" in worker_log.read_text()
+
+    jittered = first("jittered")
+    assert jittered["status"] == "succeeded", jittered
+    events = [json.loads(f[b"event"]) for _, f in r.xrange(keys.events(jittered["cycle_id"]))]
+    delay = next(e["data"]["delay_s"] for e in events if e["kind"] == "cycle.queued")
+    waited = (
+        datetime.fromisoformat(jittered["started_at"]) - datetime.fromisoformat(jittered["queued_at"])
+    ).total_seconds()
+    assert 0 < delay <= 20 and delay - 1 <= waited <= 20 + 5, (delay, waited)
+
     log = beat_log.read_text()
     assert "broken.json" in log and "bogus" in log  # the invalid config was reported and left out
 
