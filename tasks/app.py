@@ -52,7 +52,7 @@ def settings_conf() -> dict[str, Any]:
         # under the deployment's prefix, whatever the broker is.
         "redbeat_redis_url": settings.redis_url,
         "redbeat_redis_options": {},
-        "redbeat_key_prefix": f"{settings.key_prefix}:redbeat",
+        "redbeat_key_prefix": f"{settings.key_prefix}:redbeat:",  # entries <prefix>:redbeat:<name>
         "redbeat_lock_timeout": 60,
     }
 

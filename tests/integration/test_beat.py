@@ -99,11 +99,12 @@ def test_beat_fires_due_entries_in_their_window_with_jitter_and_makes_up_a_misse
 
 
 @pytest.mark.timeout(200)
-def test_two_redbeat_beats_fire_once_and_pick_up_a_config_added_while_they_run(
+def test_two_redbeat_beats_fire_once_and_follow_configs_added_and_removed_while_they_run(
     tmp_path: Path, orch_env: dict[str, str]
 ) -> None:
     """Two beat processes with RedBeat on one Redis: one holds the lock and sends, each fire starts one
-    cycle; a config written into the directory while they run is scheduled without a restart."""
+    cycle; a config written into the directory while they run is scheduled without a restart, and one
+    removed is unscheduled."""
     import time
 
     repo, _bare = make_repo(tmp_path)
@@ -149,4 +150,12 @@ def test_two_redbeat_beats_fire_once_and_pick_up_a_config_added_while_they_run(
             sent = logs.count(f"Sending due task orchestrate:{name} (orchestrate.launch)")
             assert cycles == fires >= 1, (name, cycles, fires)  # one cycle per fire
             assert sent == fires, (name, sent, fires)  # only the beat holding the lock sends
+        # a config removed while they run: its entry leaves RedBeat's schedule at the next reload
+        entry = f"{env['ORCH_KEY_PREFIX']}:redbeat:orchestrate:early"
+        assert r.zscore(f"{env['ORCH_KEY_PREFIX']}:redbeat::schedule", entry) is not None
+        (config_dir / "early.json").unlink()
+        gone = wait_for(lambda: not r.exists(entry), timeout=20, interval=0.5)
+        assert gone, sorted(k.decode() for k in r.scan_iter(match=f"{env['ORCH_KEY_PREFIX']}:redbeat*"))
+        assert r.zscore(f"{env['ORCH_KEY_PREFIX']}:redbeat::schedule", entry) is None
+        assert r.exists(f"{env['ORCH_KEY_PREFIX']}:redbeat:orchestrate:late")
     assert "orchestrate:late" in logs
