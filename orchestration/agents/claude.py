@@ -66,6 +66,7 @@ class ClaudeStream:
         self.prices = prices
         self.tool_names: dict[str, str] = {}
         self.usage_by_message: dict[str, dict[str, int]] = {}
+        self.cost_by_message: dict[str, float] = {}
         self.estimated_cost = 0.0
 
     def feed(self, line: bytes) -> Verdict:
@@ -174,28 +175,40 @@ class ClaudeStream:
                 )
 
     def _usage(self, message_id: str, usage: dict[str, Any], model: str | None) -> None:
-        # One API response may appear on several lines: count each message id once (its latest usage).
+        """Prices one API response at its own model's rates and adds it to the run's estimate.
+
+        One response may appear on several lines: each message id counts once, with its latest usage. The
+        estimate is the sum over responses, and the figure reported never goes down during the run.
+        """
+        written = count(usage.get("cache_creation_input_tokens"))
+        raw_split = usage.get("cache_creation")
+        split: dict[str, Any] = raw_split if isinstance(raw_split, dict) else {}
+        written_1h = count(split.get("ephemeral_1h_input_tokens"))
+        # An unsplit (or zero-split) write total is priced as 5-minute writes, the cheaper kind.
+        written = max(written, written_1h + count(split.get("ephemeral_5m_input_tokens")))
         now = {
             "input": count(usage.get("input_tokens")),
             "output": count(usage.get("output_tokens")),
             "cache_read": count(usage.get("cache_read_input_tokens")),
-            "cache_write": count(usage.get("cache_creation_input_tokens")),
+            "cache_write": written,
         }
-        if self.usage_by_message.get(message_id) == now:
+        cost = cost_usd(
+            price_for(model or self.tally.model, self.prices),
+            input_tokens=now["input"],
+            output_tokens=now["output"],
+            cached_tokens=now["cache_read"],
+            cache_write=written - written_1h,
+            cache_write_1h=written_1h,
+        )
+        if self.usage_by_message.get(message_id) == now and self.cost_by_message.get(message_id) == cost:
             return
         self.usage_by_message[message_id] = now
+        self.cost_by_message[message_id] = cost
         totals = {k: sum(u[k] for u in self.usage_by_message.values()) for k in now}
         t = self.tally
         t.input_tokens, t.output_tokens = totals["input"], totals["output"]
         t.cached_tokens, t.cache_write_tokens = totals["cache_read"], totals["cache_write"]
-        price = price_for(model or t.model, self.prices)
-        self.estimated_cost = cost_usd(
-            price,
-            input_tokens=t.input_tokens,
-            output_tokens=t.output_tokens,
-            cached_tokens=t.cached_tokens,
-            cache_write=t.cache_write_tokens,
-        )
+        self.estimated_cost = max(self.estimated_cost, sum(self.cost_by_message.values()))
         self.emit("agent.usage", {**totals, "cost_usd": round(self.current_cost(), 6), "estimated": True})
 
     def _result(self, ev: dict[str, Any]) -> None:
@@ -226,8 +239,8 @@ class ClaudeStream:
                 "output": t.output_tokens,
                 "cache_read": t.cached_tokens,
                 "cache_write": t.cache_write_tokens,
-                "cost_usd": round(t.cost_usd, 6),
-                "estimated": False,
+                "cost_usd": round(self.current_cost(), 6),
+                "estimated": not t.cost_reported,
             },
         )
 

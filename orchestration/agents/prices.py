@@ -33,11 +33,22 @@ def price_for(model: str | None, overrides: dict[str, Price]) -> Price:
     return FALLBACK_PRICE
 
 
-def cost_usd(price: Price, *, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write: int = 0) -> float:
-    """`input_tokens` excludes cached input; cache writes are billed at 1.25x input (Anthropic's rule)."""
+def cost_usd(
+    price: Price,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+    cache_write: int = 0,
+    cache_write_1h: int = 0,
+) -> float:
+    """Tokens priced at one model's rates. `input_tokens` excludes cached input; `cached_tokens` (cache reads)
+    are billed at the cached rate; `cache_write` (5-minute cache writes) at 1.25x input and `cache_write_1h`
+    (1-hour cache writes) at 2x input, as Anthropic bills them."""
     return (
         input_tokens * price.input_per_mtok
         + output_tokens * price.output_per_mtok
         + cached_tokens * price.cached_per_mtok
         + cache_write * price.input_per_mtok * 1.25
+        + cache_write_1h * price.input_per_mtok * 2.0
     ) / 1_000_000

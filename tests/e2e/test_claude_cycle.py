@@ -101,6 +101,9 @@ def test_real_claude_cycle_through_worker(tmp_path: Path, orch_env: dict[str, st
     assert {"tool": "Write", "path": "hello.txt", "step": 2, "as": "run"} in calls  # the step that ran it
     assert any(e["kind"] == "agent.file_change" and e["data"]["path"] == "hello.txt" for e in events)
     assert any(e["kind"] == "agent.usage" and e["data"]["estimated"] is False for e in events)
+    costs = [(e["data"]["estimated"], e["data"]["cost_usd"]) for e in events if e["kind"] == "agent.usage"]
+    assert [c for est, c in costs if est] == sorted(c for est, c in costs if est)  # the live estimate never drops
+    assert costs[-1] == (False, pytest.approx(agent["cost_usd"]))  # the run's cost is claude's total_cost_usd
     assert kinds.index("agent.started") < kinds.index("agent.tool_call") < kinds.index("agent.finished")
 
     # ... and a watcher after the end replays them all and exits 0.
