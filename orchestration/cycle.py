@@ -35,7 +35,7 @@ from orchestration.lifecycle import (
     stage_events,
     today,
 )
-from orchestration.models import CycleContext, CycleRecord, CycleReport, Reason, Status, iso, utcnow
+from orchestration.models import CycleContext, CycleRecord, CycleReport, Reason, Status, StepStatus, iso, utcnow
 from orchestration.pipeline import runtime
 from orchestration.pipeline.check import check_steps
 from orchestration.pipeline.expr import ExprError, has_refs, refs, render
@@ -221,6 +221,11 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
 def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
     """Step `index` of the cycle's pipeline (see orchestration.pipeline.runtime); afterwards the record says
     which queue the next step waits in, so that a janitor can tell a cycle nobody will pick up."""
+    stored = svc.state.get_cycle(ctx.cycle_id)
+    if stored is not None and index < len(stored.ctx.steps) and stored.ctx.steps[index].status != StepStatus.PENDING:
+        # A second delivery of a step that already ran (a message given back after its ack was lost):
+        # a step never runs twice, and the chain already went on from the first.
+        raise AlreadyHandled(f"step {index} already ran ({stored.ctx.steps[index].status})")
     ctx.waiting_on = ctx.waiting_since = None
     ctx = runtime.run_step(ctx, svc, index)
     if not svc.state.is_finished(ctx.cycle_id):
@@ -400,6 +405,12 @@ def run_local(ctx: CycleContext, svc: Services) -> CycleReport:
                 ctx.handoff = None
                 ctx = run_step(ctx, svc, index)
         return finish(ctx, svc)
+    except AlreadyHandled:
+        # Closed elsewhere while a stage ran here (the janitor, from another process): that report stands.
+        record = svc.state.get_cycle(ctx.cycle_id)
+        if record is None or record.report is None:
+            raise
+        return record.report
     except KeyboardInterrupt:
         report = fail(ctx.cycle_id, svc, "interrupted", Status.CANCELLED, Reason.CANCELLED)
         if report is None:

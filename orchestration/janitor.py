@@ -12,15 +12,16 @@ from pathlib import Path
 from orchestration.agents import worktree
 from orchestration.agents.process import identity_alive
 from orchestration.config import ConfigError
+from orchestration.cycle import FINISH_LIMIT_S, plan
 from orchestration.lifecycle import GRACE_S, config_of, fail
-from orchestration.models import CycleRecord, Reason, Status, WorkerBeat
+from orchestration.models import CycleContext, CycleRecord, Reason, Status, WorkerBeat
 from orchestration.services import Services
 from orchestration.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# A cycle this far past its deadline on the host that runs it is taken as stuck: the stages after execute
-# (publish and finish, each bounded by their own limits) had that long to end it.
+# A cycle this far past its deadline on the host that runs it is taken as stuck, unless a live process here
+# still runs its current stage within that stage's own limit (a step or finish begun near the deadline).
 LOCAL_STUCK_S = 3 * GRACE_S
 # A cycle this far past its deadline on another host is taken as lost (its host or worker is gone).
 FOREIGN_STUCK_S = 3600
@@ -56,6 +57,8 @@ def _verdict(
 ) -> tuple[Status, Reason, str] | None:
     deadline = record.ctx.deadline
     local = record.host == host
+    if _running_here(record, host, now):
+        return None
     stalled = _stalled(record, now, beats)
     if stalled:
         return Status.FAILED, Reason.WORKER_LOST, stalled
@@ -68,6 +71,28 @@ def _verdict(
     if deadline is not None and now > deadline + FOREIGN_STUCK_S:
         return Status.FAILED, Reason.WORKER_LOST, f"no word from host {record.host} long after the deadline"
     return None
+
+
+def _running_here(record: CycleRecord, host: str, now: float) -> bool:
+    """Whether the cycle's current stage is still being run by a live process on this host (the very one
+    recorded when the stage started), and that stage's own hard limit has not passed yet."""
+    stage = record.stage
+    if stage is None or stage.host != host or not identity_alive(stage.runner):
+        return False
+    return now <= stage.started + stage_limit_s(record.ctx)
+
+
+def stage_limit_s(ctx: CycleContext) -> int:
+    """The hard time limit of the stage the cycle is in: its current step's, as `plan` compiles it; between
+    or outside the steps (start, finish), finish's, the longer of the two."""
+    if ctx.step is not None:
+        try:
+            steps = plan(config_of(ctx))
+        except (ConfigError, KeyError):  # a config or an op this version no longer knows
+            steps = []
+        if ctx.step < len(steps):
+            return steps[ctx.step].hard_s
+    return FINISH_LIMIT_S + GRACE_S
 
 
 def _stalled(record: CycleRecord, now: float, beats: list[WorkerBeat]) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestration import git
 from orchestration.agents import worktree
-from orchestration.agents.process import group_alive, kill_group
+from orchestration.agents.process import group_alive, identity_alive, kill_group, process_identity
 from orchestration.config import WorkspaceConfig, parse_config
 from orchestration.git import GitError
 from orchestration.models import (
@@ -27,6 +27,7 @@ from orchestration.models import (
     CycleReport,
     Decision,
     Reason,
+    RunningStage,
     Status,
     StepStatus,
     TaskRecord,
@@ -35,6 +36,7 @@ from orchestration.models import (
 )
 from orchestration.services import Services
 from orchestration.settings import get_settings
+from orchestration.state import CycleClosed
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +64,24 @@ def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str
 @contextmanager
 def stage_events(svc: Services, ctx: CycleContext, name: str, always: bool = False) -> Iterator[None]:
     """stage.started / finished / failed around a stage's work; a cycle that already ended passes through
-    the work stages silently (its events would only say that nothing happened)."""
+    the work stages silently (its events would only say that nothing happened). While the stage works, the
+    record names this process as its runner (see `RunningStage`)."""
     if svc.state.is_finished(ctx.cycle_id):
         raise AlreadyHandled(f"cycle {ctx.cycle_id} has already ended")
     if ctx.ended and not always:
         yield
         return
     emit(svc, ctx, name, "stage.started", {})
+    save(svc, ctx, stage=RunningStage(host=get_settings().hostname, runner=process_identity(), started=time.time()))
     t0 = time.monotonic()
     try:
         yield
+    except AlreadyHandled:  # the cycle was closed elsewhere meanwhile: nothing more to say about it
+        raise
     except Exception as exc:
         emit(svc, ctx, name, "stage.failed", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
-    save(svc, ctx)
+    save(svc, ctx, stage=None)
     emit(
         svc,
         ctx,
@@ -125,13 +131,39 @@ def elapsed_s(ctx: CycleContext) -> float:
 
 def save(svc: Services, ctx: CycleContext, **runner: Any) -> CycleRecord:
     """Stores the context in the cycle's record, keeping what the record knows of its runner (host, runner
-    process, agent group) unless given here."""
+    process, agent group, running stage) unless given here.
+
+    A closed record (one with `finished_at`) is final: only `close` writes one. Saving over it changes
+    nothing and returns it as it is; when `ctx` is still live (its cycle was ended elsewhere, by the janitor
+    or the error path, while this stage ran) it raises AlreadyHandled instead, so that this delivery stops."""
     record = svc.state.get_cycle(ctx.cycle_id) or CycleRecord(ctx=ctx)
+    if record.finished_at and "finished_at" not in runner:
+        return _closed(record, ctx)
     record.ctx = ctx
     for name, value in runner.items():
         setattr(record, name, value)
-    svc.state.save_cycle(record)
+    try:
+        svc.state.save_cycle(record)
+    except CycleClosed:  # closed between the read above and the write
+        return _closed(svc.state.get_cycle(ctx.cycle_id) or record, ctx)
     return record
+
+
+def _closed(record: CycleRecord, ctx: CycleContext) -> CycleRecord:
+    if not ctx.ended:
+        raise AlreadyHandled(f"cycle {ctx.cycle_id} was already closed ({record.status.value}) while this stage ran")
+    return record
+
+
+def agent_group_ours(record: CycleRecord) -> bool:
+    """Whether the agent group the record names is still the one its cycle started: its leader, the very
+    process recorded, is alive (the number could since name a later group). A record without the leader's
+    identity (written by an older version) falls back to whether the group has a live member."""
+    if record.agent_pgid is None:
+        return False
+    if record.agent_identity is not None:
+        return identity_alive(record.agent_identity)
+    return group_alive(record.agent_pgid)
 
 
 def end(svc: Services, ctx: CycleContext, stage: str, status: Status, reason: Reason) -> CycleContext:
@@ -223,7 +255,7 @@ def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepor
         # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
         cfg = config_of(ctx)
         worktree.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
-    save(svc, ctx, finished_at=report.finished_at, report=report, agent_pgid=None)
+    save(svc, ctx, finished_at=report.finished_at, report=report, agent_pgid=None, agent_identity=None, stage=None)
     if announce:
         announce_end(svc, ctx, report)
     return report
@@ -244,7 +276,7 @@ def fail(
         return None
     ctx = record.ctx
     here = get_settings().hostname
-    if record.agent_pgid is not None and record.host == here and group_alive(record.agent_pgid):
+    if record.agent_pgid is not None and record.host == here and agent_group_ours(record):
         kill_group(record.agent_pgid)
     emit(svc, ctx, "finish", "stage.failed", {"error": error[:500]})
     checkout = worktree.Checkout.load(svc.state_dir, cycle_id) if ctx.worktree else None

@@ -279,6 +279,15 @@ class CycleReport(Model):
         return self.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 
+class RunningStage(Model):
+    """Who runs a cycle's current stage (start, a pipeline step, finish), on which host and since when: a cycle
+    past its deadline is not stuck while that very process still runs the stage within the stage's own limit."""
+
+    host: str
+    runner: str  # identity (`pid:starttime`) of the process running the stage
+    started: float  # unix time
+
+
 class CycleRecord(Model):
     """What the state keeps per cycle: the context as last saved, who runs its agent, and its report.
 
@@ -290,6 +299,10 @@ class CycleRecord(Model):
     host: str | None = None  # the worker host holding the worktree and the agent
     runner: str | None = None  # identity (`pid:starttime`) of the worker process watching the agent
     agent_pgid: int | None = None  # the agent's process group while it runs
+    # Identity (`pid:starttime`) of that group's leader: its group is signalled only while this very process
+    # lives, never a later group that reused the number.
+    agent_identity: str | None = None
+    stage: RunningStage | None = None  # the stage running now, while one runs
     finished_at: str | None = None
     report: CycleReport | None = None
 

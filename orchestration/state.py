@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from orchestration.files import write_atomic
 from orchestration.keys import Keys
-from orchestration.models import CycleRecord, TaskRecord, WorkerBeat
+from orchestration.models import CycleRecord, RunningStage, TaskRecord, WorkerBeat
 
 if TYPE_CHECKING:
     import redis
@@ -36,6 +36,11 @@ CANCEL_TTL_S = 2 * 86400
 FIRE_TTL_S = 8 * 86400  # longer than any catch-up looks back
 HISTORY_KEEP_S = 90 * 86400
 LOCAL_HISTORY_ROWS = 1000
+
+
+class CycleClosed(Exception):
+    """`save_cycle` refused: the stored record is closed (it has `finished_at`) and the one given is not; a
+    closed record is never reopened."""
 
 
 class State(Protocol):
@@ -92,6 +97,8 @@ def hash_fields(record: CycleRecord) -> dict[str, str | None]:
         "runner": record.runner,
         "agent_pid": js(record.agent_pgid),
         "agent_pgid": js(record.agent_pgid),
+        "agent_identity": record.agent_identity,
+        "stage": record.stage.model_dump_json() if record.stage else None,
         "finished_at": record.finished_at,
         "ctx": ctx.model_dump_json(),
         "report": js(record.report.public()) if record.report else None,
@@ -107,6 +114,8 @@ def record_from_hash(raw: dict[str, str]) -> CycleRecord | None:
                 "host": raw.get("host"),
                 "runner": raw.get("runner"),
                 "agent_pgid": orjson.loads(raw["agent_pgid"]) if raw.get("agent_pgid") else None,
+                "agent_identity": raw.get("agent_identity"),
+                "stage": RunningStage.model_validate_json(raw["stage"]) if raw.get("stage") else None,
                 "finished_at": raw.get("finished_at"),
                 "report": orjson.loads(raw["report"]) if raw.get("report") else None,
             }
@@ -124,17 +133,31 @@ class RedisState:
 
     # -- cycle records -------------------------------------------------------------------------
     def save_cycle(self, record: CycleRecord) -> None:
+        """Writes the record whole; raises CycleClosed, writing nothing, when the stored one is closed and
+        this one is not (checked and written in one transaction: a close in between is seen)."""
+        from redis.exceptions import WatchError
+
         fields = hash_fields(record)
         key = self.keys.cycle(record.cycle_id)
-        pipe = self.redis.pipeline()
         present = {k: v for k, v in fields.items() if v is not None}
-        pipe.hset(key, mapping=present)
         absent = [k for k, v in fields.items() if v is None]
-        if absent:
-            pipe.hdel(key, *absent)
-        pipe.expire(key, CYCLE_TTL_S)
-        pipe.zadd(self.keys.cycles(record.workspace), {record.cycle_id: queued_ts(record)})
-        pipe.execute()
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    if record.finished_at is None:
+                        pipe.watch(key)
+                        if pipe.hexists(key, "finished_at"):
+                            raise CycleClosed(record.cycle_id)
+                        pipe.multi()
+                    pipe.hset(key, mapping=present)
+                    if absent:
+                        pipe.hdel(key, *absent)
+                    pipe.expire(key, CYCLE_TTL_S)
+                    pipe.zadd(self.keys.cycles(record.workspace), {record.cycle_id: queued_ts(record)})
+                    pipe.execute()
+                    return
+                except WatchError:  # the record changed between the check and the write: check again
+                    continue
 
     def get_cycle(self, cycle_id: str) -> CycleRecord | None:
         raw = self.redis.hgetall(self.keys.cycle(cycle_id))
@@ -291,9 +314,12 @@ class LocalState:
         return f"cycles/{cycle_id}.json"
 
     def save_cycle(self, record: CycleRecord) -> None:
+        """As RedisState.save_cycle: a closed record is never overwritten by one that is not."""
         with self._locked(self._cycle_file(record.cycle_id)) as path:
-            once = self._load(path, {}).get("once", [])
-            self._save(path, {**record.model_dump(mode="json"), "once": once})
+            stored = self._load(path, {})
+            if record.finished_at is None and stored.get("finished_at"):
+                raise CycleClosed(record.cycle_id)
+            self._save(path, {**record.model_dump(mode="json"), "once": stored.get("once", [])})
 
     def get_cycle(self, cycle_id: str) -> CycleRecord | None:
         return self._read(self.dir / self._cycle_file(cycle_id))

@@ -124,8 +124,10 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
             deadline = min(deadline, time.time() + args.timeout_s)
 
         def started(pid: int) -> None:
-            # What the janitor needs if this process dies: the agent's group, and who was watching it.
-            save(svc, ctx, agent_pgid=pid, host=get_settings().hostname, runner=process_identity())
+            # What the janitor needs if this process dies: the agent's group and its leader (to tell it from a
+            # later group with the same number), and who was watching it.
+            leader, here = process_identity(pid), get_settings().hostname
+            save(svc, ctx, agent_pgid=pid, agent_identity=leader, host=here, runner=process_identity())
 
         def one(name: str) -> AgentResult:
             return run_agent(
@@ -148,7 +150,7 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
             # a host that has it. Nothing was written here, so this worktree is given up; that host makes its own.
             why = f"{agent} failed before doing anything ({result.stop_reason}): {result.summary[:200]}"
             step.emit("agent.message", {"text": f"{why}; handing the task to {other}", "level": "warning"})
-            save(svc, ctx, agent_pgid=None)
+            save(svc, ctx, agent_pgid=None, agent_identity=None)
             ctx.spent_usd = round(ctx.spent_usd + result.cost_usd, 6)
             worktree.remove(checkout, svc.state_dir)
             ctx.worktree = ctx.host = ctx.branch = ctx.base_sha = None
@@ -156,7 +158,7 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
             raise StepHandOff(queue_name(other), f"{agent} never started; {other} takes the step")
         if handed:
             result.fallback_from, result.fallback_reason = handed.from_agent, handed.reason
-        save(svc, ctx, agent_pgid=None)
+        save(svc, ctx, agent_pgid=None, agent_identity=None)
         ctx.spent_usd = round(ctx.spent_usd + result.cost_usd, 6)
         result.commit = save_work(checkout, decision, ctx.cycle_id, result.status)
         result.files_changed = _files(checkout, base) or result.files_changed

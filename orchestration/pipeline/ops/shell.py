@@ -178,7 +178,7 @@ class Shell(Operation[ShellArgs, ShellOutput]):
         out_path, err_path = logs / f"step-{step.index}.stdout.log", logs / f"step-{step.index}.stderr.log"
 
         def started(pid: int) -> None:
-            save(svc, ctx, agent_pgid=pid, runner=process_identity())
+            save(svc, ctx, agent_pgid=pid, agent_identity=process_identity(pid), runner=process_identity())
 
         t0 = time.monotonic()
         outcome = supervise(
@@ -194,7 +194,7 @@ class Shell(Operation[ShellArgs, ShellOutput]):
             stderr_path=err_path,
             run_as=user,
         )
-        save(svc, ctx, agent_pgid=None)
+        save(svc, ctx, agent_pgid=None, agent_identity=None)
         duration = round(time.monotonic() - t0, 3)
         redact = Redactor({**os.environ, **env})
         output = ShellOutput(
