@@ -22,7 +22,7 @@ from orchestration.cycle import FINISH_LIMIT_S
 from orchestration.hub import LocalHub
 from orchestration.janitor import LOCAL_STUCK_S, reap, stage_limit_s
 from orchestration.lifecycle import GRACE_S, AlreadyHandled
-from orchestration.models import CycleContext, Reason, RunningStage, Status, iso, utcnow
+from orchestration.models import CycleContext, Reason, RunningStage, Status, StepStatus, iso, utcnow
 from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import CycleClosed, LocalState, RedisState
@@ -215,3 +215,19 @@ def test_a_record_without_the_leaders_identity_falls_back_to_the_group_check(
     orphan(svc, group, None, dead_identity)  # written before the identity was recorded
     assert reap(svc, host=here())
     assert group.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_a_second_delivery_of_a_step_that_already_ran_is_dropped(svc: Services) -> None:
+    """A step message given back after its acknowledgement was lost arrives again: the step does not run
+    twice; the record and the events stay as the first run left them."""
+    cfg = parse_config({"workspace": {"repo": "/srv/repos/x"}, "decision": {"backend": "heuristic"}})
+    ctx = cycle.enqueue(svc, cfg)
+    ctx.status, ctx.started_at, ctx.deadline = Status.RUNNING, iso(utcnow()), time.time() + 600
+    lifecycle.save(svc, ctx)
+    stale = ctx.model_copy(deep=True)  # what the message carried
+    ctx.steps[0].status = StepStatus.SUCCEEDED  # the first delivery ran it
+    lifecycle.save(svc, ctx)
+    with pytest.raises(AlreadyHandled, match="step 0 already ran"):
+        cycle.run_step(stale, svc, 0)
+    record = svc.state.get_cycle(ctx.cycle_id)
+    assert record is not None and record.ctx.steps[0].status == "succeeded" and record.ctx.step is None
