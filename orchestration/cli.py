@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -63,6 +66,30 @@ def _die(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise Fatal(message, code)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """While a command follows events or refreshes a table until stopped: Ctrl-C (SIGINT) raises
+    KeyboardInterrupt even when this process inherited SIGINT as ignored (a background job of a
+    non-interactive shell starts that way, and Python then never raises it), and SIGTERM ends it the same
+    way. The previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(sig, handler)
+
+
 def _load(path: Path) -> WorkspaceConfig:
     from orchestration.config import ConfigError, load_config
 
@@ -97,11 +124,11 @@ def _redis_services() -> tuple[Services, redis.Redis]:
     import redis
 
     from orchestration.hub import RedisHub
-    from orchestration.services import Services
+    from orchestration.services import CLI_PATIENCE_S, Services, patience, redis_client
     from orchestration.state import RedisState
 
     s = get_settings()
-    client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=5, health_check_interval=30)
+    client = redis_client(s.redis_url, patience_s=0)  # a Redis that is not there is said at once
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -109,6 +136,7 @@ def _redis_services() -> tuple[Services, redis.Redis]:
             f"cannot reach Redis at {redact_url(s.redis_url)} ({exc}). Start redis-server, set ORCH_REDIS_URL, "
             "or use `orchestrate run --local`."
         )
+    client.set_retry(patience(CLI_PATIENCE_S))  # then a restart while following a cycle is ridden out
     svc = Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir)
     return svc, client
 
@@ -381,8 +409,9 @@ def _follow(
         return False
 
     try:
-        for ev in svc.hub.follow(cycle_id, stop=waiting):
-            printer(ev)
+        with _interruptible():
+            for ev in svc.hub.follow(cycle_id, stop=waiting):
+                printer(ev)
     except KeyboardInterrupt:
         err.print(f"\nstopped following; the cycle goes on. Cancel it with `orchestrate cancel {cycle_id}`.")
         raise typer.Exit(130) from None
@@ -403,8 +432,9 @@ def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay a
         report = _follow(svc, cycle_id, announce_wait=False)
         raise typer.Exit(_exit_for(report))
     try:
-        for ev in svc.hub.subscribe_all():
-            out.print(f"{_cell(ev.cycle_id)[:24]:<24} " + event_line(ev))
+        with _interruptible():
+            for ev in svc.hub.subscribe_all():
+                out.print(f"{_cell(ev.cycle_id)[:24]:<24} " + event_line(ev))
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_OK) from None
 
@@ -485,7 +515,10 @@ def status(
     from rich.live import Live
 
     try:
-        with Live(_cycles_table(svc.state.recent_cycles(workspace, limit)), console=out, auto_refresh=False) as live:
+        with (
+            _interruptible(),
+            Live(_cycles_table(svc.state.recent_cycles(workspace, limit)), console=out, auto_refresh=False) as live,
+        ):
             while True:
                 time.sleep(every)
                 live.update(_cycles_table(svc.state.recent_cycles(workspace, limit)), refresh=True)

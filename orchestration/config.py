@@ -14,6 +14,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     create_model,
     field_validator,
@@ -186,6 +188,9 @@ NetworkEntry = Annotated[str, AfterValidator(_network_entry)]
 
 class Strict(BaseModel):
     # Built on first use, not at import: commands that read no config start faster.
+    # Numbers are StrictInt / StrictFloat field by field: a config written by hand must not have `true` read as
+    # 1 or "5" as 5, while a float field still takes an integer (5 for 5.0). Strings, lists and nested sections
+    # keep the default (lax) mode, which callers building sections from Python values rely on.
     model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
 
@@ -240,7 +245,7 @@ class Schedule(Strict):
     timezone: str = "UTC"
     window: Window | None = None
     # A random delay before a scheduled cycle starts, up to this many seconds (within the window and budget).
-    jitter_s: int = Field(default=0, ge=0)
+    jitter_s: StrictInt = Field(default=0, ge=0)
     # A fire missed while beat or the workers were down: `skip` it, or `catch_up` with one cycle at the next
     # chance inside the window (`run` is read as `catch_up`).
     on_missed: Literal["skip", "catch_up"] = "skip"
@@ -273,17 +278,17 @@ class Schedule(Strict):
 
 
 class Price(Strict):
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cached_per_mtok: float = Field(default=0.0, ge=0)
+    input_per_mtok: StrictFloat = Field(ge=0)
+    output_per_mtok: StrictFloat = Field(ge=0)
+    cached_per_mtok: StrictFloat = Field(default=0.0, ge=0)
 
 
 class Budget(Strict):
-    cycle_s: int = Field(default=1800, gt=0)
-    max_turns: int = Field(default=40, gt=0)
-    max_cost_usd: float = Field(default=5.0, gt=0)
-    daily_cost_usd: float = Field(default=25.0, gt=0)
-    idle_timeout_s: int = Field(default=300, gt=0)
+    cycle_s: StrictInt = Field(default=1800, gt=0)
+    max_turns: StrictInt = Field(default=40, gt=0)
+    max_cost_usd: StrictFloat = Field(default=5.0, gt=0)
+    daily_cost_usd: StrictFloat = Field(default=25.0, gt=0)
+    idle_timeout_s: StrictInt = Field(default=300, gt=0)
     prices: dict[str, Price] = Field(default_factory=dict)
 
 
@@ -389,8 +394,8 @@ class Sessions(Strict):
     providers: list[AgentName] = Field(default_factory=lambda: list(AGENT_NAMES))
     claude_dir: str = "~/.claude"
     codex_dir: str = "~/.codex"
-    since_days: int = Field(default=14, gt=0)
-    max_sessions: int = Field(default=200, gt=0)
+    since_days: StrictInt = Field(default=14, gt=0)
+    max_sessions: StrictInt = Field(default=200, gt=0)
 
 
 class Focus(Strict):
@@ -402,13 +407,13 @@ class LLM(Strict):
     base_url: str = "http://localhost:11434/v1"
     model: str = "qwen2.5-coder:7b"
     api_key_env: EnvName = DEFAULT_API_KEY_ENV
-    timeout_s: float = Field(default=60, gt=0)
+    timeout_s: StrictFloat = Field(default=60, gt=0)
 
 
 class DecisionConfig(Strict):
     backend: Literal["heuristic", "llm", "auto"] = "auto"
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
-    avoid_repeat_days: int = Field(default=7, ge=0)
+    min_confidence: StrictFloat = Field(default=0.5, ge=0, le=1)
+    avoid_repeat_days: StrictInt = Field(default=7, ge=0)
     llm: LLM = Field(default_factory=LLM)
 
 
@@ -572,16 +577,29 @@ def _json(value: Any) -> str:
         return repr(value)
 
 
+_NUMBER_KINDS = {"int_type": "an integer", "float_type": "a number"}
+_NUMERIC_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
         msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        value = err.get("input")
+        elif err["type"] in _NUMBER_KINDS:
+            kind = _NUMBER_KINDS[err["type"]]
+            if isinstance(value, bool):
+                msg = f"expected {kind}, not a boolean"
+            elif isinstance(value, str):
+                hint = " (write the number without quotes)" if _NUMERIC_TEXT.fullmatch(value) else ""
+                msg = f"expected {kind}, not a string{hint}"
+            else:
+                msg = f"expected {kind}"
         shown = "" if err["type"] in ("missing",) else f" (got {_json(value)[:80]})"
         if err["type"] == "extra_forbidden" or isinstance(value, dict):
             shown = ""

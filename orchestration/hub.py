@@ -26,8 +26,15 @@ STREAM_TTL_S = 30 * 86400  # a stream whose cycle never ended still goes away
 ENDED_TTL_S = 7 * 86400  # replayable for a week after the cycle ends
 TERMINAL_KINDS = frozenset({"cycle.finished"})
 
+# ARGV[4]: the highest seq this emitter has seen for the cycle. A counter lost with Redis's data (a restart
+# without persistence) continues above it instead of counting from 1 again.
 _EMIT_LUA = """
 local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[4])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
 local payload = '{"seq":' .. seq .. ',' .. ARGV[1]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'event', payload)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -61,6 +68,7 @@ class RedisHub:
         self.redis: Any = client  # redis-py's unions over decode_responses; this client returns bytes
         self.keys = Keys(prefix)
         self._emit_script = client.register_script(_EMIT_LUA)
+        self._seen: dict[str, int] = {}  # cycle id -> the last seq emitted here (for the cycles still going)
 
     def emit(self, cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
         draft = _draft(cycle_id, workspace, stage, kind, data)
@@ -71,9 +79,16 @@ class RedisHub:
         body = orjson.dumps(draft)[1:]
         payload = self._emit_script(
             keys=[self.keys.seq(cycle_id), self.keys.events(cycle_id), self.keys.updates],
-            args=[body, STREAM_MAXLEN, ttl],
+            args=[body, STREAM_MAXLEN, ttl, self._seen.get(cycle_id, 0)],
         )
-        return Event.model_validate_json(payload)
+        event = Event.model_validate_json(payload)
+        if kind in TERMINAL_KINDS:
+            self._seen.pop(cycle_id, None)
+        else:
+            if len(self._seen) >= 10_000:  # cycles whose end this process never saw
+                self._seen.clear()
+            self._seen[cycle_id] = event.seq
+        return event
 
     def replay(self, cycle_id: str, after: str = "0-0", count: int = 1000) -> list[tuple[str, Event]]:
         """Stream entries after the given stream id, oldest first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
+from kombu.transport import TRANSPORT_ALIASES
 
 from orchestration.redact import install_logging_filter
 from orchestration.settings import get_settings
@@ -12,6 +13,9 @@ from orchestration.settings import get_settings
 # Importing this module reads no settings: the app is configured on first use (a worker or beat starting,
 # a task being sent), when Celery loads its configuration and sends `on_after_configure`.
 app = Celery("orchestrate", include=["tasks.cycle"])
+# redis:// brokers use kombu's Redis transport with the repairs that let a worker ride out a Redis restart
+# (tasks.broker.RedisTransport); the name stays `redis`, so URLs and logs read as usual.
+TRANSPORT_ALIASES["redis"] = "tasks.broker:RedisTransport"
 
 STATIC_CONF: dict[str, Any] = {
     "task_serializer": "json",

@@ -19,6 +19,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import redis
+from kombu.transport import redis as kombu_redis
 
 from orchestration.models import WorkerBeat
 from orchestration.services import Services
@@ -127,3 +129,46 @@ def restore_orphans(svc: Services, ttl_s: float, now: float | None = None) -> li
             resumed.append(str(unacked[tag].cycle_id))
             log.warning("cycle %s: gave its step back to the queue; the worker that took it is gone", resumed[-1])
     return resumed
+
+
+# -- the Redis transport --------------------------------------------------------------------------------
+
+
+class _QoS(kombu_redis.QoS):
+    def restore_unacked(self, client: Any = None) -> Any:
+        """Kombu gives the channel's unacknowledged messages back when the channel closes. When Redis went
+        away, the connection is already torn down by then and kombu's attempt fails with an AttributeError,
+        which Celery takes as unrecoverable: the worker would stop, with its steps still running, at every
+        Redis restart. There is nothing to give back to while Redis is away anyway: the messages stay in the
+        broker's unacked hash, the steps that hold them finish, and `restore_orphans` gives back any that no
+        live worker holds."""
+        connection = self.channel.connection
+        if connection is None or getattr(connection, "client", None) is None:
+            return None
+        return super().restore_unacked(client)  # type: ignore[no-untyped-call]
+
+
+class _Channel(kombu_redis.Channel):
+    QoS = _QoS
+    _saved_params: dict[bool, dict[str, Any]] | None = None
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """Kombu reads the Redis address off the live connection. A step that ends after Redis came back
+        acknowledges its message on the channel it came from, closed meanwhile: without the address kept
+        here that fails with an AttributeError, which Celery takes as unrecoverable (and the message would
+        stay unacknowledged)."""
+        connection = self.connection
+        if connection is None or getattr(connection, "client", None) is None:
+            saved = (self._saved_params or {}).get(asynchronous)
+            if saved is None:
+                raise redis.ConnectionError("the broker connection is closed")
+            return dict(saved)
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        self._saved_params = {**(self._saved_params or {}), asynchronous: dict(params)}
+        return params
+
+
+class RedisTransport(kombu_redis.Transport):
+    """Kombu's Redis transport, surviving a Redis restart while tasks run (see `_QoS.restore_unacked`)."""
+
+    Channel = _Channel

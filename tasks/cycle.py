@@ -9,7 +9,6 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-import redis
 from billiard.exceptions import WorkerLostError
 from celery import Task, chain, signals
 from celery.canvas import Signature
@@ -21,7 +20,7 @@ from orchestration.hub import RedisHub
 from orchestration.lifecycle import AlreadyHandled
 from orchestration.models import CycleContext, Reason, Status, WorkerBeat
 from orchestration.pipeline.registry import OPS
-from orchestration.services import Services
+from orchestration.services import WORKER_PATIENCE_S, Services, redis_client
 from orchestration.settings import get_settings
 from orchestration.state import RedisState
 from tasks.app import app
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 def services() -> Services:
     """One Redis pool per worker process."""
     s = get_settings()
-    client = redis.Redis.from_url(s.redis_url, health_check_interval=30)
+    client = redis_client(s.redis_url, WORKER_PATIENCE_S)  # a Redis restart mid-step is waited out
     return Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir)
 
 

@@ -36,50 +36,54 @@ def redis_server_binary() -> str:
     return path
 
 
-@contextlib.contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(  # noqa: S603
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url)
-        for _ in range(100):
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, in `tmp`; `aof` turns on the append-only
+    file, so that `stop` and `start` again is a restart that keeps the data."""
+
+    def __init__(self, tmp: Path, aof: bool = False) -> None:
+        self.tmp, self.aof, self.port = tmp, aof, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.tmp)]
+        args += ["--appendonly", "yes" if self.aof else "no", "--daemonize", "no", "--loglevel", "warning"]
+        self.proc = subprocess.Popen(  # noqa: S603
+            [redis_server_binary(), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        for _ in range(200):
             try:
                 client.ping()
-                break
-            except redis.ConnectionError:
+                return
+            except redis.ConnectionError:  # also "loading the dataset in memory"
                 time.sleep(0.05)
-        else:
-            raise RuntimeError("redis-server did not start")
-        yield url
-    finally:
-        proc.terminate()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        """SIGTERM: Redis writes what it holds (the AOF, when on) and exits."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
         try:
-            proc.wait(10)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@contextlib.contextmanager
+def redis_server(tmp: Path, aof: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(tmp, aof)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 def sh(args: list[str], cwd: Path | str, env: dict[str, str] | None = None) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from orchestration.agents.base import BASE_ENV, Emit, EnvGrant, RunTally, clip
 from orchestration.agents.process import AFTER_FINAL_GRACE_S, ProcessOutcome, RunAs, supervise
 from orchestration.agents.registry import AGENTS, RunContext
+from orchestration.agents.relay import Outbox, Poller
 from orchestration.config import ENV_REF, WorkspaceConfig, expand_env, never_for_agents
 from orchestration.models import AgentResult, AgentTokens, StopReason
 from orchestration.redact import Redactor
@@ -85,67 +86,81 @@ def run_agent(
     redact = Redactor({**os.environ, **env})
     stream = redact.stream()
 
-    def safe_emit(kind: str, data: dict[str, Any]) -> None:
-        emit(kind, stream(data))
-
     command = resolve_command(cfg.agents.command_for(agent))
     if command is None:
         msg = f"{cfg.agents.command_for(agent)!r} not found on PATH"
-        safe_emit(
+        emit(
             "agent.finished",
-            {"agent": agent, "status": "failed", "stop_reason": StopReason.AGENT_NOT_FOUND.value, "error": msg},
+            stream({"agent": agent, "status": "failed", "stop_reason": StopReason.AGENT_NOT_FOUND.value, "error": msg}),
         )
         return AgentResult(status="failed", stop_reason=StopReason.AGENT_NOT_FOUND, summary=msg)
-    tally = RunTally()
-    parser = spec.stream(RunContext(cfg=cfg, worktree=worktree, env=env, emit=safe_emit, tally=tally))
-    argv = spec.argv(command, cfg, prompt, worktree)
-    started = time.monotonic()
+    # The loop that watches the agent never waits on the hub: events leave in order from the outbox's
+    # thread (kept while Redis is away), and cancel requests are read on a thread of their own.
+    outbox = Outbox(emit)
+    cancel = Poller(should_cancel, every_s=1.0)
 
-    def tick() -> None:
+    def safe_emit(kind: str, data: dict[str, Any]) -> None:
+        outbox.put(kind, stream(data))
+
+    try:
+        tally = RunTally()
+        parser = spec.stream(RunContext(cfg=cfg, worktree=worktree, env=env, emit=safe_emit, tally=tally))
+        argv = spec.argv(command, cfg, prompt, worktree)
+        started = time.monotonic()
+
+        def tick() -> None:
+            safe_emit(
+                "agent.heartbeat",
+                {
+                    "elapsed_s": round(time.monotonic() - started, 1),
+                    "events": tally.events,
+                    "cost_usd": round(parser.current_cost(), 6),
+                },
+            )
+
+        stderr_path = (log_dir / f"{agent}.stderr.log") if log_dir else None
+        if log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        outcome = supervise(
+            argv,
+            cwd=worktree,
+            env=env,
+            deadline=deadline,
+            idle_timeout_s=cfg.budget.idle_timeout_s,
+            on_line=parser.feed,
+            should_cancel=cancel.value,
+            cancel_poll_s=0.25,  # a cheap read of what the poller last heard
+            on_started=on_started,
+            on_tick=tick,
+            poll=parser.poll,
+            stderr_path=stderr_path,
+            after_final_grace_s=after_final_grace_s,
+            run_as=run_as,
+        )
+        result = to_result(outcome, tally, parser.current_cost())
+        result.summary = redact(result.summary)
         safe_emit(
-            "agent.heartbeat",
+            "agent.finished",
             {
-                "elapsed_s": round(time.monotonic() - started, 1),
-                "events": tally.events,
-                "cost_usd": round(parser.current_cost(), 6),
+                "agent": agent,
+                "status": result.status,
+                "exit_code": result.exit_code,
+                "stop_reason": result.stop_reason,
+                "num_turns": result.num_turns,
+                "cost_usd": result.cost_usd,
+                "session_id": result.session_id,
+                "bad_lines": tally.bad_lines,
+                "stderr": clip(redact(outcome.stderr_tail), 1000) if result.status != "succeeded" else "",
             },
         )
+        return result
+    finally:
+        cancel.stop()
+        outbox.close(OUTBOX_DRAIN_S)
 
-    stderr_path = (log_dir / f"{agent}.stderr.log") if log_dir else None
-    if log_dir:
-        log_dir.mkdir(parents=True, exist_ok=True)
-    outcome = supervise(
-        argv,
-        cwd=worktree,
-        env=env,
-        deadline=deadline,
-        idle_timeout_s=cfg.budget.idle_timeout_s,
-        on_line=parser.feed,
-        should_cancel=should_cancel,
-        on_started=on_started,
-        on_tick=tick,
-        poll=parser.poll,
-        stderr_path=stderr_path,
-        after_final_grace_s=after_final_grace_s,
-        run_as=run_as,
-    )
-    result = to_result(outcome, tally, parser.current_cost())
-    result.summary = redact(result.summary)
-    safe_emit(
-        "agent.finished",
-        {
-            "agent": agent,
-            "status": result.status,
-            "exit_code": result.exit_code,
-            "stop_reason": result.stop_reason,
-            "num_turns": result.num_turns,
-            "cost_usd": result.cost_usd,
-            "session_id": result.session_id,
-            "bad_lines": tally.bad_lines,
-            "stderr": clip(redact(outcome.stderr_tail), 1000) if result.status != "succeeded" else "",
-        },
-    )
-    return result
+
+# How long a finished run waits for the hub to take its last events (a Redis restart takes seconds).
+OUTBOX_DRAIN_S = 120.0
 
 
 def to_result(outcome: ProcessOutcome, tally: RunTally, cost: float) -> AgentResult:
