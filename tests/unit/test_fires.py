@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 
 from orchestration.config import ConfigError, parse_config
 from orchestration.cycle import CATCH_UP_AFTER_S, LATE_S, jitter, plan_fire, window_left_s
-from orchestration.hub import LocalHub
 from orchestration.schedule import previous_fire
 from orchestration.services import Services
-from orchestration.state import LocalState, RedisState
 
 NIGHT = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)  # a fire of */30 1-5 * * *
 
@@ -24,15 +20,6 @@ NIGHT = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)  # a fire of */30 1-5 * * *
 def cfg(**schedule: Any) -> Any:
     base = {"cron": "*/30 1-5 * * *", "timezone": "UTC", "window": {"start": "01:00", "end": "05:00"}}
     return parse_config({"workspace": {"repo": "/srv/repos/x"}, "schedule": {**base, **schedule}})
-
-
-@pytest.fixture(params=["redis", "local"])
-def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Services:
-    if request.param == "redis":
-        state: Any = RedisState(fakeredis.FakeRedis(), "t")
-    else:
-        state = LocalState(tmp_path / "local")
-    return Services(state=state, hub=LocalHub(tmp_path / "events"), state_dir=tmp_path)
 
 
 def test_a_fire_on_time_starts_one_cycle_whoever_asks(svc: Services) -> None:

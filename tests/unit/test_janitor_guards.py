@@ -9,34 +9,21 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import fakeredis
 import pytest
 
 from orchestration import cycle, lifecycle
 from orchestration.agents.process import group_alive, identity_alive, process_identity
 from orchestration.config import parse_config
 from orchestration.cycle import FINISH_LIMIT_S
-from orchestration.hub import LocalHub
 from orchestration.janitor import LOCAL_STUCK_S, reap, stage_limit_s
 from orchestration.lifecycle import GRACE_S, AlreadyHandled
 from orchestration.models import CycleContext, Reason, RunningStage, Status, StepStatus, iso, utcnow
 from orchestration.services import Services
 from orchestration.settings import get_settings
-from orchestration.state import CycleClosed, LocalState, RedisState
+from orchestration.state import CycleClosed
 
 PR_STEP = 3  # pr.create in the default pipeline: 300 s soft, 330 s hard
-
-
-@pytest.fixture(params=["redis", "local"])
-def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Services:
-    if request.param == "redis":
-        state: Any = RedisState(fakeredis.FakeRedis(), "t")
-    else:
-        state = LocalState(tmp_path / "local")
-    return Services(state=state, hub=LocalHub(tmp_path / "events"), state_dir=tmp_path)
 
 
 def here() -> str:
