@@ -30,6 +30,7 @@ from orchestration.lifecycle import (
     end,
     fail,
     gate,
+    release_lock,
     save,
     save_work,
     stage_events,
@@ -290,20 +291,33 @@ def save_branch(ctx: CycleContext, svc: Services) -> None:
         return
     if head in (ctx.pushed_sha, ctx.base_sha):
         return
+    # Bounded like an `always` step after the cycle ended: a remote that never answers cannot hold finish.
+    deadline = max(ctx.deadline or 0.0, time.time() + runtime.AFTER_END_S)
     result = publish_work(
-        ctx, cfg, checkout, decision, lambda kind, data: emit(svc, ctx, "finish", kind, data), propose=False
+        ctx,
+        cfg,
+        checkout,
+        decision,
+        lambda kind, data: emit(svc, ctx, "finish", kind, data),
+        propose=False,
+        deadline=deadline,
     )
     if ctx.pr is None:
         ctx.pr = result
 
 
 def finish(ctx: CycleContext, svc: Services) -> CycleReport:
-    with stage_events(svc, ctx, "finish", always=True):
-        save_branch(ctx, svc)
-        if ctx.status is Status.RUNNING:
-            ctx.status, ctx.reason = Status.SUCCEEDED, None
-        report = close(ctx, svc, announce=False)
-    announce_end(svc, ctx, report)  # last of all: watchers stop at cycle.finished
+    report: CycleReport | None = None
+    try:
+        with stage_events(svc, ctx, "finish", always=True):
+            save_branch(ctx, svc)
+            if ctx.status is Status.RUNNING:
+                ctx.status, ctx.reason = Status.SUCCEEDED, None
+            report = close(ctx, svc, announce=False, release=False)
+        announce_end(svc, ctx, report)  # last of all: watchers stop at cycle.finished
+    finally:
+        if report is not None:  # closed: only now may the workspace's next cycle start (else the error path)
+            release_lock(svc, ctx)
     return report
 
 

@@ -205,9 +205,10 @@ def note_tampering(svc: Services, ctx: CycleContext, checkout: worktree.Checkout
 # -- closing ------------------------------------------------------------------------------------------
 
 
-def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleReport:
-    """Report, spend, history, lock, worktree and record: the part of ending a cycle every path shares.
-    `cycle.finished` goes out last of all (watchers stop at it) unless the caller announces it later."""
+def close(ctx: CycleContext, svc: Services, announce: bool = True, release: bool = True) -> CycleReport:
+    """Report, spend, history, worktree, record and lock: the part of ending a cycle every path shares.
+    `cycle.finished` goes out last of all (watchers stop at it) unless the caller announces it later; the
+    lock is released after it, unless the caller (announcing later) releases it itself."""
     ctx.step = None
     for step in ctx.steps:
         if step.status is StepStatus.PENDING:
@@ -248,17 +249,28 @@ def close(ctx: CycleContext, svc: Services, announce: bool = True) -> CycleRepor
             at=time.time(),
         )
         svc.state.record_task(ctx.workspace, entry)
+    # The lock goes last: until the record is closed (and the worktree gone from the workspace's clone),
+    # the next cycle of this workspace waits, so that no one ever sees two of its cycles running.
+    try:
+        checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
+        if checkout is not None and checkout.path.exists():
+            # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
+            cfg = config_of(ctx)
+            worktree.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
+        fields = {"agent_pgid": None, "agent_identity": None, "stage": None}
+        save(svc, ctx, finished_at=report.finished_at, report=report, **fields)
+        if announce:
+            announce_end(svc, ctx, report)
+    finally:
+        if release:
+            release_lock(svc, ctx)
+    return report
+
+
+def release_lock(svc: Services, ctx: CycleContext) -> None:
+    """Frees the workspace for its next cycle (only if this cycle still holds it: the token says so)."""
     if ctx.lock_token:
         svc.state.release_lock(ctx.workspace, ctx.lock_token)
-    checkout = worktree.Checkout.load(svc.state_dir, ctx.cycle_id) if ctx.worktree else None
-    if checkout is not None and checkout.path.exists():
-        # Kept while it holds anything not yet safe elsewhere; `orchestrate gc` retries later.
-        cfg = config_of(ctx)
-        worktree.remove_if_safe(checkout, svc.state_dir, cfg.workspace.remote, cfg.permissions.push)
-    save(svc, ctx, finished_at=report.finished_at, report=report, agent_pgid=None, agent_identity=None, stage=None)
-    if announce:
-        announce_end(svc, ctx, report)
-    return report
 
 
 def announce_end(svc: Services, ctx: CycleContext, report: CycleReport) -> None:

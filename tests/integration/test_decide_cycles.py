@@ -11,6 +11,7 @@ import pytest
 from orchestration import cycle
 from orchestration.config import parse_config
 from orchestration.hub import LocalHub
+from orchestration.models import StepStatus
 from orchestration.services import Services
 from orchestration.state import LocalState
 from tests.helpers import ROOT, make_repo
@@ -113,6 +114,12 @@ def test_redelivered_execute_never_starts_a_second_agent(local) -> None:  # type
     ctx = cycle.run_step(cycle.run_step(ctx, svc, 0), svc, 1)
     first = cycle.run_step(ctx.model_copy(deep=True), svc, 2)
     assert first.agent and first.agent.status == "succeeded"
+    with pytest.raises(cycle.AlreadyHandled, match="step 2 already ran"):
+        cycle.run_step(ctx.model_copy(deep=True), svc, 2)
+    # While the first delivery still runs (the record does not say the step ended), the agent's own claim holds.
+    record = svc.state.get_cycle(ctx.cycle_id)
+    record.ctx.steps[2].status = StepStatus.PENDING
+    svc.state.save_cycle(record)
     with pytest.raises(cycle.AlreadyHandled, match="already started"):
         cycle.run_step(ctx.model_copy(deep=True), svc, 2)
     # Once the cycle has ended, any late delivery of any stage is dropped.
@@ -120,5 +127,5 @@ def test_redelivered_execute_never_starts_a_second_agent(local) -> None:  # type
     assert report.status.value == "succeeded"
     first_step, last_step = (lambda c, s: cycle.run_step(c, s, 0)), (lambda c, s: cycle.run_step(c, s, 3))
     for stage in (cycle.start, first_step, last_step, cycle.finish):
-        with pytest.raises(cycle.AlreadyHandled, match="already ended"):
+        with pytest.raises(cycle.AlreadyHandled, match="already (ended|ran)"):
             stage(first.model_copy(deep=True), svc)
