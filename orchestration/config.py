@@ -260,7 +260,8 @@ class Schedule(Strict):
     def _tz(cls, v: str) -> str:
         try:
             zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # RecursionError: a key of hundreds of '/'-separated parts (zoneinfo imports one package per part)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, RecursionError):
             raise ValueError(f"unknown timezone {v!r}") from None
         return v
 

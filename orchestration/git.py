@@ -10,13 +10,16 @@ check of that admin dir before each call (see `orchestration.agents.worktree`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 GIT_TIMEOUT_S = 120.0
 
@@ -134,6 +137,39 @@ def git_env(extra: dict[str, str] | None = None, config: Sequence[tuple[str, str
     return env
 
 
+def run_in_group(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    env: dict[str, str],
+    input_text: str | None,
+    timeout: float,
+    text: bool = True,
+    errors: str | None = None,
+) -> subprocess.CompletedProcess[Any]:
+    """`subprocess.run` with the output captured, in a process group of its own: at the timeout (or when
+    the caller is interrupted, e.g. by a task's time limit) the whole group is killed, so that nothing the
+    command started (ssh under `git push`, a credential helper) outlives it. Raises `TimeoutExpired`."""
+    with subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        list(argv),
+        cwd=str(cwd),
+        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=text,
+        errors=errors,
+        env=env,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(input_text, timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 def git(
     args: Sequence[str],
     cwd: Where,
@@ -175,17 +211,14 @@ def _run(
     else:
         directory = Path(cwd)
     try:
-        proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        proc = run_in_group(
             ["git", *args],
-            cwd=str(directory),
-            capture_output=True,
+            cwd=directory,
+            env=git_env(extra, config),
+            input_text=stdin,
+            timeout=timeout,
             text=text,
             errors="surrogateescape" if text else None,
-            timeout=timeout,
-            input=stdin,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            env=git_env(extra, config),
-            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise GitError(args, -1, f"timed out after {timeout:.0f}s") from exc

@@ -13,12 +13,13 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from orchestration.config import WorkspaceConfig
-from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff
+from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff, run_in_group
 from orchestration.models import AgentResult, Decision, PRResult, Status
 from orchestration.permissions import Change, check_changes, parse_raw_diff
 from orchestration.permissions import check_permissions as check_permissions
@@ -33,6 +34,7 @@ PUSH_TIMEOUT_S = 60.0
 PUSH_ATTEMPTS = 3
 PUSH_BACKOFF_S = (2.0, 5.0)
 CREATE_BACKOFF_S = 3.0
+MIN_CALL_S = 1.0  # the shortest timeout a git or gh call gets, however little time is left
 MARKER = "<!-- orchestrate:cycle={cycle_id} -->"
 UNFINISHED_PREFIX = "[unfinished] "
 MAX_TITLE = 240  # GitHub refuses titles over 256 characters
@@ -43,7 +45,8 @@ MAX_FILES_IN_REASON = 10
 GH_ENV = {"GH_PROMPT_DISABLED": "1", "GH_NO_UPDATE_NOTIFIER": "1", "NO_COLOR": "1"}
 PR_FIELDS = "number,url,state,isDraft"
 VIEW_FIELDS = "number,url,isDraft"
-_PR_URL = re.compile(r"(https?://\S+/pull/(\d+))\s*$")
+# ASCII digits, at most 18: a longer run is no PR number (and int() refuses runs over 4300 digits).
+_PR_URL = re.compile(r"(https?://\S+/pull/([0-9]{1,18}))\s*$")
 _REJECTED = (
     "[rejected]",
     "[remote rejected]",
@@ -79,6 +82,22 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+# When the publish under way must be done (epoch seconds), or None: every gh and git push call's own timeout
+# is clipped to what is left, and no retry starts that could not end in time.
+_DEADLINE: ContextVar[float | None] = ContextVar("publish_deadline", default=None)
+
+
+def _time_left(cap: float) -> float:
+    """A call's timeout: its own `cap`, clipped to what is left before the publish's deadline."""
+    deadline = _DEADLINE.get()
+    return cap if deadline is None else max(MIN_CALL_S, min(cap, deadline - time.time()))
+
+
+def _no_time_for(pause_s: float) -> bool:
+    """Whether a retry after `pause_s` would start too late to finish before the deadline."""
+    deadline = _DEADLINE.get()
+    return deadline is not None and time.time() + pause_s + MIN_CALL_S > deadline
 
 
 GH_EXIT_AUTH = 4  # gh's exit code when a command needs authentication (cmd/gh/main.go: exitAuth)
@@ -239,17 +258,7 @@ def _gh_env() -> dict[str, str]:
 
 def _run_gh(gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     """One gh call: argv list, no shell, stdin closed unless we feed it, bounded, never prompting."""
-    return subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [gh, *args],
-        cwd=str(cwd),
-        input=input_text,
-        stdin=None if input_text is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=GH_TIMEOUT_S,
-        env=_gh_env(),
-        check=False,
-    )
+    return run_in_group([gh, *args], cwd=cwd, env=_gh_env(), input_text=input_text, timeout=_time_left(GH_TIMEOUT_S))
 
 
 def _repo_args(cfg: WorkspaceConfig) -> list[str]:
@@ -283,7 +292,7 @@ def _as_pr(item: Any) -> dict[str, Any]:
 def _parse_json(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the interpreter's stack
         raise _GhBadOutput(f"not JSON: {text[:200]!r}") from exc
 
 
@@ -333,7 +342,7 @@ def _push(tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RET
     for attempt in range(PUSH_ATTEMPTS):
         try:
             refspec = f"refs/heads/{branch}:refs/heads/{branch}"
-            git(["push", "--no-verify", "--", remote, refspec], tree, timeout=PUSH_TIMEOUT_S)
+            git(["push", "--no-verify", "--", remote, refspec], tree, timeout=_time_left(PUSH_TIMEOUT_S))
             return None
         except GitError as exc:
             last = exc.stderr
@@ -344,6 +353,8 @@ def _push(tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RET
             return f"push_failed: {_scrub(last)}"
         if attempt + 1 < PUSH_ATTEMPTS:
             delay = retry.push_delay(attempt)
+            if _no_time_for(delay):
+                break
             log.warning(
                 "push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay, _scrub(last)
             )
@@ -422,15 +433,19 @@ def publish(
     retry: RetryPolicy = DEFAULT_RETRY,
     notes: str | None = None,
     propose: bool = True,
+    deadline: float | None = None,
 ) -> PRResult:
     """Commit, check, push, then find-or-open the PR. Idempotent: a second run reuses the PR it finds.
 
     Never raises; the branch is pushed before anything that depends on gh, so the work is safe remotely
     even when gh is missing, logged out or broken. `retry` sets the pauses before retrying a push or a
     `gh pr create` that failed transiently. `notes` is a section of the PR body (fenced: it may carry agent
-    output); without `propose` it stops once the branch is pushed (a pipeline without a PR step).
+    output); without `propose` it stops once the branch is pushed (a pipeline without a PR step). With a
+    `deadline` (epoch seconds) every push and gh call ends by then (at least `MIN_CALL_S` each), whatever
+    the remote or gh do.
     """
     run = _Run(tree, branch, cfg, gh, emit, retry)
+    token = _DEADLINE.set(deadline)
     try:
         result = _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref, notes, propose)
     except subprocess.TimeoutExpired as exc:
@@ -446,6 +461,8 @@ def publish(
     except Exception as exc:  # the stage contract: a reason, never an exception
         log.exception("publish of %s crashed", branch)
         return run.failed(f"publish_error: {type(exc).__name__}: {_scrub(str(exc))}")
+    finally:
+        _DEADLINE.reset(token)
     result.pushed = run.pushed
     return result
 
@@ -566,7 +583,7 @@ def _publish(
             log.warning("gh pr create refused labels %s, retrying without: %s", labels, _scrub(error))
             labels = []
             continue
-        if not transient_retry:
+        if not transient_retry or _no_time_for(run.retry.create_backoff_s):
             return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
         transient_retry = False
         log.warning("gh pr create failed, retrying once: %s", _scrub(error))

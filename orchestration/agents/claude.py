@@ -216,8 +216,10 @@ class ClaudeStream:
         t.final_seen = True
         t.session_id = text_or_none(ev.get("session_id")) or t.session_id
         t.num_turns = count(ev.get("num_turns")) or t.num_turns
-        if isinstance(ev.get("total_cost_usd"), int | float):
-            t.cost_usd = float(ev["total_cost_usd"])
+        reported = ev.get("total_cost_usd")
+        # A cost is a finite amount of at least zero (JSON `true` is not one, nor is -5).
+        if isinstance(reported, int | float) and not isinstance(reported, bool) and 0 <= reported < float("inf"):
+            t.cost_usd = float(reported)
             t.cost_reported = True
         usage = ev.get("usage")
         if isinstance(usage, dict):

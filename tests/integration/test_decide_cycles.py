@@ -127,5 +127,5 @@ def test_redelivered_execute_never_starts_a_second_agent(local) -> None:  # type
     assert report.status.value == "succeeded"
     first_step, last_step = (lambda c, s: cycle.run_step(c, s, 0)), (lambda c, s: cycle.run_step(c, s, 3))
     for stage in (cycle.start, first_step, last_step, cycle.finish):
-        with pytest.raises(cycle.AlreadyHandled, match="already (ended|ran)"):
+        with pytest.raises(cycle.AlreadyHandled, match=r"already (ended|ran)"):
             stage(first.model_copy(deep=True), svc)

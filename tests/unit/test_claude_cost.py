@@ -220,3 +220,15 @@ def test_cost_limit_counts_every_message_at_its_own_price() -> None:
     stream, _ = make_stream(max_cost_usd=0.2)
     assert stream.feed(assistant("msg_1", OPUS, TURN)) == Verdict.CONTINUE
     assert stream.feed(assistant("msg_2", HAIKU, TURN)) == Verdict.STOP_COST
+
+
+@pytest.mark.parametrize("bogus", [-5, True, "0.3", None, float("nan")])
+def test_a_reported_cost_that_is_not_an_amount_is_ignored(bogus: object) -> None:
+    """`total_cost_usd` of -5, true, a string or NaN is not a cost: the estimate stands."""
+    stream, _ = make_stream()
+    stream.feed(assistant("m1", "claude-sonnet-4-5", {"input_tokens": 1000, "output_tokens": 100}))
+    before = stream.current_cost()
+    stream.feed(
+        json.dumps({"type": "result", "subtype": "success", "is_error": False, "total_cost_usd": bogus}).encode()
+    )
+    assert stream.current_cost() == before > 0

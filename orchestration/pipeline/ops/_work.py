@@ -71,9 +71,11 @@ def publish_work(
     *,
     notes: str | None = None,
     propose: bool = True,
+    deadline: float | None = None,
 ) -> PRResult:
     """Commit, check, push and (with `propose`) find or open the PR for the cycle's branch, through the one
-    publish path; remembers the commit it settled, so that the push at the end does not repeat it."""
+    publish path, every push and gh call over by `deadline` when one is given; remembers the commit it
+    settled, so that the push at the end does not repeat it."""
     from orchestration import git, pr
 
     assert ctx.branch is not None and ctx.base_sha is not None
@@ -90,6 +92,7 @@ def publish_work(
         emit=emit,
         notes=notes,
         propose=propose,
+        deadline=deadline,
     )
     if result.pushed or (result.reason or "").split(":")[0] in SETTLED:
         try:

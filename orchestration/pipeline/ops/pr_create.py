@@ -74,7 +74,7 @@ class CreatePR(Operation[PRArgs, PROutput]):
         decision = decision_of(ctx, step.cfg)
         if args.title:
             decision = decision.model_copy(update={"title": args.title})
-        ctx.pr = result = publish_work(ctx, cfg, checkout, decision, step.emit, notes=args.body)
+        ctx.pr = result = publish_work(ctx, cfg, checkout, decision, step.emit, notes=args.body, deadline=step.deadline)
         if ctx.reason != Reason.POLICY_DENIED:
             note_tampering(svc, ctx, checkout, self.stage)
         if result.status in ("skipped", "failed"):
