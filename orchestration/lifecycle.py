@@ -36,7 +36,7 @@ from orchestration.models import (
 )
 from orchestration.services import Services
 from orchestration.settings import get_settings
-from orchestration.state import CycleClosed
+from orchestration.state import CycleClosed, LockHold
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,26 @@ def _closed(record: CycleRecord, ctx: CycleContext) -> CycleRecord:
     if not ctx.ended:
         raise AlreadyHandled(f"cycle {ctx.cycle_id} was already closed ({record.status.value}) while this stage ran")
     return record
+
+
+def reclaim(svc: Services, ctx: CycleContext, **runner: Any) -> LockHold:
+    """For a step that runs long (the agent), every few seconds: when Redis came back without its data, the
+    cycle takes its workspace lock again (same token, so that no other cycle starts there meanwhile) and
+    writes its record again (with what it knows of its runner), so that the rest of the cycle, the janitor
+    and `status` find it. Returns what became of the lock."""
+    if not ctx.lock_token:
+        return LockHold.HELD
+    left = int((ctx.deadline or time.time()) - time.time())
+    hold = svc.state.hold_lock(ctx.workspace, ctx.lock_token, max(1, left) + LOCK_MARGIN_S)
+    if hold is LockHold.RETAKEN:
+        if svc.state.get_cycle(ctx.cycle_id) is None:
+            save(svc, ctx, **runner)
+            log.warning("cycle %s: its record and lock were gone (Redis lost its data): written again", ctx.cycle_id)
+        else:
+            log.warning("cycle %s: its workspace lock had expired: taken again", ctx.cycle_id)
+    elif hold is LockHold.LOST:
+        log.error("cycle %s: another cycle holds the lock of workspace %s", ctx.cycle_id, ctx.workspace)
+    return hold
 
 
 def agent_group_ours(record: CycleRecord) -> bool:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +39,14 @@ HISTORY_KEEP_S = 90 * 86400
 LOCAL_HISTORY_ROWS = 1000
 
 
+class LockHold(StrEnum):
+    """What `hold_lock` found: the lock still ours, gone and taken again (Redis lost it), or someone else's."""
+
+    HELD = "held"
+    RETAKEN = "retaken"
+    LOST = "lost"
+
+
 class CycleClosed(Exception):
     """`save_cycle` refused: the stored record is closed (it has `finished_at`) and the one given is not; a
     closed record is never reopened."""
@@ -49,6 +58,7 @@ class State(Protocol):
     def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[CycleRecord]: ...
     def acquire_lock(self, workspace: str, ttl_s: int) -> str | None: ...
     def release_lock(self, workspace: str, token: str) -> bool: ...
+    def hold_lock(self, workspace: str, token: str, ttl_s: int) -> LockHold: ...
     def add_spend(self, workspace: str, day: str, usd: float) -> float: ...
     def get_spend(self, workspace: str, day: str) -> float: ...
     def record_task(self, workspace: str, entry: TaskRecord) -> None: ...
@@ -185,6 +195,13 @@ class RedisState:
         token = uuid.uuid4().hex
         lock = self._lock(workspace, ttl_s)
         return token if lock.acquire(token=token) else None
+
+    def hold_lock(self, workspace: str, token: str, ttl_s: int) -> LockHold:
+        key = self.keys.lock(workspace)
+        if self.redis.set(key, token, nx=True, ex=max(1, ttl_s)):
+            return LockHold.RETAKEN
+        held = self.redis.get(key)
+        return LockHold.HELD if held is not None and held.decode() == token else LockHold.LOST
 
     def release_lock(self, workspace: str, token: str) -> bool:
         from redis.exceptions import LockNotOwnedError
@@ -348,6 +365,14 @@ class LocalState:
             token = uuid.uuid4().hex
             self._save(path, {"token": token, "expires": time.time() + ttl_s})
             return token
+
+    def hold_lock(self, workspace: str, token: str, ttl_s: int) -> LockHold:
+        with self._locked(f"lock-{workspace}.json") as path:
+            cur = self._load(path, {})
+            if cur and float(cur.get("expires", 0)) > time.time():
+                return LockHold.HELD if cur.get("token") == token else LockHold.LOST
+            self._save(path, {"token": token, "expires": time.time() + ttl_s})
+            return LockHold.RETAKEN
 
     def release_lock(self, workspace: str, token: str) -> bool:
         with self._locked(f"lock-{workspace}.json") as path:

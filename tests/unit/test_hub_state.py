@@ -12,7 +12,7 @@ import pytest
 from orchestration.hub import LocalHub, RedisHub
 from orchestration.keys import Keys
 from orchestration.models import CycleContext, CycleRecord, Reason, Status, TaskRecord
-from orchestration.state import LocalState, RedisState
+from orchestration.state import LocalState, LockHold, RedisState
 
 
 @pytest.fixture
@@ -127,3 +127,15 @@ def test_unreadable_records_and_history_rows_are_skipped(r: fakeredis.FakeRedis,
     local = LocalState(tmp_path)
     (tmp_path / "tasks-ws.json").write_text('[{"op_hash": 7}, "x", {"op_hash": "h2", "at": 5}]')
     assert [t.op_hash for t in local.task_history("ws", 0.0)] == ["h2"]
+
+
+def test_a_lock_gone_with_redis_s_data_is_taken_again_by_its_holder_only(tmp_path: Path) -> None:
+    for state in (RedisState(fakeredis.FakeRedis(), "t"), LocalState(tmp_path / "local")):
+        token = state.acquire_lock("ws", 60)
+        assert token is not None
+        assert state.hold_lock("ws", token, 60) is LockHold.HELD
+        assert state.release_lock("ws", token)  # as if Redis lost the key
+        assert state.hold_lock("ws", token, 60) is LockHold.RETAKEN
+        assert state.acquire_lock("ws", 60) is None  # the workspace is held again: no other cycle starts
+        assert state.hold_lock("ws", "someone-else", 60) is LockHold.LOST
+        assert state.release_lock("ws", token)

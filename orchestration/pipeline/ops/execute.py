@@ -16,7 +16,7 @@ from orchestration.agents.registry import AGENTS, queue_name
 from orchestration.agents.runner import run_agent
 from orchestration.config import WorkspaceConfig
 from orchestration.git import GitError
-from orchestration.lifecycle import LOCK_MARGIN_S, deny, note_tampering, save, save_work
+from orchestration.lifecycle import LOCK_MARGIN_S, deny, note_tampering, reclaim, save, save_work
 from orchestration.models import AgentResult, Fallback, Reason, Status, StopReason
 from orchestration.pipeline.expr import has_refs
 from orchestration.pipeline.ops._work import checkout_of, decision_of, run_as
@@ -123,11 +123,18 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
         if args.timeout_s is not None:
             deadline = min(deadline, time.time() + args.timeout_s)
 
+        runner: dict[str, Any] = {}
+
         def started(pid: int) -> None:
             # What the janitor needs if this process dies: the agent's group and its leader (to tell it from a
             # later group with the same number), and who was watching it.
             leader, here = process_identity(pid), get_settings().hostname
-            save(svc, ctx, agent_pgid=pid, agent_identity=leader, host=here, runner=process_identity())
+            runner.update(agent_pgid=pid, agent_identity=leader, host=here, runner=process_identity())
+            save(svc, ctx, **runner)
+
+        def should_cancel() -> bool:  # every second, off the agent's loop
+            reclaim(svc, ctx, **runner)
+            return svc.state.is_cancelled(ctx.cycle_id)
 
         def one(name: str) -> AgentResult:
             return run_agent(
@@ -137,7 +144,7 @@ class Execute(Operation[ExecuteArgs, ExecuteOutput]):
                 prompt=prompt,
                 deadline=deadline,
                 emit=step.emit,
-                should_cancel=lambda: svc.state.is_cancelled(ctx.cycle_id),
+                should_cancel=should_cancel,
                 on_started=started,
                 log_dir=svc.state_dir / "logs" / ctx.cycle_id,
                 run_as=run_as(),
