@@ -218,3 +218,23 @@ def test_a_second_delivery_of_a_step_that_already_ran_is_dropped(svc: Services) 
         cycle.run_step(stale, svc, 0)
     record = svc.state.get_cycle(ctx.cycle_id)
     assert record is not None and record.ctx.steps[0].status == "succeeded" and record.ctx.step is None
+
+
+def test_a_start_that_fails_after_taking_the_lock_leaves_it_to_the_error_path(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is in the record as soon as the lock is taken: whatever fails next in start, the error path
+    (which only has the record) releases the lock, and the workspace's next cycle can start."""
+    cfg = parse_config({"workspace": {"repo": "/srv/repos/x"}})
+    ctx = cycle.enqueue(svc, cfg)
+
+    def broken(*_: object) -> float:
+        raise RuntimeError("spend store unreadable")
+
+    monkeypatch.setattr(svc.state, "get_spend", broken)
+    with pytest.raises(RuntimeError):
+        cycle.start(ctx, svc)
+    assert svc.state.acquire_lock(cfg.id, 60) is None  # held by the failed start
+    report = lifecycle.fail(ctx.cycle_id, svc, "RuntimeError: spend store unreadable")
+    assert report is not None and report.status is Status.FAILED
+    assert svc.state.acquire_lock(cfg.id, 60) is not None
