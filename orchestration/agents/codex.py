@@ -164,12 +164,13 @@ class CodexStream:
         self._estimate()
 
     def _estimate(self) -> None:
-        """Prices the tokens so far and reports them (Codex states tokens, never cost)."""
+        """Prices the tokens so far and reports them (Codex states tokens, never cost). The figure never goes
+        down: the rollout and the stream count the same tokens at different moments, and a cost once shown
+        (and checked against the cap) is not taken back."""
         t = self.tally
         price = price_for(t.model or DEFAULT_MODEL, self.prices)
-        self.estimated_cost = cost_usd(
-            price, input_tokens=t.input_tokens, output_tokens=t.output_tokens, cached_tokens=t.cached_tokens
-        )
+        now = cost_usd(price, input_tokens=t.input_tokens, output_tokens=t.output_tokens, cached_tokens=t.cached_tokens)
+        self.estimated_cost = max(self.estimated_cost, now)
         t.cost_usd = self.estimated_cost
         self.emit(
             "agent.usage",

@@ -435,13 +435,10 @@ def _is_object(line: bytes) -> bool:
 
 
 def _rises(parser: Any, tally: RunTally, last: float) -> float:
-    """The running estimate, checked against the one before: it never falls while the run goes on. Codex
-    replaces it with the usage its `turn.completed` reports (the turn's own count, which may be lower than the
-    rollout's); Claude's never falls at all."""
+    """The running estimate, checked against the one before: it never falls, for either agent (also when
+    Codex's `turn.completed` counts fewer tokens than its rollout did)."""
     estimate: float = parser.estimated_cost
     assert math.isfinite(estimate) and estimate >= 0
-    if isinstance(parser, codex_agent.CodexStream) and tally.final_seen:
-        return estimate
     assert estimate >= last, f"estimate fell from {last} to {estimate}"
     return estimate
 
