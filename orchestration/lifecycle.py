@@ -316,7 +316,10 @@ def fail(
         commit = save_work(checkout, ctx.decision, cycle_id, status.value)
         if ctx.agent is None:
             ctx.agent = AgentResult(status="failed", stop_reason=reason.value, summary=error[:500], commit=commit)
-        checkout.save(svc.state_dir)
+        try:
+            checkout.save(svc.state_dir)
+        except OSError as exc:  # a full or read-only disk: the cycle must close all the same
+            log.warning("cycle %s: cannot update the guard record: %s", cycle_id, exc)
         if checkout.violations:
             status, reason = Status.FAILED, Reason.POLICY_DENIED
             error = f"{error}; the agent changed git metadata it must not touch ({', '.join(checkout.violations[:10])})"

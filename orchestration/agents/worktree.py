@@ -31,6 +31,7 @@ from orchestration.files import write_atomic
 from orchestration.git import GitError
 
 MAX_GUARDED_BYTES = 1 << 20  # a guarded file larger than this counts as changed without being read whole
+LOW_SPACE_BYTES = 1 << 20  # less free space than this where git failed to write: the likely cause, said so
 
 
 class WorktreeError(Exception):
@@ -63,8 +64,22 @@ def repo_dir(cfg: WorkspaceConfig, state_dir: Path) -> Path:
             ["fetch", "--quiet", "--prune", "--no-tags", "--", cfg.workspace.remote], _in_clone(mirror), timeout=600
         )
     except GitError as exc:
-        raise WorktreeError(f"cannot clone or fetch {cfg.workspace.repo}: {exc.stderr[-300:]}") from exc
+        why = f"{exc.stderr[-300:]}{disk_trouble(mirror.parent)}"
+        raise WorktreeError(f"cannot clone or fetch {cfg.workspace.repo}: {why}") from exc
     return mirror
+
+
+def disk_trouble(*paths: Path) -> str:
+    """Why writing under `paths` may have failed, as a note to append to an error (else ""): git does not
+    always say that its disk is full (`couldn't write '...lock'`)."""
+    for path in paths:
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            continue
+        if st.f_bavail * st.f_frsize < LOW_SPACE_BYTES:
+            return f" (no space left on the device of {path}: {st.f_bavail * st.f_frsize} bytes free)"
+    return ""
 
 
 def _in_clone(mirror: Path) -> git.Tree:
@@ -353,11 +368,12 @@ def create(repo: Path, state_dir: Path, cycle_id: str, branch: str, base: str) -
         git.git(["worktree", "add", "--quiet", "-b", branch, "--", str(path), base], _in_clone(repo))
     except GitError as exc:
         if "already exists" not in exc.stderr:
-            raise WorktreeError(f"cannot create worktree: {exc.stderr[-300:]}") from exc
+            raise WorktreeError(f"cannot create worktree: {exc.stderr[-300:]}{disk_trouble(repo, root)}") from exc
         try:
             git.git(["worktree", "add", "--quiet", "--", str(path), branch], _in_clone(repo))
         except GitError as again:
-            raise WorktreeError(f"cannot create worktree: {again.stderr[-300:]}") from again
+            why = f"{again.stderr[-300:]}{disk_trouble(repo, root)}"
+            raise WorktreeError(f"cannot create worktree: {why}") from again
     # Read once, now, while only we have written it; never again.
     text = (path / ".git").read_text().strip()
     admin = Path(text.removeprefix("gitdir:").strip())
