@@ -4,7 +4,8 @@ Imports the package first, then times `analyze_sessions` alone (perf_counter aro
 start-up and imports are not counted. Prints one JSON object on stdout: wall seconds, CPU seconds (own and
 of any worker processes), memory (VmRSS before the call, VmHWM after, largest worker's ru_maxrss) and a
 summary of the insights. `ORCH_STATE_DIR` comes from the environment (the runner sets a fresh one per
-cold run and reuses it for the warm one).
+cold run and reuses it for the warm one). With `"extra_thread": true` a second (idle) thread is alive during
+the call, as the progress bar's refresh thread is in `orchestrate analyze`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -57,12 +59,16 @@ def main(argv: list[str]) -> int:
         max_sessions=args.get("max_sessions", 100_000),
     )
     now = datetime.fromisoformat(args["now"].replace("Z", "+00:00"))
+    idle = threading.Event()
+    if args.get("extra_thread"):
+        threading.Thread(target=idle.wait, daemon=True).start()
     rss_before = proc_status_kb("VmRSS")
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     insights = analyze_sessions(args["repo"], cfg, now=now)
     seconds = time.perf_counter() - t0
+    idle.set()
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {

@@ -100,6 +100,32 @@ CLAUDE_MODELS = ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929", "cl
 SUBAGENT_MODEL = "claude-haiku-4-5-20251001"
 CODEX_VERSIONS = ("0.46.0", "0.50.0", "0.55.0", "0.58.0")
 CODEX_MODELS = ("gpt-5-codex", "gpt-5-codex", "gpt-5")
+# The newest CLIs (shapes copied from the recorded sessions in tests/fixtures/sessions: Claude Code 2.1.328,
+# Codex 0.169.0); about half of the sessions of each provider are written this way.
+MODERN_SHARE = 0.5
+CLAUDE_MODERN_VERSIONS = ("2.1.300", "2.1.317", "2.1.328")
+CLAUDE_MODERN_MODELS = ("claude-opus-5-5", "claude-opus-5-5", "claude-sonnet-4-5-20250929")
+CODEX_MODERN_VERSIONS = ("0.160.0", "0.165.2", "0.169.0")
+CODEX_MODERN_MODELS = ("gpt-5.5", "gpt-5.5", "gpt-5.1-codex")
+CLAUDE_TOOLS = (
+    "Agent",
+    "Bash",
+    "Edit",
+    "Glob",
+    "Grep",
+    "ListAgents",
+    "Read",
+    "ReportFindings",
+    "ScheduleWakeup",
+    "Skill",
+    "TodoWrite",
+    "ToolSearch",
+    "WebFetch",
+    "Workflow",
+    "Write",
+)
+DEFERRED_TOOLS = ("CronCreate", "CronDelete", "CronList", "EnterWorktree", "ExitWorktree", "NotebookEdit", "WebSearch")
+SKILLS = ("dataviz", "update-config", "keybindings-help", "code-review", "pdf", "xlsx", "docx", "pptx", "security")
 BRANCHES = ("main", "main", "main", "feat/retry-queue", "fix/flaky-tests", "chore/deps", "")
 
 ALNUM = string.ascii_letters + string.digits
@@ -249,6 +275,55 @@ class Pools:
         return self.b64[start : start + nbytes]
 
 
+class Boilerplate:
+    """What the newest CLIs repeat in every session: the system prompt and tool schemas (Claude Code's
+    `api-request-shape`), skill and agent listings, Codex's base instructions and world state. Built once;
+    the same text in every file, as it is for one CLI version."""
+
+    def __init__(self, rng: random.Random) -> None:
+        def prose(nbytes: int) -> str:
+            return " ".join(rng.choices(WORDS, k=max(1, nbytes // 6)))
+
+        def tool(name: str) -> dict[str, Any]:
+            params = {
+                f"{rng.choice(WORDS)}_{i}": {"description": prose(rng.randrange(80, 500)), "type": "string"}
+                for i in range(rng.randrange(2, 7))
+            }
+            schema = {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": params,
+                "required": list(params)[:1],
+                "additionalProperties": False,
+            }
+            return {"name": name, "description": prose(rng.randrange(600, 3600)), "input_schema": schema}
+
+        self.system = [
+            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+            {"type": "text", "text": prose(7_200)},
+        ]
+        self.tools = [tool(name) for name in CLAUDE_TOOLS]
+        self.shape_hash = rng.randbytes(32).hex()
+        self.sub_shape_hash = rng.randbytes(32).hex()
+        self.skills = [(name, prose(rng.randrange(300, 900))) for name in SKILLS]
+        self.agents = [
+            (name, prose(rng.randrange(200, 700))) for name in ("claude", "Explore", "general-purpose", "Plan")
+        ]
+        self.snapshot = [prose(rng.randrange(300, 2000)) for _ in range(10)]
+        self.environment = prose(800)
+        self.codex_base = prose(21_000)
+        self.codex_developer = [
+            "<skills_instructions>\n" + prose(4_700),
+            "<permissions instructions>\n" + prose(520),
+            "<tools>\n" + prose(110),
+        ]
+        self.codex_skills = prose(4_650)
+
+    def shape(self, subagent: bool) -> dict[str, Any]:
+        """The request shape: the system prompt and every tool's schema (~40 KB; a subagent's has fewer tools)."""
+        return {"system": self.system, "tools": self.tools[::2] if subagent else self.tools}
+
+
 # ------------------------------------------------------------------------------------------- output files
 
 Tokens = dict[str, int]
@@ -373,6 +448,7 @@ class ClaudeSession:
         out: Out | None = None,
         agent_id: str | None = None,
         clock: Clock | None = None,
+        parent: ClaudeSession | None = None,
     ) -> None:
         rng = g.rng
         self.g = g
@@ -383,8 +459,17 @@ class ClaudeSession:
         self.session_id = session_id or _uuid(rng)
         self.agent_id = agent_id
         self.sidechain = agent_id is not None
-        self.version = rng.choice(CLAUDE_VERSIONS)
-        self.model = SUBAGENT_MODEL if self.sidechain else rng.choice(CLAUDE_MODELS)
+        # A subagent is written by the CLI that runs its parent.
+        self.modern: bool = parent.modern if parent else rng.random() < MODERN_SHARE
+        self.version: str = (
+            parent.version if parent else rng.choice(CLAUDE_MODERN_VERSIONS if self.modern else CLAUDE_VERSIONS)
+        )
+        models = CLAUDE_MODERN_MODELS if self.modern else CLAUDE_MODELS
+        self.model = SUBAGENT_MODEL if self.sidechain else rng.choice(models)
+        self.prompt_id: str | None = parent.prompt_id if parent else None  # the prompt a modern line answers
+        self.prompt_text = ""
+        self.last_request: str | None = None  # the previous `api-request` line's id
+        self.notifications: list[tuple[str, str]] = []  # background agents done: (agent id, tool_use id)
         self.branch = rng.choice(BRANCHES)
         self.hooks = self.version >= "2.1" and rng.random() < 0.4
         self.clock = clock or Clock(rng, g.now)
@@ -404,8 +489,17 @@ class ClaudeSession:
 
     # -- line builders
 
-    def _line(self, kind: str, t: float, body: dict[str, Any], message_first: bool = False) -> dict[str, Any]:
+    def _line(
+        self,
+        kind: str,
+        t: float,
+        body: dict[str, Any],
+        message_first: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """A transcript line in Claude Code's key order (assistant lines put message + requestId before type)."""
+        if self.modern:
+            return self._modern_line(kind, t, body, message_first, extra or {})
         u = _uuid(self.rng)
         line: dict[str, Any] = {
             "parentUuid": self.parent,
@@ -426,8 +520,47 @@ class ClaudeSession:
             line.update(body)
         line["uuid"] = u
         line["timestamp"] = iso(t)
+        if extra:
+            line.update(extra)
         self.parent = u
         return line
+
+    def _modern_line(
+        self, kind: str, t: float, body: dict[str, Any], message_first: bool, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Claude Code 2.1.3xx's key order: the session fields (cwd among them) come last."""
+        u = _uuid(self.rng)
+        line: dict[str, Any] = {"parentUuid": self.parent, "isSidechain": self.sidechain}
+        if kind == "user" and self.prompt_id:
+            line["promptId"] = self.prompt_id
+        if self.agent_id:
+            line["agentId"] = self.agent_id
+        if message_first:
+            line.update(body)
+            line["type"] = kind
+        else:
+            line["type"] = kind
+            line.update(body)
+        line["uuid"] = u
+        line["timestamp"] = iso(t)
+        line.update(extra)
+        line.update(
+            userType="external",
+            entrypoint="cli",
+            cwd=self.cwd,
+            sessionId=self.session_id,
+            version=self.version,
+            gitBranch=self.branch,
+        )
+        self.parent = u
+        return line
+
+    def _ids(self) -> dict[str, str]:
+        """The session (and subagent) ids of the bookkeeping lines that carry no uuid."""
+        ids = {"sessionId": self.session_id}
+        if self.agent_id:
+            ids["agentId"] = self.agent_id
+        return ids
 
     def _path(self) -> str:
         rng = self.rng
@@ -441,8 +574,7 @@ class ClaudeSession:
 
     def user(self, content: str | list[Any], **extra: Any) -> dict[str, Any]:
         t = self.clock.tick(2, 90) if isinstance(content, str) else self.clock.tick(0.05, 3)
-        line = self._line("user", t, {"message": {"role": "user", "content": content}})
-        line.update(extra)
+        line = self._line("user", t, {"message": {"role": "user", "content": content}}, extra=extra)
         self.write(line, t)
         return line
 
@@ -462,12 +594,30 @@ class ClaudeSession:
             "output_tokens": out,
             "service_tier": "standard",
         }
+        if self.modern:
+            usage = {
+                "input_tokens": inp,
+                "cache_creation_input_tokens": write5m,
+                "cache_read_input_tokens": read,
+                "output_tokens": out,
+                "output_tokens_details": {"thinking_tokens": 0},
+                "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+                "service_tier": "standard",
+                "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": write5m},
+                "inference_geo": "",
+                "iterations": [],
+                "speed": "standard",
+                "fallback_credit": None,
+            }
         self.context = min(180_000, self.context + write5m + rng.randrange(100, 3000))
         self.tokens["input"] += inp
         self.tokens["output"] += out
         self.tokens["cache_read"] += read
         self.tokens["cache_write"] += write5m
         t0 = self.clock.tick(1, 25)
+        if self.modern:
+            self.modern_response(t0, mid, rid, blocks, stop, usage)
+            return
         for i, block in enumerate(blocks):
             t = t0 + i * 0.4
             message = {
@@ -481,6 +631,118 @@ class ClaudeSession:
                 "usage": usage,
             }
             self.write(self._line("assistant", t, {"message": message, "requestId": rid}, message_first=True), t)
+
+    def modern_response(
+        self, t0: float, mid: str, rid: str, blocks: list[dict[str, Any]], stop: str, usage: dict[str, Any]
+    ) -> None:
+        """Claude Code 2.1.3xx: an `api-request` line (the request's parameters, its new messages by hash)
+        and a `tools-used` line before the response's lines, which carry the request's reference."""
+        rng = self.rng
+        ref = _uuid(rng)
+        request: dict[str, Any] = {"type": "api-request", **self._ids(), "id": ref, "timestamp": iso(t0)}
+        request.update(
+            version=self.version,
+            querySource=f"agent:{self.agent_id}" if self.agent_id else "repl_main_thread",
+            shapeHash=self.g.boilerplate.sub_shape_hash if self.sidechain else self.g.boilerplate.shape_hash,
+            params={
+                "model": self.model,
+                "betas": ["claude-code-20250219", "interleaved-thinking-2025-05-14", "context-management-2025-06-27"],
+                "max_tokens": 128000,
+                "thinking": {"type": "adaptive", "display": "updates"},
+                "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+                "output_config": {"effort": "medium"},
+            },
+        )
+        if self.last_request:
+            request["base"] = self.last_request
+        request["keep"] = rng.randrange(0, 400)
+        request["tail"] = [rng.randbytes(32).hex() for _ in range(2)]
+        request["cacheControl"] = [
+            {"path": ["system", 0], "value": {"type": "ephemeral"}},
+            {"path": ["system", 1], "value": {"type": "ephemeral"}},
+            {"path": ["messages", request["keep"] + 1, "content", 0], "value": {"type": "ephemeral"}},
+        ]
+        request["requestDigest"] = rng.randbytes(32).hex()
+        self.write(request, t0)
+        self.last_request = ref
+        names = [b["name"] for b in blocks if b.get("type") == "tool_use"]
+        if names:
+            self.write({"type": "tools-used", "tools": sorted(set(names)), "sessionId": self.session_id}, t0)
+        for i, block in enumerate(blocks):
+            t = t0 + i * 0.4
+            message = {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [block],
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": usage,
+                "stop_details": None,
+            }
+            body = {
+                "message": message,
+                "apiBlockIndex": i,
+                "requestId": rid,
+                "requestRef": ref,
+                "requestedModel": self.model,
+                "promptCacheRequested": "5m",
+            }
+            extra = {"effort": "medium", "perTurnEffort": "medium", "madeBy": "model"}
+            self.write(self._line("assistant", t, body, message_first=True, extra=extra), t)
+
+    def attachment(self, kind: str, fields: dict[str, Any], rendered: str | None, role: str = "system") -> None:
+        """A modern `attachment` line: context Claude Code adds to the conversation, with its rendered text."""
+        t = self.clock.tick(0.001, 0.01)
+        extra: dict[str, Any] = {}
+        if rendered is not None:
+            extra = {"rendered": [{"content": f"<system-reminder>\n{rendered}\n</system-reminder>"}]}
+            extra["renderedRole"] = role
+        body = {"attachment": {"type": kind, **fields}}
+        self.write(self._line("attachment", t, body, message_first=True, extra=extra), t)
+
+    def blob(self, role: str, texts: list[str]) -> None:
+        """An `api-request-blob`: a message of the request that the transcript does not hold verbatim."""
+        body = {"role": role, "content": [{"type": "text", "text": x} for x in texts]}
+        line = {"type": "api-request-blob", **self._ids(), "hash": self.rng.randbytes(32).hex(), "message": body}
+        self.write(line, None)
+
+    def modern_header(self) -> None:
+        """What Claude Code 2.1.3xx writes after a session's first prompt: the environment, the model, the
+        deferred tools, agents and skills on offer, the git status, the system prompt, and the request shape."""
+        rng, b = self.rng, self.g.boilerplate
+        cwd = self.cwd
+        env = {"workingDirectory": cwd, "isWorktree": False, "isGitRepo": True, "additionalWorkingDirectories": []}
+        env |= {"platform": "linux", "shell": "bash", "osVersion": "Linux 6.8.0-49-generic"}
+        self.attachment(
+            "environment", {"snapshot": env}, f"# Environment\n - Primary working directory: {cwd}\n{b.environment}"
+        )
+        identity = {"modelId": self.model, "marketingName": "Opus 5.5", "knowledgeCutoff": "June 2026"}
+        text = f"You are powered by the model named Opus 5.5. The exact model ID is {self.model}."
+        self.attachment("model", {"identity": identity, "text": text}, text)
+        deferred = list(DEFERRED_TOOLS)
+        fields: dict[str, Any] = {"addedNames": deferred, "addedLines": deferred, "removedNames": []}
+        self.attachment("deferred_tools_delta", fields, "Deferred tools, load with ToolSearch:\n" + "\n".join(deferred))
+        if not self.sidechain:
+            lines = [f"- {name}: {text}" for name, text in b.agents]
+            fields = {"addedTypes": [n for n, _ in b.agents], "addedLines": lines, "isInitial": True}
+            self.attachment("agent_listing_delta", fields, "Available agent types:\n" + "\n".join(lines))
+        listing = "\n".join(f"- {name}: {text}" for name, text in b.skills)
+        fields = {"content": listing, "skillCount": len(b.skills), "isInitial": True, "names": [n for n, _ in b.skills]}
+        self.attachment("skill_listing", fields, "The following skills are available:\n\n" + listing)
+        if not self.sidechain:
+            self.write({"type": "atis-latch", "atis": "", "sessionId": self.session_id}, None)
+        status = self.g.pools.code_text(rng, rng.randrange(200, 3000))
+        self.attachment("session_context", {"context": {"gitStatus": status}}, f"# gitStatus\n{status}", "user")
+        day = iso(self.clock.t)[:10]
+        self.attachment("date", {"date": day}, f"Today's date is {day}.")
+        self.attachment("prompt_snapshot", {"systemPrompt": b.snapshot, "contextRendering": "announced"}, None)
+        shape: dict[str, Any] = {"type": "api-request-shape", **self._ids()}
+        shape["shapeHash"] = b.sub_shape_hash if self.sidechain else b.shape_hash
+        shape |= {"timestamp": iso(self.clock.t), "version": self.version, "shape": b.shape(self.sidechain)}
+        self.write(shape, self.clock.t)
+        self.blob("system", ["# Environment\n" + b.environment])
 
     def snapshot(self, update: bool) -> None:
         mid = _uuid(self.rng)
@@ -571,6 +833,8 @@ class ClaudeSession:
         extra: dict[str, Any] = {"toolUseResult": tool_use_result}
         if self.version >= "2.1":
             extra["sourceToolAssistantUUID"] = assistant_uuid
+        if self.modern:
+            extra["permissionDecision"] = {"decision": "accept", "source": "config", "reasonType": "mode"}
         self.user([res], **extra)
 
     def _error(self, block: dict[str, Any], assistant_uuid: str | None, text: str) -> None:
@@ -732,7 +996,10 @@ class ClaudeSession:
         rng = self.rng
         prompt = f"Search the codebase for every use of {rng.choice(WORDS)} and report the call sites."
         inp = {"description": "Find call sites", "prompt": prompt, "subagent_type": "general-purpose"}
-        block = {"type": "tool_use", "id": tid, "name": "Task", "input": inp}
+        # Claude Code 2.1.3xx calls it Agent, and may run it in the background: the result only says it
+        # started, and a `<task-notification>` arrives as a new user line when it is done.
+        background = self.modern and rng.random() < 0.5
+        block = {"type": "tool_use", "id": tid, "name": "Agent" if self.modern else "Task", "input": inp}
 
         def result(block: dict[str, Any], au: str | None) -> None:
             agent_id = _tok(rng, 8).lower()
@@ -741,7 +1008,7 @@ class ClaudeSession:
             sub_out = Out(path, self.g.stats)
             clock = Clock(rng, self.g.now)
             clock.t = self.clock.t
-            sub = ClaudeSession(self.g, self.project, budget, self.session_id, sub_out, agent_id, clock)
+            sub = ClaudeSession(self.g, self.project, budget, self.session_id, sub_out, agent_id, clock, self)
             sub.run_subagent(prompt)
             self.clock.t = max(self.clock.t, clock.t)
             self.files_written += 1
@@ -750,6 +1017,22 @@ class ClaudeSession:
                 self.tokens[k] += v
             self.counts["tool_calls"] += sub.counts["tool_calls"]
             self.counts["failures"] += sub.counts["failures"]
+            if background:
+                launched = "Async agent launched successfully. " + " ".join(rng.choices(WORDS, k=150))
+                tur_bg = {
+                    "isAsync": True,
+                    "status": "async_launched",
+                    "agentId": agent_id,
+                    "description": inp["description"],
+                    "resolvedModel": self.model,
+                    "prompt": prompt,
+                    "outputFile": f"/tmp/claude-1000/{self.session_id}/tasks/{agent_id}.output",
+                    "canReadOutputFile": True,
+                    "canContinueAgent": True,
+                }
+                self._result(block, au, [{"type": "text", "text": launched}], tur_bg)
+                self.notifications.append((agent_id, block["id"]))
+                return
             text = " ".join(rng.choices(WORDS, k=rng.randrange(30, 200)))
             tur = {
                 "status": "completed",
@@ -772,9 +1055,12 @@ class ClaudeSession:
     def prompt(self) -> None:
         rng = self.rng
         g = self.g
-        if self.version >= "2.1" and rng.random() < 0.3:
+        first = self.prompt_id is None
+        if self.modern:
+            self.prompt_id = _uuid(rng)
+        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        if self.modern or (self.version >= "2.1" and rng.random() < 0.3):
             t = self.clock.tick(1, 30)
-            text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
             for op in ("enqueue", "dequeue"):
                 q = {"type": "queue-operation", "operation": op, "timestamp": iso(t), "sessionId": self.session_id}
                 if op == "enqueue":
@@ -784,14 +1070,25 @@ class ClaudeSession:
         r = rng.random()
         if r < 0.06:
             self.user(rng.choice(INJECTED), isMeta=True)
-        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        extra: dict[str, Any] = {}
+        if self.modern:
+            extra = {"permissionMode": rng.choice(("default", "acceptEdits")), "promptSource": "user"}
+            extra |= {"turnOrigin": "user", "turnPosition": {"promptIndex": self.counts["turns"], "turnIndex": 1}}
         if rng.random() < 0.01:  # a pasted screenshot
             data = g.pools.base64(rng, rng.randrange(1 << 20, 5 << 20))
             image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
-            self.user([{"type": "text", "text": text}, image])
+            self.user([{"type": "text", "text": text}, image], **extra)
         else:
-            self.user(text)
+            self.user(text, **extra)
         self.counts["turns"] += 1
+        self.prompt_text = text
+        if self.modern:
+            if first:
+                self.modern_header()
+            elif rng.random() < 0.2:
+                day = iso(self.clock.t)[:10]
+                self.attachment("date", {"date": day}, f"Today's date is {day}.")
+            self.blob("user", ["<system-reminder>\n" + " ".join(rng.choices(WORDS, k=80)), text])
         if rng.random() < 0.15:
             t = self.clock.tick(0.01, 0.2)
             attachment = {
@@ -809,6 +1106,9 @@ class ClaudeSession:
             return
         text = " ".join(rng.choices(WORDS, k=rng.randrange(20, 250)))
         self.assistant_response([{"type": "text", "text": text}], "end_turn")
+        if self.modern and not self.sidechain:
+            last = {"type": "last-prompt", "lastPrompt": self.prompt_text, "leafUuid": self.parent}
+            self.write({**last, "sessionId": self.session_id}, None)
         if rng.random() < 0.1:
             t = self.clock.tick(0.01, 0.5)
             body = {
@@ -834,12 +1134,15 @@ class ClaudeSession:
                 if self.used() + self.bytes_written >= self.budget:
                     break
             self.finish_turn()
+            self.notify()
             if rng.random() < 0.01:  # a line cut short by a crash, then the session went on
                 self.out.raw(b'{"parentUuid":null,"isSidechain":false,"type":"assistant","message":{"id":"msg_01\n')
                 self.g.stats.broken["malformed_line"] += 1
             if self.project.in_ws and not moved and rng.random() < 0.05:  # `cd services/auth` mid-session
                 self.cwd = WORKSPACE + "/services/auth"
                 moved = True
+        if self.modern:
+            self.cost_state()
         if rng.random() < 0.04:  # still being written: a last line without its newline
             self.out.raw(
                 b'{"parentUuid":"' + (self.parent or "").encode() + b'","isSidechain":false,"type":"user","mess'
@@ -849,9 +1152,51 @@ class ClaudeSession:
         self.bytes_written += self.out.close()
         return self.files_written, self.bytes_written
 
+    def notify(self) -> None:
+        """Background agents that finished: Claude Code queues a `<task-notification>` as a user line (written
+        by Claude Code, not typed: not a prompt in the truth) and the model answers it."""
+        for agent_id, tool_use_id in self.notifications:
+            rng = self.rng
+            summary = " ".join(rng.choices(WORDS, k=rng.randrange(20, 120)))
+            text = (
+                f"<task-notification>\n<task-id>{agent_id}</task-id>\n<tool-use-id>{tool_use_id}</tool-use-id>\n"
+                f"<output-file>/tmp/claude-1000/{self.session_id}/tasks/{agent_id}.output</output-file>\n"
+                f"<status>completed</status>\n<summary>{summary}</summary>\n</task-notification>"
+            )
+            t = self.clock.tick(1, 30)
+            for op in ("enqueue", "dequeue"):
+                q = {"type": "queue-operation", "operation": op, "timestamp": iso(t), "sessionId": self.session_id}
+                if op == "enqueue":
+                    q["content"] = text
+                self.write(q, t)
+            self.prompt_id = _uuid(rng)
+            origin = {"kind": "task-notification", "producer": "session-task", "runId": _tok(rng, 18).lower()}
+            extra: dict[str, Any] = {"permissionMode": "default", "origin": origin, "promptSource": "system"}
+            extra |= {"turnOrigin": "task_notification", "queueSkipAttachments": True}
+            self.user(text, **extra)
+            self.counts["task_notifications"] += 1
+            self.assistant_response([{"type": "text", "text": " ".join(rng.choices(WORDS, k=40))}], "end_turn")
+        self.notifications.clear()
+
+    def cost_state(self) -> None:
+        """Claude Code 2.1.3xx's last line of a session: its cost and usage so far (not read by either tool)."""
+        tk = self.tokens
+        usage = {
+            "inputTokens": tk["input"],
+            "outputTokens": tk["output"],
+            "cacheReadInputTokens": tk["cache_read"],
+            "cacheCreationInputTokens": tk["cache_write"],
+            "costUSD": round(tk["output"] * 15e-6 + tk["cache_read"] * 0.3e-6, 6),
+        }
+        line = {"type": "cost-state", "sessionId": self.session_id, "totalCostUSD": usage["costUSD"]}
+        line |= {"totalAPIDuration": self.rng.randrange(10_000, 900_000), "modelUsage": {self.model: usage}}
+        self.write(line | {"hasUnknownModelCost": False}, None)
+
     def run_subagent(self, prompt: str) -> None:
         rng = self.rng
         self.user(prompt)
+        if self.modern:
+            self.modern_header()
         while self.used() < self.budget:
             self.tool_round()
             if rng.random() < 0.15:
@@ -881,17 +1226,45 @@ class CodexSession:
         else:
             path = g.codex_dir / "sessions" / start.strftime("%Y/%m/%d") / name
         self.out = Out(path, g.stats)
-        self.version = rng.choice(CODEX_VERSIONS)
-        self.model = rng.choice(CODEX_MODELS)
+        self.modern = not old_format and rng.random() < MODERN_SHARE
+        self.version = rng.choice(CODEX_MODERN_VERSIONS if self.modern else CODEX_VERSIONS)
+        self.model = rng.choice(CODEX_MODERN_MODELS if self.modern else CODEX_MODELS)
         self.total = {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0, "reasoning_output_tokens": 0}
+        self.turn_total = dict(self.total)
+        self.ordinal = 0
+        self.turn_id = ""
+        self.sequence = 0  # history_sequence of the modern response items
         self.context = rng.randrange(6_000, 14_000)
         self.counts: Counter[str] = Counter()
 
     def line(self, kind: str, payload: dict[str, Any], t: float) -> None:
         if self.old:
             self.out.write(payload, t)
+        elif self.modern:
+            self.out.write({"timestamp": iso(t), "ordinal": self.ordinal, "type": kind, "payload": payload}, t)
+            self.ordinal += 1
         else:
             self.out.write({"timestamp": iso(t), "type": kind, "payload": payload}, t)
+
+    def item(self, payload: dict[str, Any], t: float) -> None:
+        """A response_item; the modern format adds the turn id and the item's place in the history."""
+        if self.modern:
+            payload["internal_chat_message_metadata_passthrough"] = {"turn_id": self.turn_id}
+            self.sequence += 1
+            meta = {"history_sequence": self.sequence, "sampled_through_sequence": self.sequence - 1}
+            meta |= {"client_authored": False}
+            line = {"timestamp": iso(t), "ordinal": self.ordinal, "type": "response_item", "payload": payload}
+            self.out.write(line | {"metadata": meta}, t)
+            self.ordinal += 1
+            return
+        self.line("response_item", payload, t)
+
+    def completed(self, item: dict[str, Any]) -> None:
+        """The modern `item_completed` event that follows (or precedes) an item: it echoes the item."""
+        t = self.clock.tick(0.001, 0.2)
+        ms = int(t * 1000)
+        payload = {"type": "item_completed", "thread_id": self.session_id, "turn_id": self.turn_id, "item": item}
+        self.line("event_msg", payload | {"started_at_ms": ms, "completed_at_ms": ms}, t)
 
     def call_id(self) -> str:
         return "call_" + _tok(self.rng, 24)
@@ -953,15 +1326,33 @@ class CodexSession:
         for k in self.total:
             self.total[k] += last[k]
         self.context = min(250_000, self.context + rng.randrange(300, 6000))
+        for k in self.turn_total:
+            self.turn_total[k] += last[k]
         if self.old:
             return
         total = dict(self.total)
         total["total_tokens"] = total["input_tokens"] + total["output_tokens"]
-        limits = {
+        limits: dict[str, Any] = {
             "primary": {"used_percent": round(rng.uniform(0, 90), 1), "window_minutes": 299, "resets_in_seconds": 9000},
             "secondary": {"used_percent": round(rng.uniform(0, 60), 1), "window_minutes": 10079},
         }
-        info = {"total_token_usage": total, "last_token_usage": last, "model_context_window": 272_000}
+        info: dict[str, Any] = {"total_token_usage": total, "last_token_usage": last, "model_context_window": 272_000}
+        if self.modern:
+            # 0.16x: every response's usage also gets a line of its own (read by neither tool)
+            for usage in (last, total):
+                usage["cache_write_input_tokens"] = 0
+            turn = dict(self.turn_total)
+            turn["total_tokens"] = turn["input_tokens"] + turn["output_tokens"]
+            record: dict[str, Any] = {
+                "thread_id": self.session_id,
+                "turn_id": self.turn_id,
+                "session_id": self.session_id,
+            }
+            record |= {"root_turn_id": self.turn_id, "response_id": "resp_" + _tok(rng, 24).lower()}
+            record |= {"usage": last, "turn_token_usage": turn, "thread_token_usage": total}
+            self.line("token_usage_record", record, self.clock.tick(0.001, 0.05))
+            info["last_usage_includes_reasoning"] = False
+            limits = {"limit_id": "codex", "limit_name": None, **limits, "credits": None, "plan_type": "pro"}
         self.event({"type": "token_count", "info": info, "rate_limits": limits})
 
     def turn(self) -> None:
@@ -1099,7 +1490,182 @@ class CodexSession:
         self.line("response_item", {"type": "custom_tool_call_output", "call_id": cid, "output": out}, self.clock.t)
         self.event({"type": "patch_apply_end", "call_id": cid, "stdout": text, "stderr": "", "success": ok})
 
+    # -- Codex 0.16x (the shapes of the recorded rollouts in tests/fixtures/sessions)
+
+    def modern_header(self) -> None:
+        rng, b = self.rng, self.g.boilerplate
+        t = self.clock.t
+        cwd = self.project.cwd
+        meta: dict[str, Any] = {
+            "account_scoped": True,
+            "session_id": self.session_id,
+            "id": self.session_id,
+            "timestamp": iso(t),
+            "cwd": cwd,
+            "runtime_workspace_roots": [cwd],
+            "originator": "codex_cli_rs",
+            "cli_version": self.version,
+            "source": "cli",
+            "thread_source": "user",
+            "model_provider": "openai",
+            "base_instructions": {"text": b.codex_base, "provenance": {"type": "model", "model": self.model}},
+            "history_mode": "paginated",
+            "context_window": {"window_id": _uuid(rng)},
+            "git": {"commit_hash": _tok(rng, 40).lower(), "branch": rng.choice(BRANCHES) or "main"},
+        }
+        self.line("session_meta", meta, t)
+        self.turn_id = _uuid(rng)
+        developer = [{"type": "input_text", "text": x} for x in b.codex_developer]
+        self.item({"type": "message", "id": "msg_" + _uuid(rng), "role": "developer", "content": developer}, t)
+        day = iso(t)[:10]
+        env = (
+            f"<environment_context>\n  <cwd>{cwd}</cwd>\n  <shell>bash</shell>\n  <current_date>{day}</current_date>\n"
+            "  <timezone>Etc/UTC</timezone>\n</environment_context>"
+        )
+        texts = [env]
+        if rng.random() < 0.5:
+            agents = self.g.pools.code_text(rng, rng.randrange(500, 6000))
+            texts.insert(0, f"# AGENTS.md instructions for {cwd}\n\n<INSTRUCTIONS>\n{agents}\n</INSTRUCTIONS>")
+        content = [{"type": "input_text", "text": x} for x in texts]
+        self.item({"type": "message", "id": "msg_" + _uuid(rng), "role": "user", "content": content}, t)
+        envs = {"local": {"cwd": cwd, "status": "available", "shell": "bash"}}
+        state = {
+            "agents_md": {},
+            "collaboration_mode": {"mode": "default", "model": self.model, "instructions": _tok(rng, 40).lower()},
+            "environments": {"environments": envs, "current_date": day, "timezone": "Etc/UTC"},
+            "host_skills": {"body": b.codex_skills, "includeInstructions": True},
+            "model": self.model,
+            "permissions": {"instructions": _tok(rng, 40).lower(), "approved_command_prefixes": []},
+            "tools": {"multi_agent_v1": "Tools for spawning and managing sub-agents."},
+        }
+        self.line("world_state", {"full": True, "state": state}, self.clock.tick(0.001, 0.01))
+
+    def modern_turn(self) -> None:
+        rng = self.rng
+        cwd = self.project.cwd
+        if self.counts["turns"]:
+            self.turn_id = _uuid(rng)
+        self.turn_total = dict.fromkeys(self.turn_total, 0)
+        t = self.clock.tick(5, 120)
+        started: dict[str, Any] = {"type": "task_started", "turn_id": self.turn_id, "root_turn_id": self.turn_id}
+        started |= {"started_at": int(t), "model_context_window": 258_400, "collaboration_mode_kind": "default"}
+        self.line("event_msg", started, t)
+        writable = [{"path": {"type": "path", "path": cwd}, "access": "write"}]
+        writable += [
+            {"path": {"type": "special", "value": {"kind": k}}, "access": "write"} for k in ("slash_tmp", "tmpdir")
+        ]
+        profile = {
+            "type": "managed",
+            "file_system": {"type": "restricted", "entries": writable},
+            "network": "restricted",
+        }
+        ctx = {
+            "turn_id": self.turn_id,
+            "cwd": cwd,
+            "approval_policy": "on-request",
+            "permission_profile": profile,
+            "model": self.model,
+            "collaboration_mode": {"mode": "default", "settings": {"model": self.model, "reasoning_effort": "medium"}},
+            "summary": "auto",
+            "sandbox_policy": {"type": "workspace-write", "network_access": False},
+        }
+        self.line("turn_context", ctx, self.clock.tick(0.001, 0.01))
+        settings: dict[str, Any] = {"model": self.model, "model_provider_id": "openai", "approval_policy": "on-request"}
+        settings |= {"permission_profile": profile, "cwd": cwd, "runtime_workspace_roots": [cwd]}
+        self.event({"type": "thread_settings_applied", "thread_id": self.session_id, "thread_settings": settings})
+        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        self.counts["turns"] += 1
+        mid = "msg_" + _uuid(rng)
+        content = [{"type": "input_text", "text": text}]
+        self.item({"type": "message", "id": mid, "role": "user", "content": content}, self.clock.tick(0.01, 0.1))
+        self.completed({"type": "UserMessage", "id": _uuid(rng), "content": [{"type": "text", "text": text}]})
+        for _ in range(rng.randrange(1, 16)):
+            self.modern_round()
+            if self.out.bytes >= self.budget:
+                break
+        answer = " ".join(rng.choices(WORDS, k=rng.randrange(20, 300)))
+        mid = "msg_" + _tok(rng, 24).lower()
+        self.completed({"type": "AgentMessage", "id": mid, "content": [{"type": "Text", "text": answer}]})
+        out = [{"type": "output_text", "text": answer, "annotations": []}]
+        message = {"type": "message", "status": "completed", "id": mid, "role": "assistant", "content": out}
+        self.item(message, self.clock.tick(0.01, 1))
+        self.token_count(rng.randrange(100, 3000))
+        done = {"type": "task_complete", "turn_id": self.turn_id, "last_agent_message": answer[:2000]}
+        self.event(done | {"duration_ms": rng.randrange(2_000, 900_000)})
+
+    def modern_round(self) -> None:
+        rng = self.rng
+        summary = "**" + " ".join(rng.choices(WORDS, k=3)).capitalize() + "**"
+        rid = "rs_" + _tok(rng, 24).lower()
+        self.completed({"type": "Reasoning", "id": rid, "summary_text": [summary], "raw_content": []})
+        reasoning = {
+            "type": "reasoning",
+            "id": rid,
+            "summary": [{"type": "summary_text", "text": summary}],
+            "content": None,
+            "encrypted_content": "gAAAAAB" + self.g.pools.base64(rng, rng.randrange(800, 9_000)),
+        }
+        self.item(reasoning, self.clock.tick(1, 20))
+        if rng.random() < 0.75:
+            self.modern_shell()
+        else:
+            self.modern_patch()
+        self.token_count(rng.randrange(20, 1500))
+
+    def modern_shell(self) -> None:
+        rng = self.rng
+        cid = self.call_id()
+        cwd = self.project.cwd
+        script = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
+        if rng.random() < 0.05:  # a patch piped through the shell
+            script = f"apply_patch <<'EOF'\n{self._patch_text()}\nEOF"
+        args = orjson.dumps({"cmd": script}).decode()
+        call = {"type": "function_call", "status": "completed", "id": "fc_" + _tok(rng, 24).lower()}
+        call |= {"name": "exec_command", "arguments": args, "call_id": cid}
+        self.item(call, self.clock.tick(0.5, 5))
+        output = self.g.pools.code_text(rng, _lognormal(rng, 1_800, 1.6, 20, 1 << 20))
+        code = 1 if rng.random() < 0.11 else 0
+        self.counts["tool_calls"] += 1
+        self.counts["failures"] += code != 0
+        dur = round(rng.uniform(0.01, 40), 4)
+        command = ["/bin/bash", "-lc", script]
+        done: dict[str, Any] = {"type": "CommandExecution", "id": cid, "process_id": str(rng.randrange(1000, 99999))}
+        done |= {"command": command, "cwd": f"file://{cwd}", "parsed_cmd": [{"type": "unknown", "cmd": script}]}
+        done |= {"source": "unified_exec_startup", "status": "failed" if code else "completed"}
+        done |= {"aggregated_output": output, "exit_code": code, "duration": {"secs": int(dur), "nanos": 0}}
+        self.completed(done)
+        text = (
+            f"Chunk ID: {_tok(rng, 6).lower()}\nWall time: {dur} seconds\nProcess exited with code {code}\n"
+            f"Original token count: {len(output) // 4}\nOutput:\n{output}"
+        )
+        result = {"type": "function_call_output", "id": "fco_" + _uuid(rng), "call_id": cid, "output": text}
+        self.item(result, self.clock.t)
+
+    def modern_patch(self) -> None:
+        rng = self.rng
+        cid = self.call_id()
+        patch = self._patch_text()
+        self.counts["tool_calls"] += 1
+        call = {"type": "custom_tool_call", "id": "ctc_" + _tok(rng, 24).lower(), "status": "completed"}
+        call |= {"call_id": cid, "name": "apply_patch", "input": patch}
+        self.item(call, self.clock.tick(0.5, 5))
+        ok = rng.random() > 0.06
+        self.counts["failures"] += not ok
+        files = [ln.split(": ", 1)[1] for ln in patch.splitlines() if ln.startswith(("*** Update", "*** Add"))]
+        text = "Success. Updated the following files:\n" + "\n".join(f"M {f}" for f in files) if ok else "Failed"
+        changes = {f"{self.project.cwd}/{f}": {"type": "update", "unified_diff": patch} for f in files[:1]}
+        done = {"type": "FileChange", "id": cid, "changes": changes, "status": "completed" if ok else "failed"}
+        self.completed(done | {"stdout": text, "stderr": ""})
+        out = f"Exit code: {0 if ok else 1}\nWall time: {round(rng.uniform(0.01, 2), 1)} seconds\nOutput:\n{text}\n"
+        result = {"type": "custom_tool_call_output", "id": "ctco_" + _uuid(rng), "call_id": cid, "output": out}
+        self.item(result, self.clock.t)
+
     def run(self) -> int:
+        if self.modern:
+            self.modern_header()
+            while self.out.bytes < self.budget:
+                self.modern_turn()
+            return self.out.close()
         self.header()
         while self.out.bytes < self.budget:
             self.turn()
@@ -1128,6 +1694,7 @@ class Generator:
         self.now = now.timestamp()
         self.rng = random.Random(seed)
         self.pools = Pools(self.rng)
+        self.boilerplate = Boilerplate(self.rng)
         self.stats = Stats()
         self.ws_projects, self.other_projects = _projects(self.rng)
         weights = [1.0 / (i + 1) ** 0.8 for i in range(len(self.other_projects))]
@@ -1146,22 +1713,29 @@ class Generator:
         rng = self.rng
         claude_target = int(self.target * CLAUDE_SHARE)
         codex_target = self.target - claude_target
+
+        def cap(target: int) -> int:
+            """No session holds more than a sixth of its provider's bytes: a small corpus has several too."""
+            return max(8_000, target // 6)
+
         while self.claude.bytes < claude_target:
             left = claude_target - self.claude.bytes
-            budget = min(_lognormal(rng, 900_000, 1.3, 8_000, 48 << 20), max(left, 8_000))
+            budget = min(_lognormal(rng, 900_000, 1.3, 8_000, 48 << 20), max(left, 8_000), cap(claude_target))
             project = self.pick_project()
             s = ClaudeSession(self, project, budget)
             files, nbytes = s.run()
+            fmt = "modern" if s.modern else "legacy"
             self._count(
-                self.claude, "claude-code", s.session_id, project, files, nbytes, s.tokens, s.out.path, s.counts
+                self.claude, "claude-code", s.session_id, project, files, nbytes, s.tokens, s.out.path, s.counts, fmt
             )
         while self.codex.bytes < codex_target:
             left = codex_target - self.codex.bytes
-            budget = min(_lognormal(rng, 500_000, 1.2, 8_000, 30 << 20), max(left, 8_000))
+            budget = min(_lognormal(rng, 500_000, 1.2, 8_000, 30 << 20), max(left, 8_000), cap(codex_target))
             project = self.pick_project()
             c = CodexSession(self, project, budget, archived=rng.random() < 0.05, old_format=rng.random() < 0.04)
             nbytes = c.run()
-            self._count(self.codex, "codex", c.session_id, project, 1, nbytes, c.tokens(), c.out.path, c.counts)
+            fmt = "old" if c.old else "modern" if c.modern else "legacy"
+            self._count(self.codex, "codex", c.session_id, project, 1, nbytes, c.tokens(), c.out.path, c.counts, fmt)
         return self.manifest()
 
     def _count(
@@ -1175,6 +1749,7 @@ class Generator:
         tokens: Tokens,
         path: Path,
         counts: Counter[str],
+        fmt: str,
     ) -> None:
         tot.files += files
         tot.bytes += nbytes
@@ -1187,8 +1762,8 @@ class Generator:
         rel = str(path.relative_to(self.out_dir))
         self.sessions.append(
             {"provider": provider, "id": sid, "path": rel, "cwd": project.cwd, "in_workspace": project.in_ws}
-            | {"files": files, "bytes": nbytes, "tokens": tokens}
-            | {k: counts[k] for k in ("turns", "tool_calls", "failures")}
+            | {"format": fmt, "files": files, "bytes": nbytes, "tokens": tokens}
+            | {k: counts[k] for k in ("turns", "tool_calls", "failures", "task_notifications")}
         )
 
     def manifest(self) -> dict[str, Any]:
@@ -1240,9 +1815,11 @@ def describe(m: dict[str, Any]) -> str:
     parts = []
     for name, p in m["providers"].items():
         ws = p["workspace"]
+        formats = Counter(s.get("format", "legacy") for s in m["sessions"] if s["provider"] == name)
         parts.append(
             f"  {name:<12} {p['files']:>6} files {p['bytes'] / mb:>8.1f} MB {p['sessions']:>5} sessions"
-            f"  (workspace: {ws['sessions']} sessions, {ws['bytes'] / mb:.1f} MB)"
+            f"  (workspace: {ws['sessions']} sessions, {ws['bytes'] / mb:.1f} MB;"
+            f" formats: {', '.join(f'{k} {n}' for k, n in sorted(formats.items()))})"
         )
     big = m["big_line_bytes"]
     parts.append(

@@ -1,7 +1,7 @@
 """The analyze benchmark: our session analyzer next to ccusage on the same generated corpus, in one run.
 
     python -m benchmarks.analyze.run [--size-mb 520] [--keep DIR] [--ccusage PATH] [--repeat 3]
-                                     [--no-memory-check] [--json OUT] [--check]
+                                     [--no-memory-check] [--no-cli] [--json OUT] [--check]
 
 Steps (README.md says why each is measured the way it is):
 
@@ -12,6 +12,10 @@ Steps (README.md says why each is measured the way it is):
    and `ccusage codex session --json --offline` (`CODEX_HOME=<corpus>/codex`), wall time of each process;
    ours cold: a fresh Python process with an empty `ORCH_STATE_DIR` times `analyze_sessions(workspace, ...)`
    inside the process; ours warm: the same call in a new process on that state dir, nothing changed;
+   and (unless `--no-cli`) `orchestrate analyze CONFIG` as a user runs it, a whole process timed from spawn to
+   exit like ccusage's: cold with an empty `ORCH_STATE_DIR`, then warm on that state dir, nothing changed;
+   before the rounds, the start-ups: `python -c pass`, `import orchestration.cli`, `orchestrate analyze` on
+   no sessions (best of 5 each);
 4. ours once more over all sessions (`repo="/"`) for the comparison with ccusage, which reports every session;
 5. memory: a corpus twice the size, `--repeat` rounds of ccusage and ours cold; peak memory at 2S against S.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,6 +38,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -53,6 +59,9 @@ CCUSAGE_KEYS = {
 TARGET_THROUGHPUT = 0.5
 TARGET_WARM = 10.0
 TARGET_FLAT = 1.25  # "flat": a doubled corpus may cost at most this much more peak memory
+# Whole processes, as a user runs them: `orchestrate analyze` against ccusage's two commands.
+TARGET_CLI_COLD = 2.0  # ours cold at most this many times ccusage's time
+TARGET_CLI_WARM = 5.0  # ours warm at least this many times faster than ccusage
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -315,7 +324,7 @@ class Ours:
         return self.peak_kb - int(self.result["rss_before_kb"])
 
 
-def run_ours(corpus: Corpus, repo: str, state_dir: Path) -> Ours:
+def run_ours(corpus: Corpus, repo: str, state_dir: Path, extra_thread: bool = False) -> Ours:
     args = {
         "repo": repo,
         "claude_dir": str(corpus.claude_dir),
@@ -323,6 +332,7 @@ def run_ours(corpus: Corpus, repo: str, state_dir: Path) -> Ours:
         "since_days": 14,
         "max_sessions": 100_000,
         "now": corpus.manifest["now"],
+        "extra_thread": extra_thread,
     }
     env = dict(os.environ)
     env["ORCH_STATE_DIR"] = str(state_dir)
@@ -353,6 +363,121 @@ def best_of(runs: list[Ours]) -> Ours:
     for key in ("hwm_kb", "children_maxrss_kb", "rss_before_kb"):
         result[key] = worst.result[key]
     return Ours(dataclasses.replace(best.proc, tree_peak_kb=worst.proc.tree_peak_kb), result)
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+
+
+@dataclass
+class Cli:
+    """One `orchestrate analyze` process: wall time from spawn to exit, like ccusage's."""
+
+    proc: Proc
+
+    @property
+    def seconds(self) -> float:
+        return self.proc.seconds
+
+    @property
+    def cpu_s(self) -> float:
+        return self.proc.cpu_s
+
+    @property
+    def peak_kb(self) -> int:
+        return max(self.proc.maxrss_kb, self.proc.tree_peak_kb)
+
+
+def cli_config(path: Path, repo: str, claude_dir: Path, codex_dir: Path, since_days: int) -> Path:
+    """A workspace config as a user writes one, pointing `sessions` at the corpus."""
+    sessions = {
+        "claude_dir": str(claude_dir),
+        "codex_dir": str(codex_dir),
+        "since_days": since_days,
+        "max_sessions": 100_000,
+    }
+    path.write_text(json.dumps({"id": "bench", "workspace": {"repo": repo}, "sessions": sessions}, indent=2))
+    return path
+
+
+def since_days_for(manifest: dict[str, Any]) -> int:
+    """The CLI analyzes up to the real now (it takes no `now`): a window reaching back to the corpus's start."""
+    end = datetime.fromisoformat(str(manifest["now"]).replace("Z", "+00:00")).timestamp()
+    start = end - generate.SPAN_DAYS * 86400
+    return max(14, math.ceil((time.time() - start) / 86400) + 1)
+
+
+def cli_env(state_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ORCH_STATE_DIR"] = str(state_dir)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+CLI = [sys.executable, "-m", "orchestration.cli", "analyze"]
+
+
+def run_cli(config: Path, state_dir: Path, *extra: str) -> Cli:
+    p = run_measured([*CLI, str(config), *extra], cli_env(state_dir), cwd=REPO_ROOT)
+    if p.code != 0:
+        tail = p.stderr.decode(errors="replace")[-4000:]
+        raise SystemExit(f"`orchestrate analyze {config}` failed (exit {p.code}):\n{tail}")
+    return Cli(p)
+
+
+def best_wall(cmd: list[str], env: dict[str, str], repeat: int = 5) -> float:
+    """The best wall time of `repeat` runs of a short command (a start-up)."""
+    best = float("inf")
+    for _ in range(repeat):
+        p = run_measured(cmd, env, cwd=REPO_ROOT)
+        if p.code != 0:
+            raise SystemExit(f"{cmd} failed ({p.code}): {p.stderr.decode(errors='replace')[-2000:]}")
+        best = min(best, p.seconds)
+    return best
+
+
+@dataclass
+class Startup:
+    """Where a process of ours spends its time before it reads a session (best times)."""
+
+    python_s: float  # `python -c pass`
+    import_s: float  # `python -c "import orchestration.cli"`
+    empty_s: float  # `orchestrate analyze` on a config whose session directories do not exist
+    config: Path
+    state: Path
+
+    def again(self) -> None:
+        """One more `orchestrate analyze` on no sessions (once per round: the best is the least disturbed)."""
+        self.empty_s = min(self.empty_s, run_cli(self.config, self.state).seconds)
+
+
+def measure_startup(scratch: Path) -> Startup:
+    state = fresh_state(scratch)
+    env = cli_env(state)
+    none = scratch / "no-sessions"
+    config = cli_config(scratch / "no-sessions.json", "/home/dev/src/none", none / "claude", none / "codex", 14)
+    return Startup(
+        python_s=best_wall([sys.executable, "-c", "pass"], env),
+        import_s=best_wall([sys.executable, "-c", "import orchestration.cli"], env),
+        empty_s=best_wall([*CLI, str(config)], env),
+        config=config,
+        state=state,
+    )
+
+
+def cli_check(config: Path, state_dir: Path, cold: Ours) -> list[str]:
+    """`orchestrate analyze --json` on the CLI's warm state must say what the in-process cold run said."""
+    data = json.loads(run_cli(config, state_dir, "--json").proc.stdout)
+    diffs = []
+    for prov in PROVIDERS:
+        ref, got = cold.result["providers"][prov], data["providers"][prov]
+        for k in ("sessions", "turns", "tool_calls"):
+            if int(got[k]) != int(ref[k]):
+                diffs.append(f"{prov} {k} {got[k]} != {ref[k]}")
+        for k in TOKEN_KEYS:
+            if int(got["tokens"][k]) != int(ref["tokens"][k]):
+                diffs.append(f"{prov} {k} tokens {got['tokens'][k]} != {ref['tokens'][k]}")
+    verdict_ = "yes" if not diffs else "NO - " + "; ".join(diffs)
+    return ["", f"`orchestrate analyze --json` (whole process) equals the in-process analysis: {verdict_}"]
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -445,15 +570,19 @@ def extraction_section(corpus: Corpus, ours_all: Ours, ours_ws: Ours) -> list[st
     for prov in PROVIDERS:
         for label, o, ws in (("repo=/", ours_all, False), ("workspace", ours_ws, True)):
             truth = {k: 0 for k in COUNT_KEYS}
+            notified = 0  # `<task-notification>` user lines: written by Claude Code, not prompts
             for sess in corpus.manifest["sessions"]:
                 if sess["provider"] == prov and (sess["in_workspace"] or not ws):
                     truth["sessions"] += 1
                     for k in COUNT_KEYS[1:]:
                         truth[k] += int(sess.get(k, 0))
+                    notified += int(sess.get("task_notifications", 0))
             got = o.result["providers"][prov]
             out.append(f"{prov + ': truth, ' + label:<34}" + "".join(f"{truth[k]:>12,}" for k in COUNT_KEYS))
             line = f"{prov + ': ours, ' + label:<34}" + "".join(f"{int(got[k]):>12,}" for k in COUNT_KEYS)
             diffs = [k for k in COUNT_KEYS if int(got[k]) != truth[k]]
+            if diffs == ["turns"] and notified and int(got["turns"]) == truth["turns"] + notified:
+                diffs = [f"turns (+{notified}: the <task-notification> lines are counted as prompts)"]
             out.append(line + ("  = truth" if not diffs else "  DIFFERS: " + ", ".join(diffs)))
     return out
 
@@ -534,6 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also generate a corpus of 2S and compare peak memory (default: on)",
     )
+    ap.add_argument(
+        "--cli",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time `orchestrate analyze` as a user runs it (whole process, cold and warm; default: on)",
+    )
     ap.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
@@ -568,11 +703,26 @@ def main(argv: list[str] | None = None) -> int:
         # hits both sides alike; the best time of each is reported.
         start_s, version = ccusage_version(ccusage, home)
         print(f"{version} at {ccusage} (start-up, best of 5: {start_s * 1000:.0f} ms)")
-        load0 = os.getloadavg()[0]
         ws = m["workspace"]
+        startup: Startup | None = None
+        config: Path | None = None
+        if args.cli:
+            startup = measure_startup(scratch)
+            since = since_days_for(m)
+            config = cli_config(scratch / "workspace.json", ws, corpus.claude_dir, corpus.codex_dir, since)
+            print(
+                f"ours: `{' '.join(CLI)} {config}` (since_days {since}); start-up, best of 5:"
+                f" python {startup.python_s * 1000:.0f} ms, + import orchestration.cli"
+                f" {startup.import_s * 1000:.0f} ms, analyze on no sessions {startup.empty_s * 1000:.0f} ms"
+            )
+        load0 = os.getloadavg()[0]
         cc_rounds: list[CcRound] = []
         colds: list[Ours] = []
         warms: list[Ours] = []
+        cli_colds: list[Cli] = []
+        cli_warms: list[Cli] = []
+        threaded: list[Ours] = []  # ours cold with a second thread alive: how the CLI's analysis runs
+        cli_state: Path | None = None
         cc_report: dict[str, Any] = {}
         for i in range(1, repeat + 1):
             cc, cc_report = ccusage_round(ccusage, home, corpus)
@@ -580,13 +730,26 @@ def main(argv: list[str] | None = None) -> int:
             state = fresh_state(scratch)
             colds.append(run_ours(corpus, ws, state))
             warms.append(run_ours(corpus, ws, state))  # a new process, same state dir, nothing changed
+            note = ""
+            if config is not None and startup is not None:
+                cli_state = fresh_state(scratch)
+                cli_colds.append(run_cli(config, cli_state))
+                cli_warms.append(run_cli(config, cli_state))  # the same command again, nothing changed
+                threaded.append(run_ours(corpus, ws, fresh_state(scratch), extra_thread=True))
+                startup.again()
+                note = (
+                    f"; orchestrate analyze cold {cli_colds[-1].seconds:.3f} s, warm {cli_warms[-1].seconds:.3f} s;"
+                    f" ours cold with a 2nd thread {threaded[-1].seconds:.3f} s"
+                )
             print(
                 f"  round {i}: ccusage {cc.procs['claude-code'].seconds:.3f} + {cc.procs['codex'].seconds:.3f} s,"
-                f" ours cold {colds[-1].seconds:.3f} s, ours warm {warms[-1].seconds:.3f} s"
+                f" ours cold {colds[-1].seconds:.3f} s, ours warm {warms[-1].seconds:.3f} s{note}"
             )
         cc_best = CcRound({p: min((r.procs[p] for r in cc_rounds), key=lambda x: x.seconds) for p in PROVIDERS})
         cc_peak_kb = max(r.peak_kb for r in cc_rounds)
         cold, warm = best_of(colds), best_of(warms)
+        # while the corpus is still on disk (the memory check removes it)
+        cli_lines = cli_check(config, cli_state, cold) if config is not None and cli_state is not None else []
         ours_all = run_ours(corpus, "/", fresh_state(scratch))
         print(f"  ours cold, repo=/: {ours_all.seconds:.3f} s")
 
@@ -632,6 +795,23 @@ def main(argv: list[str] | None = None) -> int:
             ("ours cold (repo=/)", ours_all),
         ):
             rows.append(Row(label, corpus.nfiles(), corpus.nbytes(), o.seconds, o.cpu_s, o.peak_kb))
+        cli_cold = min(cli_colds, key=lambda c: c.seconds) if cli_colds else None
+        cli_warm = min(cli_warms, key=lambda c: c.seconds) if cli_warms else None
+        if startup is not None and cli_cold is not None and cli_warm is not None:
+            rows.append(Row("python -c pass (start-up)", 0, 0, startup.python_s))
+            rows.append(Row("python -c 'import orchestration.cli'", 0, 0, startup.import_s))
+            rows.append(Row("orchestrate analyze, no sessions", 0, 0, startup.empty_s))
+            spawn = best_of(threaded)
+            rows.append(
+                Row("ours cold, 2nd thread (spawn)", corpus.nfiles(), corpus.nbytes(), spawn.seconds, spawn.cpu_s)
+            )
+            rows[-1].peak_rss_kb = spawn.peak_kb
+            for label, c, runs in (
+                ("orchestrate analyze cold", cli_cold, cli_colds),
+                ("orchestrate analyze warm", cli_warm, cli_warms),
+            ):
+                peak = max(r.peak_kb for r in runs)
+                rows.append(Row(label, corpus.nfiles(), corpus.nbytes(), c.seconds, c.cpu_s, peak))
         if big is not None and big_corpus is not None and big_cc is not None:
             n, nb = big_corpus.nfiles(), big_corpus.nbytes()
             rows.append(Row(f"ours cold @2S ({nb / MB:.0f} MB)", n, nb, big.seconds, big.cpu_s, big.peak_kb))
@@ -639,9 +819,12 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(rows))
         print(
-            "(ours: seconds inside the process around analyze_sessions only; peak = max of its VmHWM and the"
-            " sampled PSS of its process tree.\n ccusage: process wall time, start-up included. Best time of"
-            f" {repeat} round(s), highest peak. Load average {load0:.2f} at start, {load1:.2f} at end.)"
+            "(ours cold/warm: seconds inside the process around analyze_sessions only; peak = max of its VmHWM and"
+            " the sampled PSS of its process tree.\n ccusage"
+            + (" and `orchestrate analyze`" if cli_cold else "")
+            + f": process wall time, start-up included. Best time of {repeat} round(s), highest peak. Load average"
+            f" {load0:.2f} at start,"
+            f" {load1:.2f} at end.)"
         )
 
         cold_mbps = corpus.nbytes() / MB / cold.seconds
@@ -664,6 +847,24 @@ def main(argv: list[str] | None = None) -> int:
             f"  {verdict(warm_ratio >= TARGET_WARM)}   [median {median(round_warm):.2f}: {fmt_list(round_warm)}]"
         )
         ok = throughput >= TARGET_THROUGHPUT and warm_ratio >= TARGET_WARM
+        cli_ratios: dict[str, Any] = {}
+        if cli_cold is not None and cli_warm is not None:
+            cold_x = cli_cold.seconds / cc_s
+            warm_x = cc_s / cli_warm.seconds
+            round_cold = [o.seconds / r.seconds for r, o in zip(cc_rounds, cli_colds, strict=True)]
+            round_warm_cli = [r.seconds / o.seconds for r, o in zip(cc_rounds, cli_warms, strict=True)]
+            print("  whole processes, `orchestrate analyze` against ccusage's two commands:")
+            print(
+                f"  orchestrate cold s / ccusage s     = {cold_x:6.2f}   (target <= {TARGET_CLI_COLD:g})"
+                f"  {verdict(cold_x <= TARGET_CLI_COLD)}   [median {median(round_cold):.2f}: {fmt_list(round_cold)}]"
+            )
+            print(
+                f"  ccusage s / orchestrate warm s     = {warm_x:6.2f}   (target >= {TARGET_CLI_WARM:g})"
+                f"  {verdict(warm_x >= TARGET_CLI_WARM)}   [median {median(round_warm_cli):.2f}:"
+                f" {fmt_list(round_warm_cli)}]"
+            )
+            ok = ok and cold_x <= TARGET_CLI_COLD and warm_x >= TARGET_CLI_WARM
+            cli_ratios = {"cold": cold_x, "warm": warm_x, "round_cold": round_cold, "round_warm": round_warm_cli}
         flat: float | None = None
         if big is not None:
             flat = big.peak_kb / cold.peak_kb
@@ -677,12 +878,41 @@ def main(argv: list[str] | None = None) -> int:
             )
             ok = ok and flat <= TARGET_FLAT
 
+        if startup is not None and cli_cold is not None and cli_warm is not None:
+            print()
+            spawn = best_of(threaded)
+            print("Where `orchestrate analyze`'s time goes (best times; start-up = the same command on no sessions):")
+            print(
+                f"  start-up {startup.empty_s:.3f} s = python {startup.python_s:.3f} + imports of orchestration.cli"
+                f" {startup.import_s - startup.python_s:.3f} + config, settings, the analyze command's own imports"
+                f" and output {startup.empty_s - startup.import_s:.3f}"
+            )
+            for label, c, inner in (("cold", cli_cold, spawn), ("warm", cli_warm, warm)):
+                rest = c.seconds - startup.empty_s - inner.seconds
+                what = "in-process" if inner is warm else "in-process with a 2nd thread alive"
+                print(
+                    f"  {label}: {c.seconds:.3f} s = start-up {startup.empty_s:.3f} s"
+                    f" ({startup.empty_s / c.seconds:.0%})"
+                    f" + analysis {inner.seconds:.3f} s ({what}) + the rest {rest:+.3f} s (redaction, output, noise)"
+                )
+            print(
+                f"  the progress bar's thread makes the analyzer start its workers with spawn instead of fork: cold"
+                f" analysis {cold.seconds:.3f} s -> {spawn.seconds:.3f} s, cpu {cold.cpu_s:.2f} -> {spawn.cpu_s:.2f} s"
+            )
+            net = cli_warm.seconds - startup.empty_s
+            print(
+                f"  the start-up alone is {startup.empty_s / cc_s:.0%} of ccusage's time: warm can be at most"
+                f" {cc_s / startup.empty_s:.1f}x faster than ccusage"
+                + (f"; without it, {cc_s / net:.0f}x" if net > 0.01 else "; the rest of warm is within noise")
+            )
+
         ws_ids = {
             prov: {s["id"] for s in m["sessions"] if s["provider"] == prov and s["in_workspace"]} for prov in PROVIDERS
         }
         print("\n".join(tokens_section(corpus, cc_report, ours_all, cold, ws_ids)))
         print("\n".join(extraction_section(corpus, ours_all, cold)))
         print("\n".join(consistency_lines(corpus, cold, warm, ours_all)))
+        print("\n".join(cli_lines))
         print()
         for line in insight_lines("What ours extracted (workspace, cold)", cold):
             print(line)
@@ -716,6 +946,21 @@ def main(argv: list[str] | None = None) -> int:
                     "ccusage_s": [r.seconds for r in cc_rounds],
                     "cold_s": [o.seconds for o in colds],
                     "warm_s": [o.seconds for o in warms],
+                },
+                "cli": {
+                    "command": [*CLI, str(config)] if config else None,
+                    "startup": (
+                        {"python_s": startup.python_s, "import_s": startup.import_s, "empty_s": startup.empty_s}
+                        if startup
+                        else None
+                    ),
+                    "cold_extra_thread_s": [o.seconds for o in threaded],
+                    "cold_extra_thread_cpu_s": [o.cpu_s for o in threaded],
+                    "cold_s": [c.seconds for c in cli_colds],
+                    "warm_s": [c.seconds for c in cli_warms],
+                    "cold_cpu_s": cli_cold.cpu_s if cli_cold else None,
+                    "peak_kb": max((c.peak_kb for c in cli_colds), default=None),
+                    "ratios": cli_ratios,
                 },
                 "load": [load0, load1],
                 "round_ratios": {"throughput": round_tp, "warm": round_warm},
