@@ -71,7 +71,7 @@ def measure(
     sent: dict[tuple[str, int], float] = {}
     received: dict[tuple[str, int], float] = {}
     sub_client = redis.Redis.from_url(url)
-    pubsub = sub_client.pubsub(ignore_subscribe_messages=True)
+    pubsub = sub_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(f"{PREFIX}:updates")
     done = threading.Event()
     total = (events // cycles) * cycles
