@@ -117,9 +117,11 @@ def measure(
 
 def hub_emitter(client: redis.Redis) -> Callable[[str, int], None]:
     hub = RedisHub(client, PREFIX)
-    return lambda cycle_id, n: (
-        hub.emit(cycle_id, "bench", "execute", "agent.message", {"text": "x" * 80, "n": n}) and None
-    )
+
+    def emit(cycle_id: str, n: int) -> None:
+        hub.emit(cycle_id, "bench", "execute", "agent.message", {"text": "x" * 80, "n": n})
+
+    return emit
 
 
 def bare_emitter(client: redis.Redis) -> Callable[[str, int], None]:
