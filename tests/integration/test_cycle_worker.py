@@ -129,16 +129,17 @@ def test_two_cycles_at_once_one_runs_one_is_locked(setup) -> None:  # type: igno
 
 def test_hanging_agent_times_out_within_budget_and_keeps_work(setup) -> None:  # type: ignore[no-untyped-def]
     tmp, repo, bare, env = setup
-    cfg = write_config(tmp, repo, mode="hang", cycle_s=20, idle_timeout_s=300)
+    budget = 10
+    cfg = write_config(tmp, repo, mode="hang", cycle_s=budget, idle_timeout_s=300)
     with celery_worker(env, tmp / "worker.log"):
         t0 = time.monotonic()
         proc = orchestrate(["run", str(cfg), "--json"], env)
         elapsed = time.monotonic() - t0
     report = json.loads(proc.stdout)
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert report["status"] == "timed_out" and report["reason"] == "deadline"
-    assert elapsed < 20 + 30, elapsed
-    assert report["duration_s"] < 20 + 30
+    assert elapsed < budget + 30, elapsed
+    assert report["duration_s"] < budget + 30
     assert live_with_marker(str(FAKE_CLAUDE)) == []
     branch = report["branch"]
     log = sh(["git", "--git-dir", str(bare), "log", "-1", "--format=%s", branch], tmp)
