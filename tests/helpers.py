@@ -151,6 +151,18 @@ def orchestrate_process(
             proc.wait()
 
 
+def cli_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`orchestrate ARGS` started in the background, its output to `log`; the caller waits for it or kills it."""
+    return subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "orchestration.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def celery_worker(
     env: dict[str, str],
     log: Path,

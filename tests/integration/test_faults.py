@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,21 +11,33 @@ import redis
 
 from orchestration.keys import Keys
 from tests.fixtures.fake_gh import install_fake_gh
-from tests.helpers import ROOT, celery_worker, make_repo, orchestrate, redis_server, sh, wait_for
+from tests.helpers import ROOT, celery_worker, cli_process, make_repo, orchestrate, redis_server, sh, wait_for
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = pytest.mark.integration
 
 
-def cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+def steady_workspace(tmp_path: Path, name: str, seconds: int) -> tuple[Path, Path, Path]:
+    """A repository with its bare remote, a recording `gh` in `bin/`, and config `name.json` whose stand-in
+    agent works `seconds` (an event every half second), then succeeds. Returns config, remote and bin dir."""
+    (tmp_path / "redis").mkdir()
+    repo, bare = make_repo(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    install_fake_gh(bin_dir, tmp_path / "gh")
+    claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": "steady", "FAKE_CLAUDE_SECONDS": str(seconds)}}
+    config = {
+        "id": name,
+        "workspace": {"repo": str(repo)},
+        "budget": {"cycle_s": 120, "idle_timeout_s": 60},
+        "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
+        "goals": ["Write orchestrated.txt"],
+        "decision": {"backend": "heuristic"},
+        "agents": {"allow": ["claude-code"], "claude-code": claude},
+    }
+    cfg = tmp_path / f"{name}.json"
+    cfg.write_text(json.dumps(config))
+    return cfg, bare, bin_dir
 
 
 @pytest.mark.timeout(180)
@@ -37,34 +47,18 @@ def test_redis_restarted_mid_execute_the_agent_runs_on_and_the_cycle_completes(
     """Redis (AOF on) is stopped for two seconds while the agent works. The agent never notices: its events
     wait in the worker and go out when Redis is back, `seq` never repeats nor goes back; `run` and `watch`
     reconnect and follow to the end; the cycle succeeds, the lock is released and the branch pushed."""
-    (tmp_path / "redis").mkdir()
-    repo, bare = make_repo(tmp_path)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    install_fake_gh(bin_dir, tmp_path / "gh")
-    claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": "steady", "FAKE_CLAUDE_SECONDS": "8"}}
-    config = {
-        "id": "restart",
-        "workspace": {"repo": str(repo)},
-        "budget": {"cycle_s": 120, "idle_timeout_s": 60},
-        "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-        "goals": ["Write orchestrated.txt"],
-        "decision": {"backend": "heuristic"},
-        "agents": {"allow": ["claude-code"], "claude-code": claude},
-    }
-    cfg = tmp_path / "restart.json"
-    cfg.write_text(json.dumps(config))
+    cfg, bare, bin_dir = steady_workspace(tmp_path, "restart", 8)
     with redis_server(tmp_path / "redis", aof=True) as server:
         env = dict(orch_env, ORCH_REDIS_URL=server.url, PATH=f"{bin_dir}:{orch_env['PATH']}")
         r = redis.Redis.from_url(server.url)
         keys = Keys(env["ORCH_KEY_PREFIX"])
         with celery_worker(env, tmp_path / "worker.log") as worker:
-            run = cli(["run", str(cfg), "--json"], env, tmp_path / "run.out")
+            run = cli_process(["run", str(cfg), "--json"], env, tmp_path / "run.out")
             try:
                 ids = wait_for(lambda: r.zrange(keys.cycles("restart"), 0, 0), timeout=60)
                 assert ids, (tmp_path / "run.out").read_text()
                 cycle_id = ids[0].decode()
-                watch = cli(["watch", cycle_id], env, tmp_path / "watch.out")
+                watch = cli_process(["watch", cycle_id], env, tmp_path / "watch.out")
                 stream = keys.events(cycle_id)
                 working = lambda: sum(b"step " in f[b"event"] for _, f in r.xrange(stream)) >= 3  # noqa: E731
                 assert wait_for(working, timeout=60), (tmp_path / "worker.log").read_text()[-3000:]
@@ -102,23 +96,7 @@ def test_redis_losing_everything_mid_execute_the_cycle_reclaims_its_lock_and_rec
     cycle takes its workspace lock again (a cycle sent to that workspace meanwhile ends `skipped`/`locked`)
     and writes its record again; its events go on numbering above what it had sent; it ends with a status
     and a reason, its work pushed, and its lock released."""
-    (tmp_path / "redis").mkdir()
-    repo, bare = make_repo(tmp_path)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    install_fake_gh(bin_dir, tmp_path / "gh")
-    claude = {"command": str(FAKE_CLAUDE), "env": {"FAKE_CLAUDE_MODE": "steady", "FAKE_CLAUDE_SECONDS": "10"}}
-    config = {
-        "id": "amnesia",
-        "workspace": {"repo": str(repo)},
-        "budget": {"cycle_s": 120, "idle_timeout_s": 60},
-        "sessions": {"claude_dir": str(tmp_path / "none"), "codex_dir": str(tmp_path / "none")},
-        "goals": ["Write orchestrated.txt"],
-        "decision": {"backend": "heuristic"},
-        "agents": {"allow": ["claude-code"], "claude-code": claude},
-    }
-    cfg = tmp_path / "amnesia.json"
-    cfg.write_text(json.dumps(config))
+    cfg, bare, bin_dir = steady_workspace(tmp_path, "amnesia", 10)
     with redis_server(tmp_path / "redis", aof=False) as server:
         env = dict(orch_env, ORCH_REDIS_URL=server.url, PATH=f"{bin_dir}:{orch_env['PATH']}")
         r = redis.Redis.from_url(server.url)

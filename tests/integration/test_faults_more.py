@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from orchestration.state import RedisState
 from tests.helpers import (
     ROOT,
     celery_worker,
+    cli_process,
     free_port,
     live_with_marker,
     orchestrate,
@@ -121,17 +121,6 @@ def received(task: str, log: str) -> list[str]:
     return re.findall(rf"Task {re.escape(task)}\[([0-9a-f-]+)\] received", log)
 
 
-def cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "orchestration.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.timeout(120)
 def test_sigterm_mid_agent_lets_the_step_finish_and_the_new_worker_carries_the_cycle_on(
     tmp_path: Path, orch_env: dict[str, str]
@@ -154,7 +143,7 @@ def test_sigterm_mid_agent_lets_the_step_finish_and_the_new_worker_carries_the_c
     run = None
     try:
         with host_worker(env, old_log, "old@upgrade-host") as old:
-            run = cli(["run", str(cfg), "--json"], env, tmp_path / "run.out")
+            run = cli_process(["run", str(cfg), "--json"], env, tmp_path / "run.out")
             ids = wait_for(lambda: _client.zrange(keys.cycles("upgrade"), 0, 0), timeout=30)
             assert ids, (tmp_path / "run.out").read_text()
             cycle_id = ids[0].decode()
