@@ -153,16 +153,23 @@ def _on_revoked(request: Any = None, terminated: bool = False, expired: bool = F
         log.exception("cycle %s: cleanup after revoke failed", cycle_id)
 
 
-@app.task(name="orchestrate.janitor")
-def janitor() -> list[str]:
-    """Periodic (beat): ends cycles whose worker died, reaping their agents, and gives the steps a dead
-    worker had taken back to their queue."""
+def _janitor_pass() -> list[str]:
+    """Ends the cycles whose worker died (reaping their agents), then gives the steps a dead worker had
+    taken back to their queue: after the reaping, so that only cycles still live are resumed."""
     from orchestration.janitor import heartbeat_ttl_s, reap
     from tasks.broker import restore_orphans
 
-    ended = [f"{r.cycle_id}:{r.reason}" for r in reap(services())]
+    ended = reap(services())
+    for r in ended:
+        log.warning("janitor: cycle %s ended (%s)", r.cycle_id, r.reason)
     restore_orphans(services(), heartbeat_ttl_s(get_settings().heartbeat_s))
-    return ended
+    return [f"{r.cycle_id}:{r.reason}" for r in ended]
+
+
+@app.task(name="orchestrate.janitor")
+def janitor() -> list[str]:
+    """Periodic (beat): what each worker also does every few heartbeats (`_janitor_pass`)."""
+    return _janitor_pass()
 
 
 # A worker runs its janitor every this many heartbeats (30 s at the default 10 s).
@@ -183,14 +190,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         queues = []
     me = WorkerBeat(host=settings.hostname, node=str(getattr(sender, "hostname", "")), pid=os.getpid(), queues=queues)
 
-    def janitor() -> None:
-        from orchestration.janitor import heartbeat_ttl_s, reap
-        from tasks.broker import restore_orphans
-
-        for r in reap(services()):
-            log.warning("janitor: cycle %s ended (%s)", r.cycle_id, r.reason)
-        restore_orphans(services(), heartbeat_ttl_s(settings.heartbeat_s))  # after reap: only cycles still live
-
     def run() -> None:
         from orchestration.janitor import heartbeat_ttl_s, rescue_worktrees
         from tasks.broker import held_tags
@@ -201,11 +200,11 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
             try:
                 services().state.beat(me.model_copy(update={"at": time.time(), "held": held_tags()}), ttl)
                 if beats == 0:
-                    janitor()
+                    _janitor_pass()
                     for cycle_id in rescue_worktrees(services()):
                         log.warning("janitor: saved the work cycle %s left on this host", cycle_id)
                 elif beats % JANITOR_EVERY_BEATS == 0:
-                    janitor()
+                    _janitor_pass()
             except Exception:  # Redis away for a while: try again at the next beat
                 log.exception("heartbeat or janitor failed")
             beats += 1

@@ -4,11 +4,13 @@ background job)."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -22,10 +24,12 @@ pytestmark = pytest.mark.integration
 STOP_S = 5.0  # how long a follow command may take to end after the signal
 
 
-def _start(args: list[str], env: dict[str, str], sigint_ignored: bool) -> subprocess.Popen[str]:
-    """The CLI with SIGINT either at its default or ignored, whatever this test process has it at."""
+@contextlib.contextmanager
+def _started(args: list[str], env: dict[str, str], sigint_ignored: bool) -> Iterator[subprocess.Popen[str]]:
+    """The CLI with SIGINT either at its default or ignored, whatever this test process has it at; killed
+    at the end if the test left it running."""
     disposition = signal.SIG_IGN if sigint_ignored else signal.SIG_DFL
-    return subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "orchestration.cli", *args],
         env=env,
         cwd=ROOT,
@@ -35,6 +39,12 @@ def _start(args: list[str], env: dict[str, str], sigint_ignored: bool) -> subpro
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _stop(proc: subprocess.Popen[str], sig: signal.Signals) -> tuple[str, str]:
@@ -66,8 +76,7 @@ STOPS = [
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("sig", "sigint_ignored"), STOPS)
 def test_watch_all_follows_every_cycle(orch_env: dict[str, str], sig: signal.Signals, sigint_ignored: bool) -> None:
-    proc = _start(["watch"], orch_env, sigint_ignored)
-    try:
+    with _started(["watch"], orch_env, sigint_ignored) as proc:
         hub = _hub(orch_env)
         channel = Keys(orch_env["ORCH_KEY_PREFIX"]).updates
         deadline = time.monotonic() + 20
@@ -82,10 +91,6 @@ def test_watch_all_follows_every_cycle(orch_env: dict[str, str], sig: signal.Sig
         hub.emit("cycle-a", "ws-a", "finish", "cycle.finished", {"status": "succeeded"})
         time.sleep(1.5)
         out, err = _stop(proc, sig)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     lines = [line for line in out.splitlines() if line.strip()]
     assert [line.split()[0] for line in lines] == ["cycle-a", "cycle-b", "cycle-a"]
@@ -98,17 +103,12 @@ def test_watch_all_follows_every_cycle(orch_env: dict[str, str], sig: signal.Sig
 def test_watch_one_cycle_stops_following(orch_env: dict[str, str], sig: signal.Signals) -> None:
     hub = _hub(orch_env)
     hub.emit("cycle-f", "ws-f", "start", "cycle.started", {})
-    proc = _start(["watch", "cycle-f"], orch_env, sigint_ignored=True)
-    try:
+    with _started(["watch", "cycle-f"], orch_env, sigint_ignored=True) as proc:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         assert ready, "watch printed nothing"
         assert "cycle.started" in proc.stdout.readline()  # replayed: it is following now
         _out, err = _stop(proc, sig)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, err
     assert "stopped following; the cycle goes on" in err
     assert TRACEBACK not in err
@@ -119,8 +119,7 @@ def test_watch_one_cycle_stops_following(orch_env: dict[str, str], sig: signal.S
 def test_status_watch_stops(orch_env: dict[str, str], sig: signal.Signals) -> None:
     hub = _hub(orch_env)
     before = {c["id"] for c in hub.redis.client_list()}
-    proc = _start(["status", "--watch", "--every", "0.2"], orch_env, sigint_ignored=True)
-    try:
+    with _started(["status", "--watch", "--every", "0.2"], orch_env, sigint_ignored=True) as proc:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait until it has connected to Redis
             if {c["id"] for c in hub.redis.client_list()} - before:
@@ -130,10 +129,6 @@ def test_status_watch_stops(orch_env: dict[str, str], sig: signal.Signals) -> No
             pytest.fail("status --watch never connected")
         time.sleep(1.0)  # a few refreshes
         out, err = _stop(proc, sig)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "recent cycles" in out
     assert TRACEBACK not in out + err
