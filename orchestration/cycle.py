@@ -229,8 +229,7 @@ def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
         raise AlreadyHandled(f"step {index} already ran ({stored.ctx.steps[index].status})")
     ctx.waiting_on = ctx.waiting_since = None
     ctx = runtime.run_step(ctx, svc, index)
-    if not svc.state.is_finished(ctx.cycle_id):
-        waiting(ctx, svc, ctx.handoff or queue_of(ctx, index + 1))
+    waiting(ctx, svc, ctx.handoff or queue_of(ctx, index + 1))
     return ctx
 
 
@@ -244,8 +243,10 @@ def queue_of(ctx: CycleContext, index: int) -> str:
 
 
 def waiting(ctx: CycleContext, svc: Services, queue: str) -> None:
+    """Records the queue the next step waits in; a record closed meanwhile is left as it is (the next step
+    finds it closed and stops there)."""
     ctx.waiting_on, ctx.waiting_since = queue, time.time()
-    save(svc, ctx)
+    svc.state.update_cycle(CycleRecord(ctx=ctx), frozenset())
 
 
 def next_queue(ctx: CycleContext, index: int) -> str | None:

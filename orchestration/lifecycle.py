@@ -36,7 +36,7 @@ from orchestration.models import (
 )
 from orchestration.services import Services
 from orchestration.settings import get_settings
-from orchestration.state import CycleClosed, LockHold
+from orchestration.state import LockHold
 
 log = logging.getLogger(__name__)
 
@@ -129,30 +129,16 @@ def elapsed_s(ctx: CycleContext) -> float:
 # -- the record ---------------------------------------------------------------------------------------
 
 
-def save(svc: Services, ctx: CycleContext, **runner: Any) -> CycleRecord:
-    """Stores the context in the cycle's record, keeping what the record knows of its runner (host, runner
-    process, agent group, running stage) unless given here.
+def save(svc: Services, ctx: CycleContext, **runner: Any) -> None:
+    """Stores the context in the cycle's record, with those of the record's own fields (host, runner
+    process, agent group, running stage) given here; the others stay as stored. One write, no read.
 
     A closed record (one with `finished_at`) is final: only `close` writes one. Saving over it changes
-    nothing and returns it as it is; when `ctx` is still live (its cycle was ended elsewhere, by the janitor
-    or the error path, while this stage ran) it raises AlreadyHandled instead, so that this delivery stops."""
-    record = svc.state.get_cycle(ctx.cycle_id) or CycleRecord(ctx=ctx)
-    if record.finished_at and "finished_at" not in runner:
-        return _closed(record, ctx)
-    record.ctx = ctx
-    for name, value in runner.items():
-        setattr(record, name, value)
-    try:
-        svc.state.save_cycle(record)
-    except CycleClosed:  # closed between the read above and the write
-        return _closed(svc.state.get_cycle(ctx.cycle_id) or record, ctx)
-    return record
-
-
-def _closed(record: CycleRecord, ctx: CycleContext) -> CycleRecord:
-    if not ctx.ended:
-        raise AlreadyHandled(f"cycle {ctx.cycle_id} was already closed ({record.status.value}) while this stage ran")
-    return record
+    nothing; when `ctx` is still live (its cycle was ended elsewhere, by the janitor or the error path, while
+    this stage ran) it raises AlreadyHandled instead, so that this delivery stops."""
+    record = CycleRecord(ctx=ctx, **runner)
+    if not svc.state.update_cycle(record, frozenset(runner)) and not ctx.ended:
+        raise AlreadyHandled(f"cycle {ctx.cycle_id} was already closed while this stage ran")
 
 
 def reclaim(svc: Services, ctx: CycleContext, **runner: Any) -> LockHold:

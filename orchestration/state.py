@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from orchestration.files import write_atomic
 from orchestration.keys import Keys
-from orchestration.models import CycleRecord, RunningStage, TaskRecord, WorkerBeat
+from orchestration.models import CycleContext, CycleRecord, RunningStage, TaskRecord, WorkerBeat
 
 if TYPE_CHECKING:
     import redis
@@ -54,6 +54,7 @@ class CycleClosed(Exception):
 
 class State(Protocol):
     def save_cycle(self, record: CycleRecord) -> None: ...
+    def update_cycle(self, record: CycleRecord, fields: frozenset[str]) -> bool: ...
     def get_cycle(self, cycle_id: str) -> CycleRecord | None: ...
     def recent_cycles(self, workspace: str | None = None, limit: int = 20) -> list[CycleRecord]: ...
     def acquire_lock(self, workspace: str, ttl_s: int) -> str | None: ...
@@ -84,13 +85,12 @@ def queued_ts(record: CycleRecord) -> float:
         return 0.0
 
 
-def hash_fields(record: CycleRecord) -> dict[str, str | None]:
-    """The record as Redis hash fields: text as it is, numbers and objects as JSON, None for absent."""
-    ctx = record.ctx
+def _js(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
-    def js(value: Any) -> str | None:
-        return None if value is None else orjson.dumps(value).decode()
 
+def context_fields(ctx: CycleContext) -> dict[str, str | None]:
+    """The hash fields the context gives: itself, and the flat copies readers outside the project see."""
     return {
         "cycle_id": ctx.cycle_id,
         "workspace": ctx.workspace,
@@ -99,20 +99,47 @@ def hash_fields(record: CycleRecord) -> dict[str, str | None]:
         "trigger": ctx.trigger,
         "queued_at": ctx.queued_at,
         "started_at": ctx.started_at,
-        "deadline": js(ctx.deadline),
+        "deadline": _js(ctx.deadline),
         "branch": ctx.branch,
         "worktree": ctx.worktree,
         "base_ref": ctx.base_sha,
+        "ctx": ctx.model_dump_json(),
+    }
+
+
+# The record's own fields besides the context, each with the hash fields it is kept in.
+RUNNER_FIELDS: dict[str, tuple[str, ...]] = {
+    "host": ("host",),
+    "runner": ("runner",),
+    "agent_pgid": ("agent_pid", "agent_pgid"),
+    "agent_identity": ("agent_identity",),
+    "stage": ("stage",),
+    "finished_at": ("finished_at",),
+    "report": ("report",),
+}
+
+
+def runner_fields(record: CycleRecord, names: Iterable[str] = RUNNER_FIELDS) -> dict[str, str | None]:
+    """The hash fields of the record's own fields `names` (all of them by default)."""
+    values: dict[str, str | None] = {
         "host": record.host,
         "runner": record.runner,
-        "agent_pid": js(record.agent_pgid),
-        "agent_pgid": js(record.agent_pgid),
+        "agent_pgid": _js(record.agent_pgid),
         "agent_identity": record.agent_identity,
         "stage": record.stage.model_dump_json() if record.stage else None,
         "finished_at": record.finished_at,
-        "ctx": ctx.model_dump_json(),
-        "report": js(record.report.public()) if record.report else None,
+        "report": _js(record.report.public()) if record.report else None,
     }
+    out: dict[str, str | None] = {}
+    for name in names:
+        for field in RUNNER_FIELDS[name]:
+            out[field] = values[name]
+    return out
+
+
+def hash_fields(record: CycleRecord) -> dict[str, str | None]:
+    """The record as Redis hash fields: text as it is, numbers and objects as JSON, None for absent."""
+    return {**context_fields(record.ctx), **runner_fields(record)}
 
 
 def record_from_hash(raw: dict[str, str]) -> CycleRecord | None:
@@ -135,11 +162,26 @@ def record_from_hash(raw: dict[str, str]) -> CycleRecord | None:
         return None
 
 
+# update_cycle in one round trip. KEYS: the record's hash, its workspace's index. ARGV: close (1: write over a
+# closed record too), TTL, index score, cycle id, the number of fields to set, then field/value pairs, then the
+# fields to delete. 0, writing nothing, when the record is closed and this is no close.
+_UPDATE_LUA = """
+if ARGV[1] ~= '1' and redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 0 end
+local n = tonumber(ARGV[5])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + 2 * n)) end
+if #ARGV > 5 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 6 + 2 * n, #ARGV)) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 class RedisState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         # redis-py's return types are unions over decode_responses; this client always returns bytes.
         self.redis: Any = client
         self.keys = Keys(prefix)
+        self._update_script = client.register_script(_UPDATE_LUA)
 
     # -- cycle records -------------------------------------------------------------------------
     def save_cycle(self, record: CycleRecord) -> None:
@@ -168,6 +210,26 @@ class RedisState:
                     return
                 except WatchError:  # the record changed between the check and the write: check again
                     continue
+
+    def update_cycle(self, record: CycleRecord, fields: frozenset[str]) -> bool:
+        """Writes the record's context and, of its own fields, only `fields`, keeping the others as stored:
+        no read first, one round trip. False, writing nothing, when the stored record is closed and this
+        write does not close it (a closed record is never reopened)."""
+        values = {**context_fields(record.ctx), **runner_fields(record, fields)}
+        present: list[str] = [x for k, v in values.items() if v is not None for x in (k, v)]
+        absent = [k for k, v in values.items() if v is None]
+        close = "1" if "finished_at" in fields and record.finished_at else "0"
+        args: list[str | int | float] = [
+            close,
+            CYCLE_TTL_S,
+            queued_ts(record),
+            record.cycle_id,
+            len(present) // 2,
+            *present,
+            *absent,
+        ]
+        keys = [self.keys.cycle(record.cycle_id), self.keys.cycles(record.workspace)]
+        return bool(self._update_script(keys=keys, args=args))
 
     def get_cycle(self, cycle_id: str) -> CycleRecord | None:
         raw = self.redis.hgetall(self.keys.cycle(cycle_id))
@@ -337,6 +399,18 @@ class LocalState:
             if record.finished_at is None and stored.get("finished_at"):
                 raise CycleClosed(record.cycle_id)
             self._save(path, {**record.model_dump(mode="json"), "once": stored.get("once", [])})
+
+    def update_cycle(self, record: CycleRecord, fields: frozenset[str]) -> bool:
+        """As RedisState.update_cycle."""
+        with self._locked(self._cycle_file(record.cycle_id)) as path:
+            stored = self._load(path, {})
+            close = "finished_at" in fields and record.finished_at
+            if not close and stored.get("finished_at"):
+                return False
+            mine = record.model_dump(mode="json")
+            merged = {**stored, "ctx": mine["ctx"], **{name: mine[name] for name in fields}}
+            self._save(path, {**merged, "once": stored.get("once", [])})
+            return True
 
     def get_cycle(self, cycle_id: str) -> CycleRecord | None:
         return self._read(self.dir / self._cycle_file(cycle_id))

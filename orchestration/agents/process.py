@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import psutil
 
 KILL_GRACE_S = 5.0
+# The SIGKILL goes out this long before the grace ends, so that the group is gone (the kernel has ended it,
+# on a busy machine too) by the end of the grace: the grace is a bound, not the moment of the kill.
+KILL_SETTLE_S = 0.2
 EXIT_DRAIN_S = 2.0
 AFTER_FINAL_GRACE_S = 10.0
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -74,20 +77,30 @@ class ProcessOutcome:
 
 
 def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> bool:
-    """TERM the group, then KILL whatever is left after the grace period. True if anything was alive."""
+    """TERM the group, then KILL whatever is left, so that it is gone within the grace period. True if
+    anything was alive."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     except PermissionError:
         return False
-    end = time.monotonic() + grace_s
-    while time.monotonic() < end:
+    # The SIGKILL goes out at its time, not at the next poll after it: the waits shrink to the time left.
+    # Polls start short (a polite agent is gone within milliseconds) and grow to 50 ms, since each one lists
+    # the machine's processes.
+    end = time.monotonic() + max(0.0, grace_s - KILL_SETTLE_S)
+    pause = 0.005
+    while (left := end - time.monotonic()) > 0:
         if not group_alive(pgid):
             return True
-        time.sleep(0.05)
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    # Returning means gone: wait (briefly) for the kernel to end what SIGKILL hit.
+    settle = time.monotonic() + 1.0
+    while group_alive(pgid) and time.monotonic() < settle:
+        time.sleep(0.005)
     return True
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestration.config import WorkspaceConfig
-from orchestration.lifecycle import config_of, deny, emit, end, gate, save, stage_events
+from orchestration.lifecycle import config_of, deny, emit, end, gate, stage_events
 from orchestration.models import CycleContext, Reason, Status, StepReport, StepStatus, iso
 from orchestration.pipeline.expr import Condition, ExprError, Ref, lookup, render
 from orchestration.pipeline.manifest import Step, default_steps
@@ -138,8 +138,7 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
         deadline=deadline,
         emit=lambda kind, data: emit(svc, ctx, op.stage, kind, data),
     )
-    save(svc, ctx)  # the record knows which step runs: the error path marks it failed
-    try:
+    try:  # the record knows which step runs (stage_events saved it): the error path marks it failed
         output = op.run(run, args)
     except StepFailed as exc:
         entry.duration_s = round(time.monotonic() - t0, 3)
