@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from orchestration import git
 from orchestration.agents import worktree
 from orchestration.agents.process import group_alive, identity_alive, kill_group, process_identity
@@ -111,8 +113,20 @@ def deny(svc: Services, ctx: CycleContext, stage: str, problems: list[str]) -> C
     return end(svc, ctx, stage, Status.FAILED, Reason.POLICY_DENIED)
 
 
+_configs: dict[bytes, WorkspaceConfig] = {}  # the last few configs parsed, by their JSON text
+
+
 def config_of(ctx: CycleContext) -> WorkspaceConfig:
-    return parse_config(ctx.config, f"cycle {ctx.cycle_id} config")
+    """The cycle's config, parsed once per process however many times a step asks (nothing changes a parsed
+    config: it is what the cycle was started with)."""
+    text = orjson.dumps(ctx.config)
+    cfg = _configs.get(text)
+    if cfg is None:
+        cfg = parse_config(ctx.config, f"cycle {ctx.cycle_id} config")
+        if len(_configs) >= 32:
+            _configs.clear()
+        _configs[text] = cfg
+    return cfg
 
 
 def today() -> str:

@@ -466,10 +466,27 @@ def _relevant(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     )
 
 
+_seen_env: tuple[object, tuple[tuple[str, str], ...]] | None = None
+
+
+def _relevant_now() -> tuple[tuple[str, str], ...]:
+    """`_relevant(os.environ)`, worked out again only when the environment changed: every event and every
+    log line asks, and the environment's raw items are compared at a fraction of the cost of reading names."""
+    global _seen_env
+    raw = getattr(os.environ, "_data", None)  # CPython's undecoded copy, kept in step with os.environ
+    snapshot: object = tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
+    seen = _seen_env
+    if seen is not None and seen[0] == snapshot:
+        return seen[1]
+    key = _relevant(os.environ)
+    _seen_env = (snapshot, key)
+    return key
+
+
 def default_redactor() -> Redactor:
     """The redactor of the current `os.environ`, rebuilt when a secret-bearing variable changed."""
     global _default
-    key = _relevant(os.environ)
+    key = _relevant_now()
     with _default_lock:
         if _default is None or _default[0] != key:
             _default = (key, Redactor(os.environ))

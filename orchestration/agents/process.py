@@ -121,11 +121,19 @@ def _start_ticks(proc: psutil.Process) -> int:
     return round((created - boot) * _CLOCK_TICKS)
 
 
+_own_identity: tuple[int, str] | None = None  # this process's, asked at every stage: (pid, identity)
+
+
 def process_identity(pid: int | None = None) -> str:
     """`pid:starttime` — tells a live process from a later one that reused its pid."""
+    global _own_identity
     import psutil  # process inspection is loaded by the code that needs it, not by every import
 
-    pid = os.getpid() if pid is None else pid
+    if pid is None:
+        me = os.getpid()  # a forked child has a pid of its own: the cache is by pid
+        if _own_identity is None or _own_identity[0] != me:
+            _own_identity = (me, process_identity(me))
+        return _own_identity[1]
     try:
         return f"{pid}:{_start_ticks(psutil.Process(pid))}"
     except psutil.Error:
