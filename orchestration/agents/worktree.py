@@ -423,11 +423,15 @@ def removal_blocker(checkout: Checkout, remote: str, push_expected: bool) -> str
             return None
         if git.git(["remote", "get-url", "--", remote], tree, check=False).returncode != 0:
             return None  # no remote to push to: the branch in the clone holds the work
+        # Commits of HEAD that no branch of the remote (as last fetched or pushed) holds: none for a branch
+        # pushed whole, and none for one that never got a commit of its own (a cycle that ended early).
+        ahead = git.out(["rev-list", "--count", "HEAD", "--not", f"--remotes={remote}"], tree)
+        if ahead in ("", "0"):
+            return None
         remote_ref = f"refs/remotes/{remote}/{branch}"
         if git.git(["rev-parse", "--verify", "--quiet", remote_ref], tree, check=False).returncode != 0:
             return "branch not pushed"
-        ahead = git.out(["rev-list", "--count", f"{remote_ref}..HEAD"], tree)
-        return f"{ahead} commit(s) not pushed" if ahead not in ("", "0") else None
+        return f"{ahead} commit(s) not pushed"
     except GitError as exc:
         return f"git: {exc.stderr[-120:]}"
     except IntegrityError as exc:

@@ -59,13 +59,17 @@ def test_gc_removes_only_what_is_safe(env) -> None:  # type: ignore[no-untyped-d
     unpushed = ended_cycle_with_worktree(svc, cfg, repo, "c-unpushed", change=True, push=False)
     dirty = ended_cycle_with_worktree(svc, cfg, repo, "c-dirty", change=False, push=False)
     (dirty / "scratch.txt").write_text("not committed\n")
+    # Ended before anything was done: its branch holds no commit of its own, so nothing is lost with it.
+    empty = ended_cycle_with_worktree(svc, cfg, repo, "c-empty", change=False, push=False)
     rows = {w.cycle_id: w for w in gc_worktrees(svc, dry_run=True)}
     assert rows["c-pushed"].action == "would remove"
+    assert rows["c-empty"].action == "would remove"
     assert rows["c-unpushed"].action == "kept" and rows["c-unpushed"].detail == "branch not pushed"
     assert rows["c-dirty"].action == "kept" and rows["c-dirty"].detail == "uncommitted changes"
     assert pushed.exists()
     rows = {w.cycle_id: w for w in gc_worktrees(svc)}
     assert rows["c-pushed"].action == "removed" and not pushed.exists()
+    assert rows["c-empty"].action == "removed" and not empty.exists()
     assert unpushed.exists() and dirty.exists()
     # The branch and its commit outlive the worktree (in the private clone, and on the remote).
     assert sh(["git", "log", "-1", "--format=%s", "agent/c-pushed"], svc.state_dir / "mirrors" / "demo") == "work"
