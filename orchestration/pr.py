@@ -13,7 +13,6 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -83,21 +82,24 @@ class RetryPolicy:
 
 DEFAULT_RETRY = RetryPolicy()
 
-# When the publish under way must be done (epoch seconds), or None: every gh and git push call's own timeout
-# is clipped to what is left, and no retry starts that could not end in time.
-_DEADLINE: ContextVar[float | None] = ContextVar("publish_deadline", default=None)
+
+@dataclass(frozen=True)
+class _Deadline:
+    """When the publish under way must be done (epoch seconds), or None: every gh and git push call's own
+    timeout is clipped to what is left, and no retry starts that could not end in time."""
+
+    at: float | None = None
+
+    def left(self, cap: float) -> float:
+        """A call's timeout: its own `cap`, clipped to what is left before the deadline."""
+        return cap if self.at is None else max(MIN_CALL_S, min(cap, self.at - time.time()))
+
+    def no_time_for(self, pause_s: float) -> bool:
+        """Whether a retry after `pause_s` would start too late to finish before the deadline."""
+        return self.at is not None and time.time() + pause_s + MIN_CALL_S > self.at
 
 
-def _time_left(cap: float) -> float:
-    """A call's timeout: its own `cap`, clipped to what is left before the publish's deadline."""
-    deadline = _DEADLINE.get()
-    return cap if deadline is None else max(MIN_CALL_S, min(cap, deadline - time.time()))
-
-
-def _no_time_for(pause_s: float) -> bool:
-    """Whether a retry after `pause_s` would start too late to finish before the deadline."""
-    deadline = _DEADLINE.get()
-    return deadline is not None and time.time() + pause_s + MIN_CALL_S > deadline
+NO_DEADLINE = _Deadline()
 
 
 GH_EXIT_AUTH = 4  # gh's exit code when a command needs authentication (cmd/gh/main.go: exitAuth)
@@ -256,9 +258,11 @@ def _gh_env() -> dict[str, str]:
     return env
 
 
-def _run_gh(gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run_gh(
+    gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None, *, until: _Deadline = NO_DEADLINE
+) -> subprocess.CompletedProcess[str]:
     """One gh call: argv list, no shell, stdin closed unless we feed it, bounded, never prompting."""
-    return run_in_group([gh, *args], cwd=cwd, env=_gh_env(), input_text=input_text, timeout=_time_left(GH_TIMEOUT_S))
+    return run_in_group([gh, *args], cwd=cwd, env=_gh_env(), input_text=input_text, timeout=until.left(GH_TIMEOUT_S))
 
 
 def _repo_args(cfg: WorkspaceConfig) -> list[str]:
@@ -296,14 +300,15 @@ def _parse_json(text: str) -> Any:
         raise _GhBadOutput(f"not JSON: {text[:200]!r}") from exc
 
 
-def _find_pr(gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str) -> dict[str, Any] | None:
+def _find_pr(
+    gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str, until: _Deadline = NO_DEADLINE
+) -> dict[str, Any] | None:
     """The PR whose head is this branch, in any state (open first, then the newest); None when there is none.
 
     Raises `_GhBadOutput` on unparsable output, `RuntimeError` when gh fails.
     """
-    proc = _run_gh(
-        gh, ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS, *_repo_args(cfg)], worktree
-    )
+    args = ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS, *_repo_args(cfg)]
+    proc = _run_gh(gh, args, worktree, until=until)
     if _auth_refused(proc):
         raise _GhNotAuthenticated(proc.stderr)
     if proc.returncode != 0:
@@ -317,9 +322,11 @@ def _find_pr(gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str) -> dict
     return sorted(prs, key=lambda p: (p["state"].upper() == "OPEN", p["number"]), reverse=True)[0]
 
 
-def _view_pr(gh: str, cfg: WorkspaceConfig, worktree: Path, ref: str) -> dict[str, Any] | None:
+def _view_pr(
+    gh: str, cfg: WorkspaceConfig, worktree: Path, ref: str, until: _Deadline = NO_DEADLINE
+) -> dict[str, Any] | None:
     """Read the PR back; None when gh cannot find it (a create that printed a URL but made nothing)."""
-    proc = _run_gh(gh, ["pr", "view", ref, "--json", VIEW_FIELDS, *_repo_args(cfg)], worktree)
+    proc = _run_gh(gh, ["pr", "view", ref, "--json", VIEW_FIELDS, *_repo_args(cfg)], worktree, until=until)
     if _auth_refused(proc):
         raise _GhNotAuthenticated(proc.stderr)
     if proc.returncode != 0:
@@ -336,13 +343,15 @@ def _parse_created_url(text: str) -> tuple[str, int] | None:
     return None
 
 
-def _push(tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RETRY) -> str | None:
+def _push(
+    tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RETRY, until: _Deadline = NO_DEADLINE
+) -> str | None:
     """Push the branch, retrying transient failures; None on success, else a reason. Never forces."""
     last = ""
     for attempt in range(PUSH_ATTEMPTS):
         try:
             refspec = f"refs/heads/{branch}:refs/heads/{branch}"
-            git(["push", "--no-verify", "--", remote, refspec], tree, timeout=_time_left(PUSH_TIMEOUT_S))
+            git(["push", "--no-verify", "--", remote, refspec], tree, timeout=until.left(PUSH_TIMEOUT_S))
             return None
         except GitError as exc:
             last = exc.stderr
@@ -353,7 +362,7 @@ def _push(tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RET
             return f"push_failed: {_scrub(last)}"
         if attempt + 1 < PUSH_ATTEMPTS:
             delay = retry.push_delay(attempt)
-            if _no_time_for(delay):
+            if until.no_time_for(delay):
                 break
             log.warning(
                 "push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay, _scrub(last)
@@ -374,10 +383,17 @@ class _Run:
     """One publish attempt: its inputs, whether the branch reached the remote, and the events it reports."""
 
     def __init__(
-        self, tree: Tree, branch: str, cfg: WorkspaceConfig, gh: str, emit: Emit, retry: RetryPolicy = DEFAULT_RETRY
+        self,
+        tree: Tree,
+        branch: str,
+        cfg: WorkspaceConfig,
+        gh: str,
+        emit: Emit,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        until: _Deadline = NO_DEADLINE,
     ) -> None:
         self.tree, self.branch, self.cfg, self.gh, self.emit = tree, branch, cfg, gh, emit
-        self.retry = retry
+        self.retry, self.until = retry, until
         self.worktree = tree.work_tree
         self.pushed = False
 
@@ -406,7 +422,7 @@ class _Run:
         return PRResult(status=status, url=pr["url"], number=pr["number"], draft=pr["draft"])
 
     def find(self) -> dict[str, Any] | None:
-        return _find_pr(self.gh, self.cfg, self.worktree, self.branch)
+        return _find_pr(self.gh, self.cfg, self.worktree, self.branch, self.until)
 
     def create(self, title: str, body: str, base: str, labels: list[str]) -> subprocess.CompletedProcess[str]:
         # `--flag=value`: a value can never be read as another flag.
@@ -414,7 +430,7 @@ class _Run:
         if self.cfg.pr.draft:
             args.append("--draft")
         args += [f"--label={label}" for label in labels]
-        return _run_gh(self.gh, [*args, *_repo_args(self.cfg)], self.worktree, input_text=body)
+        return _run_gh(self.gh, [*args, *_repo_args(self.cfg)], self.worktree, input_text=body, until=self.until)
 
 
 def publish(
@@ -444,8 +460,7 @@ def publish(
     `deadline` (epoch seconds) every push and gh call ends by then (at least `MIN_CALL_S` each), whatever
     the remote or gh do.
     """
-    run = _Run(tree, branch, cfg, gh, emit, retry)
-    token = _DEADLINE.set(deadline)
+    run = _Run(tree, branch, cfg, gh, emit, retry, _Deadline(deadline))
     try:
         result = _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref, notes, propose)
     except subprocess.TimeoutExpired as exc:
@@ -460,10 +475,8 @@ def publish(
         result = run.failed(f"publish_error: {_scrub(str(exc))}")
     except Exception as exc:  # the stage contract: a reason, never an exception
         log.exception("publish of %s crashed", branch)
-        return run.failed(f"publish_error: {type(exc).__name__}: {_scrub(str(exc))}")
-    finally:
-        _DEADLINE.reset(token)
-    result.pushed = run.pushed
+        result = run.failed(f"publish_error: {type(exc).__name__}: {_scrub(str(exc))}")
+    result.pushed = run.pushed  # whatever came after, a push that went through is reported
     return result
 
 
@@ -516,7 +529,7 @@ def _publish(
         return run.skipped("push_disabled")
 
     # 4. Push (never forced): from here on the work is safe remotely whatever gh does.
-    problem = _push(tree, cfg.workspace.remote, branch, run.retry)
+    problem = _push(tree, cfg.workspace.remote, branch, run.retry, run.until)
     if problem:
         return run.failed(problem)
     run.pushed = True
@@ -530,7 +543,7 @@ def _publish(
 
     # 5. gh: authenticated?
     try:
-        auth = _run_gh(run.gh, ["auth", "status", *_auth_args(cfg)], work_tree)
+        auth = _run_gh(run.gh, ["auth", "status", *_auth_args(cfg)], work_tree, until=run.until)
     except FileNotFoundError:
         return run.skipped("gh_not_found")
     except PermissionError as exc:
@@ -583,7 +596,7 @@ def _publish(
             log.warning("gh pr create refused labels %s, retrying without: %s", labels, _scrub(error))
             labels = []
             continue
-        if not transient_retry or _no_time_for(run.retry.create_backoff_s):
+        if not transient_retry or run.until.no_time_for(run.retry.create_backoff_s):
             return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
         transient_retry = False
         log.warning("gh pr create failed, retrying once: %s", _scrub(error))
@@ -595,7 +608,7 @@ def _publish(
     url, number = parsed
 
     # 8. Believe it when gh can read it back.
-    seen = _view_pr(run.gh, cfg, work_tree, str(number))
+    seen = _view_pr(run.gh, cfg, work_tree, str(number), run.until)
     if seen is None or seen["number"] != number:
         return run.failed(f"pr_not_found_after_create: gh pr create printed {url}, gh pr view cannot find it")
     return run.opened(True, seen)

@@ -718,7 +718,9 @@ def test_any_gh_output_ends_publish_with_a_result_and_a_reason(
     answers = {"list": list(listed), "create": list(created), "view": [viewed]}
     calls: Counter[str] = Counter()
 
-    def fake_gh(gh: str, args: list[str], cwd: Path, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    def fake_gh(
+        gh: str, args: list[str], cwd: Path, input_text: str | None = None, **_: Any
+    ) -> subprocess.CompletedProcess[str]:
         if args[:2] == ["auth", "status"]:
             return subprocess.CompletedProcess([gh, *args], 0, "Logged in", "")
         which = args[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -526,3 +527,51 @@ def test_fake_gh_on_path(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
         retry=NO_BACKOFF,
     )
     assert result.status == "created"
+
+
+def test_an_unexpected_error_after_the_push_still_reports_the_push(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.write("src/x.py")
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise ValueError("a bug after the push")
+
+    monkeypatch.setattr(pr_mod, "_find_pr", broken)
+    result = run(env)
+    assert result.status == "failed" and result.reason == "publish_error: ValueError: a bug after the push"
+    assert result.pushed is True and env.remote_head() == sh("rev-parse", "HEAD", cwd=env.wt)
+
+
+def test_each_gh_call_and_push_is_bounded_by_the_publish_deadline(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    timeouts: list[tuple[str, float | None]] = []
+    real_run_in_group, real_git = pr_mod.run_in_group, pr_mod.git
+
+    def recording_gh(argv: list[str], **kw: Any) -> Any:
+        timeouts.append((argv[1], kw.get("timeout")))
+        return real_run_in_group(argv, **kw)
+
+    def recording_git(args: list[str], *a: Any, **kw: Any) -> Any:
+        if args[0] == "push":
+            timeouts.append(("push", kw.get("timeout")))
+        return real_git(args, *a, **kw)
+
+    monkeypatch.setattr(pr_mod, "run_in_group", recording_gh)
+    monkeypatch.setattr(pr_mod, "git", recording_git)
+    env.write("src/x.py")
+    result = publish(
+        tree=Tree.discover(env.wt),
+        branch=BRANCH,
+        cfg=config(env),
+        cycle_id=CYCLE,
+        decision=decision(),
+        agent=AGENT,
+        cycle_status=Status.SUCCEEDED,
+        duration_s=1.0,
+        base_ref="origin/main",
+        emit=env.emit,
+        gh=str(env.gh),
+        retry=NO_BACKOFF,
+        deadline=time.time() + 20,
+    )
+    assert result.status == "created"
+    assert {name for name, _ in timeouts} >= {"push", "auth", "pr"}
+    assert all(t is not None and 0 < t <= 20 for _, t in timeouts), timeouts
