@@ -365,9 +365,10 @@ def run(
         print_report(report, as_json)
         raise typer.Exit(_exit_for(report))
     svc, _client = _redis_services()
+    from tasks.app import bound_broker_calls
     from tasks.cycle import send_cycle
 
-    _bound_broker_calls()
+    bound_broker_calls()
     ctx = cycle.enqueue(svc, cfg, trigger="manual", dry_run=dry_run)
     try:
         send_cycle(ctx, cfg)
@@ -385,23 +386,6 @@ def run(
     report = _follow(svc, ctx.cycle_id, printer=printer)
     print_report(report, as_json)
     raise typer.Exit(_exit_for(report))
-
-
-# How long one call of `run` to a Redis broker may wait for an answer.
-BROKER_CALL_S = 4.0
-
-
-def _bound_broker_calls() -> None:
-    """A Redis broker that takes the connection but never answers (a frozen server, a proxy without its
-    backend) would hold `run` forever: kombu's Redis transport waits without a timeout. This process only
-    publishes, so its broker calls get one (AMQP connections are bounded by Celery's own connect timeout)."""
-    if get_settings().broker_is_amqp:
-        return
-    from tasks.app import app as celery_app
-
-    options = dict(celery_app.conf.broker_transport_options or {})
-    options.update(socket_timeout=BROKER_CALL_S, socket_connect_timeout=BROKER_CALL_S)
-    celery_app.conf.broker_transport_options = options
 
 
 def _follow(

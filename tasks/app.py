@@ -61,6 +61,21 @@ def settings_conf() -> dict[str, Any]:
     }
 
 
+# How long one broker call of a process that only sends (`orchestrate run`) may wait for an answer.
+SENDER_BROKER_CALL_S = 4.0
+
+
+def bound_broker_calls(seconds: float = SENDER_BROKER_CALL_S) -> None:
+    """For a process that only sends: a Redis broker that takes the connection but never answers (a frozen
+    server, a proxy without its backend) would hold it forever, as kombu's Redis transport waits without a
+    timeout. AMQP connections are bounded by Celery's own connect timeout."""
+    if get_settings().broker_is_amqp:
+        return
+    options = dict(app.conf.broker_transport_options or {})
+    options.update(socket_timeout=seconds, socket_connect_timeout=seconds)
+    app.conf.broker_transport_options = options
+
+
 @app.on_after_configure.connect(weak=False)
 def _configure(sender: Celery, **_: Any) -> None:
     sender.conf.update(settings_conf())
