@@ -203,8 +203,8 @@ def start(ctx: CycleContext, svc: Services) -> CycleContext:
         ctx.started_at = iso(now)
         ctx.deadline = now.timestamp() + cfg.budget.cycle_s
         ctx.status = Status.RUNNING
+        ctx.waiting_on, ctx.waiting_since = queue_of(ctx, 0), time.time()  # the first step's queue
         save(svc, ctx, host=get_settings().hostname)
-        waiting(ctx, svc, queue_of(ctx, 0))
         emit(
             svc,
             ctx,
@@ -228,8 +228,9 @@ def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
         # a step never runs twice, and the chain already went on from the first.
         raise AlreadyHandled(f"step {index} already ran ({stored.ctx.steps[index].status})")
     ctx.waiting_on = ctx.waiting_since = None
-    ctx = runtime.run_step(ctx, svc, index)
-    waiting(ctx, svc, ctx.handoff or queue_of(ctx, index + 1))
+    ctx = runtime.run_step(ctx, svc, index, then=lambda done: done.handoff or queue_of(done, index + 1))
+    if ctx.waiting_on is None:  # the step passed through (its cycle had ended) without writing the record
+        waiting(ctx, svc, ctx.handoff or queue_of(ctx, index + 1))
     return ctx
 
 

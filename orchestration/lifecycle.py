@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -64,10 +64,17 @@ def emit(svc: Services, ctx: CycleContext, stage: str, kind: str, data: dict[str
 
 
 @contextmanager
-def stage_events(svc: Services, ctx: CycleContext, name: str, always: bool = False) -> Iterator[None]:
+def stage_events(
+    svc: Services,
+    ctx: CycleContext,
+    name: str,
+    always: bool = False,
+    then: Callable[[CycleContext], str] | None = None,
+) -> Iterator[None]:
     """stage.started / finished / failed around a stage's work; a cycle that already ended passes through
     the work stages silently (its events would only say that nothing happened). While the stage works, the
-    record names this process as its runner (see `RunningStage`)."""
+    record names this process as its runner (see `RunningStage`); when it is done, the record says which
+    queue the next step waits in (`then`, worked out from the context the stage leaves), in the same write."""
     if svc.state.is_finished(ctx.cycle_id):
         raise AlreadyHandled(f"cycle {ctx.cycle_id} has already ended")
     if ctx.ended and not always:
@@ -83,6 +90,8 @@ def stage_events(svc: Services, ctx: CycleContext, name: str, always: bool = Fal
     except Exception as exc:
         emit(svc, ctx, name, "stage.failed", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
+    if then is not None:
+        ctx.waiting_on, ctx.waiting_since = then(ctx), time.time()
     save(svc, ctx, stage=None)
     emit(
         svc,

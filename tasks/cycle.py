@@ -36,7 +36,7 @@ def services() -> Services:
     return Services(state=RedisState(client, s.key_prefix), hub=RedisHub(client, s.key_prefix), state_dir=s.state_dir)
 
 
-def _run_stage(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> dict[str, Any]:
+def _run_stage(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: Any) -> CycleContext:
     ctx = CycleContext.model_validate(raw)
     try:
         ctx = stage(ctx, services(), **kw)
@@ -49,7 +49,7 @@ def _run_stage(stage: Callable[..., CycleContext], raw: dict[str, Any], **kw: An
         # Mark the cycle timed out and let the chain go on, so publish saves the work and finish reports.
         log.warning("cycle %s: soft time limit in %s", ctx.cycle_id, stage.__name__)
         ctx = lifecycle.timed_out_by_backstop(ctx, services())
-    return ctx.model_dump(mode="json")
+    return ctx
 
 
 # A stage returns the whole cycle context for the next one: its log line ("... succeeded in 0.01s: {...}")
@@ -59,12 +59,11 @@ STAGE = {"bind": True, "resultrepr_maxsize": 200}
 
 @app.task(name="orchestrate.start", **STAGE)
 def start(self: Task, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _run_stage(cycle.start, ctx)
+    return _run_stage(cycle.start, ctx).model_dump(mode="json")
 
 
 def _run_op(task: Task, ctx: dict[str, Any], step: int) -> dict[str, Any]:
-    out = _run_stage(cycle.run_step, ctx, index=step)
-    after = CycleContext.model_validate(out)
+    after = _run_stage(cycle.run_step, ctx, index=step)
     if after.handoff is not None:
         # The step runs again on another queue (the fallback agent's): this task is replaced by that one,
         # and the rest of the chain follows it.
@@ -74,7 +73,7 @@ def _run_op(task: Task, ctx: dict[str, Any], step: int) -> dict[str, Any]:
         again.set(queue=queue, soft_time_limit=planned.soft_s, time_limit=planned.hard_s)
         raise task.replace(again)
     _route_next_step(task, after, step + 1)
-    return out
+    return after.model_dump(mode="json")
 
 
 def _route_next_step(task: Task, ctx: CycleContext, index: int) -> None:

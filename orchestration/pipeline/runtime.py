@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,7 +73,10 @@ def runs_after_end(op: Operation[Any, Any], ctx: CycleContext) -> bool:
     return ctx.worktree is not None or not op.worktree
 
 
-def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
+def run_step(
+    ctx: CycleContext, svc: Services, index: int, then: Callable[[CycleContext], str] | None = None
+) -> CycleContext:
+    """Step `index`; `then` names the queue the next step waits in, recorded when this one is done."""
     cfg = config_of(ctx)
     steps = steps_of(cfg)
     if not ctx.steps:
@@ -82,7 +86,7 @@ def run_step(ctx: CycleContext, svc: Services, index: int) -> CycleContext:
     always = runs_after_end(op, ctx)
     ctx.step = index
     try:
-        with stage_events(svc, ctx, op.stage, always=always):
+        with stage_events(svc, ctx, op.stage, always=always, then=then):
             if (ctx.ended and not always) or (ctx.dry_run and not op.in_dry_run):
                 entry.status = StepStatus.SKIPPED
                 return ctx
