@@ -388,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cycles < 1 or args.starts < 1:
         parser.error("--cycles and --starts must be at least 1")
     results: dict[str, Any] = {"cycles": [], "chains": {who: [] for who in BARE_QUEUES}}
+    # As `make install` does: processes start from compiled modules, also under PYTHONDONTWRITEBYTECODE.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "orchestration", "tasks"], cwd=ROOT, check=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         proc, url = start_redis(tmp)
