@@ -115,6 +115,7 @@ def run(
     status: Status = Status.SUCCEEDED,
     dec: Decision | None = None,
     gh: str | None = None,
+    deadline: float | None = None,
 ) -> Any:
     return publish(
         tree=Tree.discover(env.wt),
@@ -129,6 +130,7 @@ def run(
         emit=env.emit,
         gh=gh or str(env.gh),
         retry=NO_BACKOFF,
+        deadline=deadline,
     )
 
 
@@ -557,21 +559,7 @@ def test_each_gh_call_and_push_is_bounded_by_the_publish_deadline(env: Env, monk
     monkeypatch.setattr(pr_mod, "run_in_group", recording_gh)
     monkeypatch.setattr(pr_mod, "git", recording_git)
     env.write("src/x.py")
-    result = publish(
-        tree=Tree.discover(env.wt),
-        branch=BRANCH,
-        cfg=config(env),
-        cycle_id=CYCLE,
-        decision=decision(),
-        agent=AGENT,
-        cycle_status=Status.SUCCEEDED,
-        duration_s=1.0,
-        base_ref="origin/main",
-        emit=env.emit,
-        gh=str(env.gh),
-        retry=NO_BACKOFF,
-        deadline=time.time() + 20,
-    )
+    result = run(env, deadline=time.time() + 20)
     assert result.status == "created"
     assert {name for name, _ in timeouts} >= {"push", "auth", "pr"}
     assert all(t is not None and 0 < t <= 20 for _, t in timeouts), timeouts
