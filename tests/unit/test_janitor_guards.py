@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from orchestration.config import parse_config
 from orchestration.cycle import FINISH_LIMIT_S
 from orchestration.janitor import LOCAL_STUCK_S, reap, stage_limit_s
 from orchestration.lifecycle import GRACE_S, AlreadyHandled
-from orchestration.models import CycleContext, Reason, RunningStage, Status, StepStatus, iso, utcnow
+from orchestration.models import CycleContext, Event, Reason, RunningStage, Status, StepStatus, iso, utcnow
 from orchestration.services import Services
 from orchestration.settings import get_settings
 from orchestration.state import CycleClosed
@@ -237,4 +238,28 @@ def test_a_start_that_fails_after_taking_the_lock_leaves_it_to_the_error_path(
     assert svc.state.acquire_lock(cfg.id, 60) is None  # held by the failed start
     report = lifecycle.fail(ctx.cycle_id, svc, "RuntimeError: spend store unreadable")
     assert report is not None and report.status is Status.FAILED
+    assert svc.state.acquire_lock(cfg.id, 60) is not None
+
+
+def test_the_lock_is_released_only_after_cycle_finished(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watchers take `cycle.finished` as the end of the cycle: until it is out, the workspace stays locked, so
+    that no one ever sees two of its cycles running; right after it, the next cycle can start."""
+    cfg = parse_config({"workspace": {"repo": "/srv/repos/x"}})
+    ctx = cycle.start(cycle.enqueue(svc, cfg), svc)
+    assert ctx.lock_token and ctx.status is Status.RUNNING
+    held_at_finished: list[bool] = []
+    emit = svc.hub.emit
+
+    def watching(cycle_id: str, workspace: str, stage: str, kind: str, data: dict[str, Any] | None = None) -> Event:
+        if kind == "cycle.finished":
+            token = svc.state.acquire_lock(workspace, 60)
+            if token is not None:  # free already: give it back, the cycle's own release must not be hidden
+                svc.state.release_lock(workspace, token)
+            held_at_finished.append(token is None)
+        return emit(cycle_id, workspace, stage, kind, data)
+
+    monkeypatch.setattr(svc.hub, "emit", watching)
+    report = cycle.finish(ctx, svc)
+    assert report.status is Status.SUCCEEDED
+    assert held_at_finished == [True]
     assert svc.state.acquire_lock(cfg.id, 60) is not None
