@@ -1,17 +1,19 @@
 """Which broker messages a dead worker held and are given back, and the per-worker heartbeats they are
-judged by. The real give-back on a real Redis broker is in tests/integration/test_fleet.py."""
+judged by; the transport giving nothing back on a torn-down connection. The real give-back on a real Redis
+broker is in tests/integration/test_fleet.py."""
 
 from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import fakeredis
 import orjson
 
 from orchestration.models import WorkerBeat
 from orchestration.state import RedisState
-from tasks.broker import Unacked, orphans, parse_unacked
+from tasks.broker import Unacked, _QoS, orphans, parse_unacked
 
 NOW = 10_000.0
 TTL = 45.0
@@ -87,3 +89,12 @@ def test_two_workers_on_one_host_keep_their_own_heartbeat() -> None:
         ("other", "a@other", []),
     ]
     assert state.host_alive("box") and state.host_alive("other") and not state.host_alive("bo")
+
+
+def test_giving_back_unacked_messages_on_a_torn_down_connection_does_nothing() -> None:
+    """Kombu gives a channel's unacknowledged messages back when the channel closes. After a Redis restart
+    the connection is already torn down by then, and kombu's own attempt would raise (an AttributeError,
+    which stops the worker); the transport does nothing instead: the messages stay in the unacked hash."""
+    for connection in (None, SimpleNamespace(client=None)):
+        qos = _QoS(SimpleNamespace(connection=connection, do_restore=False))  # nothing to give back at exit
+        assert qos.restore_unacked() is None
