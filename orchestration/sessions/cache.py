@@ -22,7 +22,7 @@ from orchestration.files import write_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: Claude Code's own queued lines (task notifications) are no longer prompts
 MARK_BYTES = 1024
 
 

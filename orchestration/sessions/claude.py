@@ -62,6 +62,7 @@ INJECTED_PREFIXES = (
     "<bash-stderr>",
     "<user-prompt-submit-hook>",
     "This session is being continued from a previous conversation",
+    "<task-notification>",  # a background agent's end, queued by Claude Code for the model to answer
 )
 INTERRUPTED = "[Request interrupted by user"
 # Big, irrelevant line types recognised without parsing (Claude Code writes `type` first).
@@ -262,8 +263,11 @@ def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[s
     elif not isinstance(content, str):
         st.skipped["bad_field"] += 1
         return
-    # Subagent prompts come from Claude, meta lines and compaction summaries from Claude Code itself.
+    # Subagent prompts come from Claude, meta lines and compaction summaries from Claude Code itself, and so
+    # do the lines it queues on its own (`promptSource: "system"`: a background agent's `<task-notification>`).
     if obj.get("isMeta") is True or obj.get("isSidechain") is True or obj.get("isCompactSummary") is True:
+        return
+    if obj.get("promptSource") == "system":
         return
     uid = obj.get("uuid")
     key = uid if isinstance(uid, str) and uid else f"{st.path}:{lineno}"

@@ -315,6 +315,34 @@ def test_claude_real_prompts_only_and_tool_details(tmp_path: Path, repo: Path) -
     assert cc.skipped == {}
 
 
+def test_claude_task_notifications_are_not_prompts(tmp_path: Path, repo: Path) -> None:
+    """A background agent's end arrives as a user line Claude Code queues itself (`promptSource: "system"`,
+    `<task-notification>`): the model answers it, nobody typed it. Older versions wrote the same text
+    without `promptSource`."""
+    c = Claude(str(repo))
+    note = (
+        "<task-notification>\n<task-id>a8c644fe66aa6c5d8</task-id>\n<status>completed</status>\n"
+        "<summary>Agent \"Inspect repo\" finished</summary>\n</task-notification>"
+    )
+    queued = {"origin": {"kind": "task-notification"}, "turnOrigin": "task_notification"}
+    write_jsonl(
+        project(tmp_path) / f"{c.session}.jsonl",
+        [
+            c.prompt("inspect the repo in the background", 1, promptSource="user"),
+            c.assistant("msg_1", "req_1", 2, [tool_use("toolu_a", "Agent", prompt="inspect")], usage(1, 1)),
+            c.tool_result("toolu_a", 2),
+            c.prompt(note, 3, promptSource="system", **queued),
+            c.assistant("msg_2", "req_2", 4, [{"type": "text", "text": "the agent is done"}], usage(1, 1)),
+            c.prompt("system-made, whatever it says", 5, promptSource="system"),
+            c.prompt([{"type": "text", "text": note}], 6),  # no promptSource: an older Claude Code
+            c.prompt("now fix the test", 7, promptSource="user"),
+        ],
+    )
+    cc = analyze_sessions(repo, cfg(tmp_path, providers=["claude-code"]), cache_dir=None).providers["claude-code"]
+    assert cc.turns == 2
+    assert cc.goals == ["now fix the test", "inspect the repo in the background"]
+
+
 def test_claude_tilde_dirs_are_expanded(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     c = Claude(str(repo))
