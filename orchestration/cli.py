@@ -1,7 +1,8 @@
 """The `orchestrate` command. The one module of the domain that may import `tasks` (lazily, to talk to Celery)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in this module: typer reads every command's signature at each start,
+# and evaluating their string annotations took longer than building and parsing the whole command line.
+# Names only imported for type checking are quoted where they appear.
 import contextlib
 import functools
 import os
@@ -90,7 +91,7 @@ def _interruptible() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
-def _load(path: Path) -> WorkspaceConfig:
+def _load(path: Path) -> "WorkspaceConfig":
     from orchestration.config import ConfigError, load_config
 
     try:
@@ -104,23 +105,23 @@ def _load(path: Path) -> WorkspaceConfig:
         for p in problems:
             err.print(_tagged("invalid", "red", f"{path}: {p}"))
         _die(f"{path}: invalid config", EXIT_INVALID)
-    from orchestration.cycle import config_warnings
+    from orchestration.deployment import config_warnings
 
     for warning in config_warnings(cfg, get_settings()):
         err.print(_tagged("warning", "yellow", f"{path}: {warning}"))
     return cfg
 
 
-def _config_problems(cfg: WorkspaceConfig) -> list[str]:
+def _config_problems(cfg: "WorkspaceConfig") -> list[str]:
     """What makes a valid file unusable on this host (deployment settings and ORCH_ALLOW)."""
-    from orchestration.cycle import config_problems
+    from orchestration.deployment import config_problems
     from orchestration.policy import HostPolicy, policy_problems
 
     settings = get_settings()
     return config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
 
 
-def _redis_services() -> tuple[Services, redis.Redis]:
+def _redis_services() -> "tuple[Services, redis.Redis]":
     import redis
 
     from orchestration.hub import RedisHub
@@ -141,7 +142,7 @@ def _redis_services() -> tuple[Services, redis.Redis]:
     return svc, client
 
 
-def _local_services(printer: Any = None) -> Services:
+def _local_services(printer: Any = None) -> "Services":
     from orchestration.hub import LocalHub
     from orchestration.services import Services
     from orchestration.state import LocalState
@@ -178,7 +179,7 @@ def _cell(value: Any) -> str:
     return " ".join(strip_control(default_redactor().text(str(value))).split())
 
 
-def event_line(ev: Event) -> str:
+def event_line(ev: "Event") -> str:
     # Masked whole, before anything is cut to length: a clipped secret would no longer match.
     d = {k: _cell(v) if isinstance(v, str) else _untrusted(v) for k, v in ev.data.items()}
     detail = ""
@@ -210,7 +211,7 @@ def event_line(ev: Event) -> str:
     return strip_control(f"{ev.seq:>4} {ts} {_cell(ev.stage):<8} {ev.kind:<18} {_cell(detail)}")
 
 
-def print_event(ev: Event, console: Console | None = None) -> None:
+def print_event(ev: "Event", console: Console | None = None) -> None:
     """One event line, on stdout unless another console is given (stderr when stdout carries JSON)."""
     style = {
         "stage.failed": "red",
@@ -222,7 +223,7 @@ def print_event(ev: Event, console: Console | None = None) -> None:
     (console or out).print(event_line(ev), style=style)
 
 
-def _event_printer(as_json: bool) -> Callable[[Event], None]:
+def _event_printer(as_json: bool) -> "Callable[[Event], None]":
     """Prints events where they do not mix with the command's output: stderr when stdout is JSON."""
     return functools.partial(print_event, console=err if as_json else out)
 
@@ -330,7 +331,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="workspace config 
             for line in exc.errors:
                 out.print(_tagged("invalid", "red", f"{exc.source}: {line}"))
             continue
-        from orchestration.cycle import config_warnings
+        from orchestration.deployment import config_warnings
 
         problems = _config_problems(cfg)
         warnings = [w for w in (shell_warning(cfg, get_settings()), *config_warnings(cfg, get_settings())) if w]
@@ -389,10 +390,10 @@ def run(
 
 
 def _follow(
-    svc: Services,
+    svc: "Services",
     cycle_id: str,
     announce_wait: bool = True,
-    printer: Callable[[Event], None] = print_event,
+    printer: "Callable[[Event], None]" = print_event,
 ) -> dict[str, Any]:
     from orchestration.hub import RedisHub
     from orchestration.models import Status

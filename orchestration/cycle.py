@@ -17,6 +17,7 @@ from orchestration import git
 from orchestration.agents import worktree
 from orchestration.agents.registry import queue_name
 from orchestration.config import WorkspaceConfig
+from orchestration.deployment import VISIBILITY_MARGIN_S, config_problems, config_warnings
 from orchestration.git import GitError
 from orchestration.lifecycle import (
     GRACE_S,
@@ -38,19 +39,26 @@ from orchestration.lifecycle import (
 )
 from orchestration.models import CycleContext, CycleRecord, CycleReport, Reason, Status, StepStatus, iso, utcnow
 from orchestration.pipeline import runtime
-from orchestration.pipeline.check import check_steps
 from orchestration.pipeline.expr import ExprError, has_refs, refs, render
 from orchestration.pipeline.registry import OPS
 from orchestration.pipeline.runtime import init_steps, steps_of
 from orchestration.policy import HostPolicy, policy_problems
 from orchestration.services import Services
-from orchestration.settings import Settings, get_settings
+from orchestration.settings import get_settings
 
-__all__ = ["AlreadyHandled", "enqueue", "finish", "plan", "run_local", "run_step", "start"]
+__all__ = [
+    "VISIBILITY_MARGIN_S",
+    "AlreadyHandled",
+    "config_problems",
+    "config_warnings",
+    "enqueue",
+    "finish",
+    "plan",
+    "run_local",
+    "run_step",
+    "start",
+]
 
-# What the broker's visibility timeout must leave beyond a cycle's budget and grace: the steps around
-# execute (start, analyze, decide, publish, finish) run within it too.
-VISIBILITY_MARGIN_S = 300
 # The queue of the steps before the cycle has a worktree (agent.execute goes to its agent's queue).
 STAGE_QUEUE = "orchestrate"
 
@@ -58,38 +66,6 @@ STAGE_QUEUE = "orchestrate"
 def host_queue(host: str) -> str:
     """The queue of one host's workers: once a cycle has a worktree, every later step is sent there."""
     return f"host.{host}"
-
-
-def config_problems(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
-    """What makes a valid file unusable on this deployment; each line starts with its JSON path."""
-    problems = []
-    need = cfg.budget.cycle_s + GRACE_S + VISIBILITY_MARGIN_S
-    if not settings.broker_is_amqp and settings.visibility_timeout_s < need:
-        # With acks_late, a stage running past the visibility timeout is redelivered to a second worker
-        # while the first still runs.
-        problems.append(
-            f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit the broker's visibility_timeout of "
-            f"{settings.visibility_timeout_s} s (a running stage would be redelivered to a second worker); "
-            f"set ORCH_VISIBILITY_TIMEOUT_S to at least {need}"
-        )
-    if cfg.pipeline is not None:
-        problems += check_steps(steps_of(cfg), cfg)
-    return problems
-
-
-def config_warnings(cfg: WorkspaceConfig, settings: Settings) -> list[str]:
-    """What may go wrong with a valid file on this deployment, without making it unusable."""
-    warnings = []
-    need = cfg.budget.cycle_s + GRACE_S + VISIBILITY_MARGIN_S
-    if settings.broker_is_amqp and settings.consumer_timeout_s < need:
-        # RabbitMQ closes the channel of an unacknowledged (late-ack) delivery held past consumer_timeout:
-        # the agent's step would be delivered again while the first still runs.
-        warnings.append(
-            f"budget.cycle_s: {cfg.budget.cycle_s} s does not fit RabbitMQ's consumer_timeout of "
-            f"{settings.consumer_timeout_s} s (the agent's step would be delivered again while it runs); raise "
-            f"consumer_timeout on the server to at least {need * 1000} ms and set ORCH_CONSUMER_TIMEOUT_S={need}"
-        )
-    return warnings
 
 
 def new_cycle_id() -> str:

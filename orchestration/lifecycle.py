@@ -21,6 +21,7 @@ from orchestration import git
 from orchestration.agents import worktree
 from orchestration.agents.process import group_alive, identity_alive, kill_group, process_identity
 from orchestration.config import WorkspaceConfig, parse_config
+from orchestration.deployment import GRACE_S as GRACE_S  # re-exported: the janitor and the tests read it here
 from orchestration.git import GitError
 from orchestration.models import (
     AgentResult,
@@ -42,8 +43,6 @@ from orchestration.state import LockHold
 
 log = logging.getLogger(__name__)
 
-# How long past its budget a cycle may run: the agent's kill grace plus the wrap-up stages.
-GRACE_S = 30
 # The workspace lock outlives the cycle's budget by this much, so that a cycle whose worker died frees its
 # workspace on its own even if no janitor runs; a live cycle always releases it by token first.
 LOCK_MARGIN_S = 600

@@ -9,9 +9,12 @@ and returns, and whether the references between steps hold, is checked one layer
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from orchestration.config import WorkspaceConfig
 
 # Names a step's `as` may not take: the built-in roots of substitution.
 RESERVED_NAMES = frozenset({"cycle", "workspace", "date", "env"})
@@ -122,3 +125,10 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
 
 def default_steps() -> list[Step]:
     return [Step.model_validate(s) for s in DEFAULT_STEPS]
+
+
+def steps_of(cfg: WorkspaceConfig) -> list[Step]:
+    """The config's pipeline, or the default one (a manifest file was put inline when the config loaded)."""
+    if isinstance(cfg.pipeline, list):
+        return cfg.pipeline
+    return default_steps()

@@ -21,16 +21,10 @@ from orchestration.config import WorkspaceConfig
 from orchestration.lifecycle import config_of, deny, emit, end, gate, stage_events
 from orchestration.models import CycleContext, Reason, Status, StepReport, StepStatus, iso
 from orchestration.pipeline.expr import Condition, ExprError, Ref, lookup, render
-from orchestration.pipeline.manifest import Step, default_steps
+from orchestration.pipeline.manifest import Step
+from orchestration.pipeline.manifest import steps_of as steps_of  # re-exported: cycle and tests read it here
 from orchestration.pipeline.registry import OPS, Operation, StepDenied, StepFailed, StepHandOff, StepRun
 from orchestration.services import Services
-
-
-def steps_of(cfg: WorkspaceConfig) -> list[Step]:
-    """The config's pipeline, or the default one (a manifest file was put inline when the config loaded)."""
-    if isinstance(cfg.pipeline, list):
-        return cfg.pipeline
-    return default_steps()
 
 
 def init_steps(ctx: CycleContext, cfg: WorkspaceConfig) -> None:
