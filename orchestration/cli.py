@@ -573,6 +573,39 @@ def cancel(cycle_id: str) -> None:
     out.print(f"cancel requested for {cycle_id}; `orchestrate watch {cycle_id}` shows it end")
 
 
+class _ReadingBar:
+    """`analyze`'s progress bar (on stderr, gone when done), drawn from the analyzer's own calls in this
+    thread: a refresh thread would make the analyzer start its worker processes with spawn (each one
+    importing this CLI again) instead of fork. Nothing is imported or drawn until a file is read: a run
+    answered from the cache shows no bar."""
+
+    REFRESH_S = 0.1  # rich's own default rate, 10 a second
+
+    def __init__(self) -> None:
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.drawn = 0.0
+
+    def tick(self, provider: str, done: int, total: int) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.progress = Progress(*columns, console=err, transient=True, auto_refresh=False)
+            self.progress.start()
+        if provider not in self.tasks:
+            self.tasks[provider] = self.progress.add_task(f"{provider} sessions", total=total)
+        self.progress.update(self.tasks[provider], completed=done)
+        now = time.monotonic()
+        if now - self.drawn >= self.REFRESH_S or done >= total:
+            self.drawn = now
+            self.progress.refresh()
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 @app.command()
 def analyze(
     config: Path,
@@ -585,18 +618,11 @@ def analyze(
     cfg = _load(config)
     if since_days is not None:
         cfg.sessions.since_days = since_days
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def tick(provider: str, done: int, total: int) -> None:
-            if provider not in tasks:
-                tasks[provider] = bar.add_task(f"{provider} sessions", total=total)
-            bar.update(tasks[provider], completed=done)
-
-        ins = analyze_sessions(cfg.repo_path(), cfg.sessions, progress=tick)
+    bar = _ReadingBar()
+    try:
+        ins = analyze_sessions(cfg.repo_path(), cfg.sessions, progress=bar.tick)
+    finally:
+        bar.stop()
     ins = redact_model(ins)  # session text is untrusted: what people typed may hold secrets or escapes
     if as_json:
         print_report(ins.model_dump(mode="json"), True)  # masked and stripped like every report

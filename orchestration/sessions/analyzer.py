@@ -139,6 +139,8 @@ def _scan_all(
         todo_bytes += max(0, st.st_size - (entry.offset if entry else 0))
     n = workers if workers is not None else (os.cpu_count() or 1)
     tick = progress or (lambda _kind, _done, _total: None)
+    if args:
+        tick(kind, 0, len(args))  # the caller's display can show the provider before its first file is done
     if n > 1 and todo_bytes >= PARALLEL_MIN_BYTES and len(files) > 1:
         try:
             return _scan_parallel(args, ws, min(n, len(files)), lambda done: tick(kind, done, len(args)))
@@ -151,10 +153,16 @@ def _scan_all(
     return out
 
 
-def _scan_parallel(args: list[_ScanArgs], ws: Workspace, n: int, tick: Callable[[int], None]) -> dict[str, _Scan]:
-    from concurrent.futures import ProcessPoolExecutor
+# While worker processes read, `progress` is told at least this often (the same count when nothing finished),
+# so that a caller can keep its display alive from this thread.
+TICK_S = 0.1
 
-    # fork is cheapest, but only safe while this process has no other threads
+
+def _scan_parallel(args: list[_ScanArgs], ws: Workspace, n: int, tick: Callable[[int], None]) -> dict[str, _Scan]:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # fork is cheapest, but only safe while this process has no other threads; spawn starts a new interpreter
+    # per worker, which imports the parent's __main__ again (a caller with a display thread pays for that).
     method = "fork" if threading.active_count() == 1 else "spawn"
     # Biggest files first, so the last ones to finish are short.
     order = sorted(args, key=lambda a: -(a[3].offset if a[3] else 0) - _size(a[1]))
@@ -162,11 +170,20 @@ def _scan_parallel(args: list[_ScanArgs], ws: Workspace, n: int, tick: Callable[
     out: dict[str, _Scan] = {}
     done = 0
     with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method)) as pool:
-        for batch, scans in zip(batches, pool.map(_scan_batch, [ws] * len(batches), batches), strict=True):
-            for a, r in zip(batch, scans, strict=True):
-                out[a[1]] = r
-            done += len(batch)
-            tick(done)
+        running = {pool.submit(_scan_batch, ws, batch): batch for batch in batches}
+        try:
+            while running:
+                finished, _ = wait(running, timeout=TICK_S, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    batch = running.pop(future)
+                    for a, r in zip(batch, future.result(), strict=True):
+                        out[a[1]] = r
+                    done += len(batch)
+                tick(done)
+        except BaseException:
+            for future in running:  # a failed batch or an interrupt: what has not started never will
+                future.cancel()
+            raise
     return out
 
 

@@ -224,3 +224,56 @@ def test_any_sequence_of_partial_writes_ends_equal_to_a_full_read(tmp_path_facto
     with path.open("ab") as fh:
         fh.write(data[written:])
     same(analyze(tmp, repo, tmp / "cache"), analyze(tmp, repo, None))
+
+
+def test_the_cli_progress_bar_starts_no_thread_so_workers_are_forked(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`orchestrate analyze` draws its bar from the analyzer's calls: with a refresh thread alive, the analyzer
+    would start its workers with spawn, and each would import the whole CLI again."""
+    import io
+    import multiprocessing
+    import threading
+
+    from rich.console import Console
+
+    from orchestration import cli
+
+    for n in range(4):
+        c = Claude(str(repo), session=f"{n:08d}-0000-0000-0000-000000000000")
+        path = tmp_path / "claude" / "projects" / "p" / f"{c.session}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        append(path, [line for i in range(n + 2) for line in conversation(c, i + 10 * n)])
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(analyzer, "PARALLEL_MIN_BYTES", 0)
+    methods: list[str | None] = []
+    real_context = multiprocessing.get_context
+
+    def context(method: str | None = None) -> Any:
+        methods.append(method)
+        return real_context(method)
+
+    monkeypatch.setattr(analyzer.multiprocessing, "get_context", context)
+    threads = threading.active_count()
+    seen: list[tuple[str, int, int, int]] = []
+    bar = cli._ReadingBar()
+
+    def tick(provider: str, done: int, total: int) -> None:
+        bar.tick(provider, done, total)
+        seen.append((provider, done, total, threading.active_count()))
+
+    try:
+        ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=tmp_path / "c", workers=2, progress=tick)
+    finally:
+        bar.stop()
+    assert ins.sessions == 4
+    assert methods == ["fork" if threads == 1 else "spawn"]
+    assert ("claude-code", 0, 4, threads) in seen and ("claude-code", 4, 4) in [s[:3] for s in seen]
+    assert "reading claude-code sessions" in screen.getvalue()  # drawn, then cleared (transient)
+    assert threading.active_count() == threads
+
+    # Answered from the cache: nothing is read, no bar is drawn.
+    quiet = cli._ReadingBar()
+    analyze_sessions(repo, cfg(tmp_path), cache_dir=tmp_path / "c", workers=2, progress=quiet.tick)
+    assert quiet.progress is None
