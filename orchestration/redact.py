@@ -370,14 +370,22 @@ class Redactor:
 
     def __call__(self, value: Any) -> Any:
         """Strings are masked; dicts (keys and values), lists and tuples recursively; anything else as is."""
+        return self._walk(value, {})
+
+    def _walk(self, value: Any, done: dict[str, str]) -> Any:
+        # `done`: the strings of this value masked so far. Reports repeat the same keys and names many times
+        # (an analysis: ~2,600 strings, ~800 distinct), and masking one is ~10 regular-expression scans.
         if isinstance(value, str):
-            return self.text(value)
+            masked = done.get(value)
+            if masked is None:
+                masked = done[value] = self.text(value)
+            return masked
         if isinstance(value, dict):
-            return {(self.text(k) if isinstance(k, str) else k): self(v) for k, v in value.items()}
+            return {(self._walk(k, done) if isinstance(k, str) else k): self._walk(v, done) for k, v in value.items()}
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [self._walk(v, done) for v in value]
         if isinstance(value, tuple):
-            return tuple(self(v) for v in value)
+            return tuple(self._walk(v, done) for v in value)
         return value
 
     def stream(self, tail: int = STREAM_TAIL) -> RedactStream:
