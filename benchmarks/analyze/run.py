@@ -14,8 +14,8 @@ Steps (README.md says why each is measured the way it is):
    inside the process; ours warm: the same call in a new process on that state dir, nothing changed;
    and (unless `--no-cli`) `orchestrate analyze CONFIG` as a user runs it, a whole process timed from spawn to
    exit like ccusage's: cold with an empty `ORCH_STATE_DIR`, then warm on that state dir, nothing changed;
-   before the rounds, the start-ups: `python -c pass`, `import orchestration.cli`, `orchestrate analyze` on
-   no sessions (best of 5 each);
+   before the rounds, the start-ups: `python -c pass`, importing typer + rich + pydantic, `import orchestration.cli`,
+   `orchestrate analyze` on no sessions (best of 5 each);
 4. ours once more over all sessions (`repo="/"`) for the comparison with ccusage, which reports every session;
 5. memory: a corpus twice the size, `--repeat` rounds of ccusage and ours cold; peak memory at 2S against S.
 
@@ -435,11 +435,16 @@ def best_wall(cmd: list[str], env: dict[str, str], repeat: int = 5) -> float:
     return best
 
 
+# The third-party imports every start of `orchestrate analyze` needs: the command line, the table, the models.
+DEPS = "import typer, rich.console, rich.table; from pydantic import BaseModel"
+
+
 @dataclass
 class Startup:
     """Where a process of ours spends its time before it reads a session (best times)."""
 
     python_s: float  # `python -c pass`
+    deps_s: float  # `python -c` importing typer, rich's console and table, and pydantic's BaseModel (DEPS)
     import_s: float  # `python -c "import orchestration.cli"`
     empty_s: float  # `orchestrate analyze` on a config whose session directories do not exist
     config: Path
@@ -457,6 +462,7 @@ def measure_startup(scratch: Path) -> Startup:
     config = cli_config(scratch / "no-sessions.json", "/home/dev/src/none", none / "claude", none / "codex", 14)
     return Startup(
         python_s=best_wall([sys.executable, "-c", "pass"], env),
+        deps_s=best_wall([sys.executable, "-c", DEPS], env),
         import_s=best_wall([sys.executable, "-c", "import orchestration.cli"], env),
         empty_s=best_wall([*CLI, str(config)], env),
         config=config,
@@ -726,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
             config = cli_config(scratch / "workspace.json", ws, corpus.claude_dir, corpus.codex_dir, since)
             print(
                 f"ours: `{' '.join(CLI)} {config}` (since_days {since}); start-up, best of 5:"
-                f" python {startup.python_s * 1000:.0f} ms, + import orchestration.cli"
+                f" python {startup.python_s * 1000:.0f} ms, + typer, rich and pydantic"
+                f" {(startup.deps_s - startup.python_s) * 1000:.0f} ms, + import orchestration.cli"
                 f" {startup.import_s * 1000:.0f} ms, analyze on no sessions {startup.empty_s * 1000:.0f} ms"
             )
         load0 = os.getloadavg()[0]
@@ -735,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         warms: list[Ours] = []
         cli_colds: list[Cli] = []
         cli_warms: list[Cli] = []
-        threaded: list[Ours] = []  # ours cold with a second thread alive: how the CLI's analysis runs
+        threaded: list[Ours] = []  # ours cold with a second thread alive: what a display thread would cost
         cli_state: Path | None = None
         cc_report: dict[str, Any] = {}
         for i in range(1, repeat + 1):
@@ -813,6 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         cli_warm = min(cli_warms, key=lambda c: c.seconds) if cli_warms else None
         if startup is not None and cli_cold is not None and cli_warm is not None:
             rows.append(Row("python -c pass (start-up)", 0, 0, startup.python_s))
+            rows.append(Row("python + typer, rich, pydantic", 0, 0, startup.deps_s))
             rows.append(Row("python -c 'import orchestration.cli'", 0, 0, startup.import_s))
             rows.append(Row("orchestrate analyze, no sessions", 0, 0, startup.empty_s))
             spawn = best_of(threaded)
@@ -901,23 +909,32 @@ def main(argv: list[str] | None = None) -> int:
                 f" {startup.import_s - startup.python_s:.3f} + config, settings, the analyze command's own imports"
                 f" and output {startup.empty_s - startup.import_s:.3f}"
             )
-            for label, c, inner in (("cold", cli_cold, spawn), ("warm", cli_warm, warm)):
+            print(
+                f"  of the imports, typer, rich and pydantic alone take {startup.deps_s - startup.python_s:.3f} s"
+                f" (`python -c '{DEPS}'`: {startup.deps_s:.3f} s)"
+            )
+            for label, c, inner in (("cold", cli_cold, cold), ("warm", cli_warm, warm)):
                 rest = c.seconds - startup.empty_s - inner.seconds
-                what = "in-process" if inner is warm else "in-process with a 2nd thread alive"
                 print(
                     f"  {label}: {c.seconds:.3f} s = start-up {startup.empty_s:.3f} s"
                     f" ({startup.empty_s / c.seconds:.0%})"
-                    f" + analysis {inner.seconds:.3f} s ({what}) + the rest {rest:+.3f} s (redaction, output, noise)"
+                    f" + analysis {inner.seconds:.3f} s (in-process)"
+                    f" + the rest {rest:+.3f} s (redaction, output, noise)"
                 )
             print(
-                f"  the progress bar's thread makes the analyzer start its workers with spawn instead of fork: cold"
+                f"  with another thread alive the analyzer would start its workers with spawn instead of fork: cold"
                 f" analysis {cold.seconds:.3f} s -> {spawn.seconds:.3f} s, cpu {cold.cpu_s:.2f} -> {spawn.cpu_s:.2f} s"
+                " (`orchestrate analyze` draws its progress bar without a thread)"
             )
             net = cli_warm.seconds - startup.empty_s
             print(
                 f"  the start-up alone is {startup.empty_s / cc_s:.0%} of ccusage's time: warm can be at most"
                 f" {cc_s / startup.empty_s:.1f}x faster than ccusage"
                 + (f"; without it, {cc_s / net:.0f}x" if net > 0.01 else "; the rest of warm is within noise")
+            )
+            print(
+                f"  python with typer, rich and pydantic imported is {startup.deps_s / cc_s:.0%} of ccusage's time:"
+                f" a process that needs them can be at most {cc_s / startup.deps_s:.1f}x faster than ccusage"
             )
 
         ws_ids = {
@@ -964,7 +981,12 @@ def main(argv: list[str] | None = None) -> int:
                 "cli": {
                     "command": [*CLI, str(config)] if config else None,
                     "startup": (
-                        {"python_s": startup.python_s, "import_s": startup.import_s, "empty_s": startup.empty_s}
+                        {
+                            "python_s": startup.python_s,
+                            "deps_s": startup.deps_s,
+                            "import_s": startup.import_s,
+                            "empty_s": startup.empty_s,
+                        }
                         if startup
                         else None
                     ),
