@@ -1,10 +1,4 @@
-"""Process-wide settings from the ORCH_* environment.
-
-Read the way pydantic-settings reads them (`ORCH_<FIELD>`, names case-insensitive, a value given to the
-constructor wins over the environment, defaults validated too), by a plain pydantic model: importing
-pydantic-settings (its sources, asyncio, argparse, dotenv) cost the command line ~0.1 s of start-up for
-reading a dozen flat variables.
-"""
+"""Process-wide settings from the ORCH_* environment."""
 
 from __future__ import annotations
 
@@ -13,11 +7,9 @@ import re
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-ENV_PREFIX = "ORCH_"
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_state_dir() -> Path:
@@ -25,14 +17,11 @@ def _default_state_dir() -> Path:
     return Path(base) / "orchestrate"
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Where Redis, the broker, configs and local state live, and what this host lets configs grant.
-    Secrets stay in the URLs' env values. `Settings()` reads the environment; keyword arguments win over it."""
+    Secrets stay in the URLs' env values."""
 
-    model_config = ConfigDict(extra="ignore", validate_default=True)
-
-    def __init__(self, **values: Any) -> None:
-        super().__init__(**{**_environment(type(self).model_fields), **values})
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
 
     # Redis for state, events and locks; also the broker and result backend unless those are set.
     redis_url: str = "redis://localhost:6379/0"
@@ -117,13 +106,6 @@ class Settings(BaseModel):
     @property
     def backend(self) -> str:
         return self.result_backend or self.redis_url
-
-
-def _environment(fields: dict[str, Any]) -> dict[str, str]:
-    """The fields set in the environment as `ORCH_<FIELD>` (any case; as given, empty values included)."""
-    env = {name.lower(): value for name, value in os.environ.items()}
-    prefix = ENV_PREFIX.lower()
-    return {field: env[prefix + field] for field in fields if prefix + field in env}
 
 
 @lru_cache(maxsize=1)
