@@ -11,7 +11,7 @@ import pytest
 
 from orchestration.agents.base import RunTally
 from orchestration.agents.claude import ClaudeStream
-from orchestration.agents.prices import BUILTIN_PRICES, cost_usd
+from orchestration.agents.prices import BUILTIN_PRICES, cost_usd, price_for
 from orchestration.agents.process import Verdict
 
 pytestmark = pytest.mark.timeout(30)
@@ -232,3 +232,19 @@ def test_a_reported_cost_that_is_not_an_amount_is_ignored(bogus: object) -> None
         json.dumps({"type": "result", "subtype": "success", "is_error": False, "total_cost_usd": bogus}).encode()
     )
     assert stream.current_cost() == before > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "rates"),
+    [
+        ("claude-opus-5-5", (4.0, 20.0, 0.2)),  # Claude Code's default model, at its catalog's rates
+        ("claude-opus-5-5[1m]", (4.0, 20.0, 0.2)),
+        ("claude-opus-4-1-20250805", (15.0, 75.0, 1.5)),
+        ("claude-sonnet-5-5", (2.0, 10.0, 0.1)),
+        ("claude-unheard-of-9", (5.0, 25.0, 0.5)),  # a Claude model it does not know: its default rates
+        ("some-other-model", (15.0, 75.0, 1.5)),  # nothing known: an expensive guess, so a cap is never undercounted
+    ],
+)
+def test_models_are_priced_as_claude_code_prices_them(model: str, rates: tuple[float, float, float]) -> None:
+    price = price_for(model, {})
+    assert (price.input_per_mtok, price.output_per_mtok, price.cached_per_mtok) == rates
