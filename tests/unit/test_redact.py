@@ -366,11 +366,15 @@ def test_property_text_without_a_secret_comes_back_unchanged(text: str, secret: 
 @given(before=_TEXT, secret=_SECRET, cut=st.integers(min_value=1, max_value=39))
 def test_property_a_split_secret_never_shows_whole(before: str, secret: str, cut: int) -> None:
     assume(cut < len(secret) and secret not in before and secret.lower() not in NOT_SECRET_VALUES)
+    middle = secret[min(cut, 3) : -3]
+    # What may show besides the secret's first characters: its middle must not be found there anyway
+    # (a secret like "00000000" repeats its own start).
+    assume(middle not in before + " " + secret[: min(cut, 3)] + " tail")
     stream = Redactor({"ANY_TOKEN": secret}).stream()
     first = stream(before + " " + secret[:cut])
     second = stream(secret[cut:] + " tail")
     assert secret not in first and secret not in second
-    assert secret[min(cut, 3) : -3] not in first + second or len(secret) <= 7
+    assert middle not in first + second or len(secret) <= 7
 
 
 # --- logging -------------------------------------------------------------------------------------------------
