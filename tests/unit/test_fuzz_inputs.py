@@ -369,7 +369,7 @@ def test_garbage_lines_in_a_session_file_are_counted_once_and_change_nothing_els
     assert _summary(got) == _summary(want)
 
 
-@settings(FUZZ, max_examples=50)
+@settings(FUZZ, max_examples=25)
 @given(provider=st.sampled_from(sorted(READERS)), data=st.data())
 def test_a_session_file_read_as_it_grows_gives_what_one_read_gives(provider: str, data: Any) -> None:
     """Appended a few lines at a time (any mix of real, damaged and garbage lines), the resumed reads add up
@@ -452,7 +452,7 @@ def _check_feed(parser: Any, tally: RunTally, lines: list[bytes]) -> None:
     assert tally.events == sum(1 for x in lines if x.strip() and _is_object(x))
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=30)
 @given(agent=st.sampled_from(sorted(STREAMS)), data=st.data())
 def test_garbage_in_a_real_stream_is_counted_exactly(agent: str, data: Any) -> None:
     real = STREAMS[agent]
@@ -477,7 +477,7 @@ def test_garbage_in_a_real_stream_is_counted_exactly(agent: str, data: Any) -> N
     )
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=40)
 @given(agent=st.sampled_from(sorted(STREAMS)), data=st.data())
 def test_any_stream_lines_are_handled_and_the_estimate_never_falls(agent: str, data: Any) -> None:
     real = STREAMS[agent]
@@ -497,7 +497,7 @@ def test_any_stream_lines_are_handled_and_the_estimate_never_falls(agent: str, d
     assert all(isinstance(f, str) for f in tally.files)
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=20)
 @given(data=st.data())
 def test_codex_rollout_read_while_the_stream_runs_never_raises(data: Any) -> None:
     """Codex's live cost comes from its rollout file: any rollout content, appended between stream lines."""
@@ -695,7 +695,7 @@ DECISION = Decision(
 )
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=20)
 @given(
     listed=st.lists(gh_answer, min_size=1, max_size=2),
     created=st.lists(gh_answer, min_size=1, max_size=3),

@@ -20,7 +20,7 @@ from orchestration.pipeline.manifest import Manifest, Step
 from orchestration.pipeline.registry import OPS
 
 FUZZ = settings(
-    max_examples=200,
+    max_examples=100,
     deadline=None,
     database=None,  # nothing written into the repository (.hypothesis/)
     report_multiple_bugs=False,

@@ -898,7 +898,7 @@ _line = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=st.lists(_line, max_size=30), newline_at_end=st.booleans())
 def test_readers_never_raise(lines: list[bytes], newline_at_end: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
