@@ -270,7 +270,7 @@ def save_branch(ctx: CycleContext, svc: Services) -> None:
     if head in (ctx.pushed_sha, ctx.base_sha):
         return
     # Bounded like an `always` step after the cycle ended: a remote that never answers cannot hold finish.
-    deadline = max(ctx.deadline or 0.0, time.time() + runtime.AFTER_END_S)
+    deadline = max(ctx.deadline or 0.0, time.time() + runtime.after_end_s())
     result = publish_work(
         ctx,
         cfg,

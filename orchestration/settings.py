@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=10.0, gt=0, le=60)
     # How often beat reads ORCH_CONFIG_DIR again (added, changed and removed configs, without a restart).
     beat_reload_s: float = Field(default=30.0, gt=0)
+    # The least time an `always` step (pr.create's push, http.notify, finish saving the branch) still gets
+    # once the cycle has ended, past its deadline perhaps.
+    after_end_s: float = Field(default=15.0, gt=0)
     # OS user the agents run as (a separate, unprivileged one); unset: the worker's own user.
     agent_user: str | None = None
     # The host's ceiling on what any config may grant: comma list of `bypass`, `shell`, `network:<host>[:<port>]`.

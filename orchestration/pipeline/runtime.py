@@ -54,8 +54,12 @@ def resolver(ctx: CycleContext, cfg: WorkspaceConfig, steps: list[Step], index: 
     return resolve
 
 
-# An `always` step that runs after the cycle ended (past its deadline, perhaps) gets at least this long.
-AFTER_END_S = 15.0
+def after_end_s() -> float:
+    """How long an `always` step that runs after the cycle ended (past its deadline, perhaps) gets at least:
+    ORCH_AFTER_END_S, 15 s by default."""
+    from orchestration.settings import get_settings
+
+    return get_settings().after_end_s
 
 
 def runs_after_end(op: Operation[Any, Any], ctx: CycleContext) -> bool:
@@ -124,7 +128,7 @@ def _run(ctx: CycleContext, svc: Services, cfg: WorkspaceConfig, steps: list[Ste
         return
     deadline = ctx.deadline if ctx.deadline is not None else time.time() + cfg.budget.cycle_s
     if ctx.ended:
-        deadline = max(deadline, time.time() + AFTER_END_S)
+        deadline = max(deadline, time.time() + after_end_s())
     if step.timeout_s is not None:
         deadline = min(deadline, time.time() + step.timeout_s)
     run = StepRun(

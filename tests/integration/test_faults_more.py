@@ -212,6 +212,7 @@ def hanging_ssh(bin_dir: Path, marker: str) -> Path:
 
 
 BUDGET_S = 8
+AFTER_END_S = 3  # the least time finish's own push gets once the cycle ended (ORCH_AFTER_END_S; 15 s by default)
 
 
 @pytest.mark.timeout(120)
@@ -230,6 +231,7 @@ def test_a_publish_that_hangs_ends_within_the_budget_and_leaves_no_process(
         budget={"cycle_s": BUDGET_S, "idle_timeout_s": 10},
         decision={"backend": "heuristic"},
     )
+    env["ORCH_AFTER_END_S"] = str(AFTER_END_S)
     repo = tmp_path / "demo"
     if hang == "gh":
         hanging_gh(tmp_path / "bin", marker)
@@ -272,6 +274,9 @@ def test_a_publish_that_hangs_ends_within_the_budget_and_leaves_no_process(
         assert str(report["branch"]) not in sh(["git", "--git-dir", str(bare), "branch"], tmp_path)
         kept = Path(env["ORCH_STATE_DIR"]) / "worktrees" / str(report["cycle_id"])
         assert (kept / "orchestrated.txt").is_file()  # the unpushed work stays in its worktree, for gc
+        # pr.create's push, then finish's own once the cycle had ended: bounded by ORCH_AFTER_END_S.
+        pushes = re.findall(r"publish of \S+ failed: push_failed: timed out after (\d+)s", log.read_text())
+        assert len(pushes) == 2 and int(pushes[-1]) <= AFTER_END_S, pushes
     assert pr_step["status"] == "failed" and pr_step["reason"] == pr["reason"], pr_step
     assert _client.get(keys.lock("hangs")) is None
     assert gone, f"processes of the hanging {hang} left behind: {live_with_marker(marker)}"
