@@ -14,7 +14,9 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +25,8 @@ import pytest
 import redis
 
 from orchestration.keys import Keys
-from tests.helpers import ROOT, celery_worker, live_with_marker, orchestrate, sh, wait_for
+from tests.fixtures.fake_gh import install_fake_gh
+from tests.helpers import ROOT, celery_worker, live_with_marker, orchestrate, redis_server, sh, wait_for
 from tests.integration.test_fleet import workspace
 from tests.unit.test_sessions import Claude
 
@@ -74,6 +77,55 @@ def fill(mount: Path) -> Path:
                 while True:
                     fh.write(b"\0" * chunk)
     return filler
+
+
+# -- one worker for the cases that keep theirs running ---------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """A worker shared by the cases of this module that run all their cycles on one worker (each case its
+    own workspace, repository and agent; the mounts are made over parts of this worker's ORCH_STATE_DIR)."""
+
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes]
+    start: int = 0  # where the current case's part of the log begins
+
+    def case_log(self) -> str:
+        """What the worker logged since the current case began."""
+        return self.log.read_bytes()[self.start :].decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def shared_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """Its own redis-server (so its broker queues are no other test's), state directory and recording `gh`."""
+    tmp = tmp_path_factory.mktemp("disk-worker")
+    bin_dir = tmp / "bin"
+    install_fake_gh(bin_dir, tmp / "gh")
+    with redis_server(tmp) as server:
+        env = dict(
+            os.environ,
+            ORCH_REDIS_URL=server.url,
+            ORCH_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+            ORCH_STATE_DIR=str(tmp / "state"),
+            ORCH_CONFIG_DIR=str(tmp / "configs"),
+            PATH=f"{bin_dir}:{os.environ['PATH']}",
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        log = tmp / "worker.log"
+        with celery_worker(env, log) as proc:
+            yield Worker(env, log, proc)
+
+
+@pytest.fixture
+def worker(shared_worker: Worker) -> Iterator[Worker]:
+    """The shared worker, alive, its log read from here on."""
+    assert shared_worker.proc.poll() is None, shared_worker.log.read_text()[-3000:]
+    shared_worker.start = shared_worker.log.stat().st_size
+    yield shared_worker
+    assert "the error path itself failed" not in shared_worker.case_log()
 
 
 # -- reading what happened -----------------------------------------------------------------------------
@@ -155,86 +207,83 @@ def session_history(tmp: Path, repo: Path, prompt: str) -> Path:
 # -- 1. the analyzer's cache -----------------------------------------------------------------------------
 
 
-def test_a_read_only_session_cache_costs_only_the_cache(tmp_path: Path, orch_env: dict[str, str]) -> None:
+def test_a_read_only_session_cache_costs_only_the_cache(tmp_path: Path, worker: Worker) -> None:
     """ORCH_STATE_DIR/cache refuses writes (a read-only mount) while session.analyze reads a session of the
     repository: the analysis is done without its cache (a warning in the worker's log), the cycle goes on and
     succeeds, its branch pushed. Writable again, the next cycle on the same worker writes the cache."""
-    cfg, bare, env = config(tmp_path, orch_env, "rocache")
+    cfg, bare, env = config(tmp_path, worker.env, "rocache")
     data = json.loads(cfg.read_text())
     claude_dir = session_history(tmp_path, Path(data["workspace"]["repo"]), "Add a docstring to app.py")
     data["sessions"] = {"claude_dir": str(claude_dir), "codex_dir": str(tmp_path / "none"), "since_days": 3650}
     cfg.write_text(json.dumps(data))
-    log = tmp_path / "worker.log"
+    log = worker.log
     cache = Path(env["ORCH_STATE_DIR"]) / "cache"
-    with tmpfs(cache, "4m"), celery_worker(env, log) as worker:
+    with tmpfs(cache, "4m"):
         with read_only(cache):
             first = ended(env, send(cfg, env), log)
             assert list(cache.iterdir()) == []
         assert first["status"] == "succeeded", first
         assert first["outputs"]["0"]["sessions"] == 1, first["outputs"]["0"]  # the session was read all the same
-        warnings = [line for line in log.read_text().splitlines() if "cannot write session" in line]
+        warnings = [line for line in worker.case_log().splitlines() if "cannot write session" in line]
         assert warnings and all("Read-only file system" in line for line in warnings), warnings
         assert first["report"]["branch"] in branches(bare) and first["report"]["pr"]["status"] == "created"
-        assert lock_free(env, "rocache") and worker.poll() is None
+        assert lock_free(env, "rocache") and worker.proc.poll() is None
 
         second = ended(env, send(cfg, env), log)
         assert second["status"] == "succeeded", second
         assert {p.name.split("-")[0] for p in cache.iterdir()} == {"sessions", "insights"}, list(cache.iterdir())
-        assert worker.poll() is None
+        assert worker.proc.poll() is None
     assert lock_free(env, "rocache") and agents_left(tmp_path) == []
-    assert "the error path itself failed" not in log.read_text()
 
 
 def test_a_read_only_state_dir_carries_analyze_and_ends_the_cycle_at_its_worktree(
-    tmp_path: Path, orch_env: dict[str, str]
+    tmp_path: Path, worker: Worker
 ) -> None:
     """The whole ORCH_STATE_DIR read-only: analyze and decide go on without it; the cycle ends failed where it
     needs the disk (the workspace's private clone), its error naming the read-only file system and the
     directory, lock released, no agent started. Writable again, the next cycle on that worker succeeds."""
-    cfg, bare, env = config(tmp_path, orch_env, "rostate")
-    log = tmp_path / "worker.log"
+    cfg, bare, env = config(tmp_path, worker.env, "rostate")
+    log = worker.log
     state = Path(env["ORCH_STATE_DIR"])
-    with tmpfs(state), celery_worker(env, log) as worker:
+    with tmpfs(state):
         with read_only(state):
             first = ended(env, send(cfg, env), log)
         failed_clearly(first, "Read-only file system", str(state / "mirrors"))
         assert [s["status"] for s in first["report"]["steps"]] == ["succeeded", "succeeded", "failed", "skipped"]
         assert first["report"]["agent"] is None and first["report"]["branch"] is None
-        assert lock_free(env, "rostate") and worker.poll() is None
+        assert lock_free(env, "rostate") and worker.proc.poll() is None
 
         second = ended(env, send(cfg, env), log)
         assert second["status"] == "succeeded", second
         assert second["report"]["branch"] in branches(bare)
     assert lock_free(env, "rostate") and agents_left(tmp_path) == []
-    assert "the error path itself failed" not in log.read_text()
 
 
 # -- 2. a full state directory ---------------------------------------------------------------------------
 
 
 def test_a_full_state_dir_ends_the_cycle_at_its_clone_or_worktree_with_the_reason(
-    tmp_path: Path, orch_env: dict[str, str]
+    tmp_path: Path, worker: Worker
 ) -> None:
     """ORCH_STATE_DIR on a small tmpfs filled up: first before the workspace's private clone exists (the clone
     fails), then once it exists (the cycle's worktree fails). Each cycle ends failed with an error naming the
     full disk, lock released, no agent started; with room again, the next cycle on that worker succeeds."""
-    cfg, bare, env = config(tmp_path, orch_env, "fullwt")
-    log = tmp_path / "worker.log"
+    cfg, bare, env = config(tmp_path, worker.env, "fullwt")
+    log = worker.log
     state = Path(env["ORCH_STATE_DIR"])
-    with tmpfs(state, "8m"), celery_worker(env, log) as worker:
+    with tmpfs(state, "8m"):
         for where in ("cannot clone or fetch", "cannot create worktree"):
             filler = fill(state)
             failed = ended(env, send(cfg, env), log)
             failed_clearly(failed, where)
             assert "no space left on" in failed["error"].lower(), failed["error"]
             assert failed["report"]["agent"] is None and agents_left(tmp_path) == []
-            assert lock_free(env, "fullwt") and worker.poll() is None
+            assert lock_free(env, "fullwt") and worker.proc.poll() is None
             filler.unlink()
             after = ended(env, send(cfg, env), log)
             assert after["status"] == "succeeded", after
             assert after["report"]["branch"] in branches(bare)
     assert lock_free(env, "fullwt") and agents_left(tmp_path) == []
-    assert "the error path itself failed" not in log.read_text()
 
 
 def test_a_state_dir_filled_while_the_agent_works_keeps_the_work_and_closes_the_cycle(
@@ -287,25 +336,22 @@ def test_a_state_dir_filled_while_the_agent_works_keeps_the_work_and_closes_the_
 # -- 3. the agent's log directory ------------------------------------------------------------------------
 
 
-def test_a_read_only_log_dir_ends_the_cycle_before_the_agent_with_the_reason(
-    tmp_path: Path, orch_env: dict[str, str]
-) -> None:
+def test_a_read_only_log_dir_ends_the_cycle_before_the_agent_with_the_reason(tmp_path: Path, worker: Worker) -> None:
     """ORCH_STATE_DIR/logs read-only when agent.execute makes the cycle's log directory: the agent is not
     started; the cycle ends failed with an error naming the read-only file system and the directory, lock
     released. Writable again, the next cycle on that worker succeeds and its agent's log is there."""
-    cfg, _bare, env = config(tmp_path, orch_env, "rologs")
-    log = tmp_path / "worker.log"
+    cfg, _bare, env = config(tmp_path, worker.env, "rologs")
+    log = worker.log
     logs = Path(env["ORCH_STATE_DIR"]) / "logs"
-    with tmpfs(logs, "4m"), celery_worker(env, log) as worker:
+    with tmpfs(logs, "4m"):
         with read_only(logs):
             cycle_id = send(cfg, env)
             first = ended(env, cycle_id, log)
         failed_clearly(first, "Read-only file system", str(logs / cycle_id))
-        assert lock_free(env, "rologs") and worker.poll() is None and agents_left(tmp_path) == []
+        assert lock_free(env, "rologs") and worker.proc.poll() is None and agents_left(tmp_path) == []
 
         second_id = send(cfg, env)
         second = ended(env, second_id, log)
         assert second["status"] == "succeeded", second
         assert (logs / second_id / "claude-code.stderr.log").exists()
     assert lock_free(env, "rologs") and agents_left(tmp_path) == []
-    assert "the error path itself failed" not in log.read_text()
