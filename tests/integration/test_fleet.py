@@ -5,13 +5,17 @@ touch a cycle's worktree run on the host that made it, so a step sent anywhere e
 from __future__ import annotations
 
 import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import ROOT, make_repo, orchestrate, orchestrate_process, sh
+from tests.helpers import ROOT, make_repo, orchestrate, orchestrate_process, redis_server, sh
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -47,12 +51,57 @@ def workspace(tmp: Path, orch_env: dict[str, str], name: str, **config: Any) -> 
     return cfg, bare, env
 
 
-def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
-    tmp_path: Path, orch_env: dict[str, str]
-) -> None:
+@dataclass
+class Hosts:
+    """Two hosts' workers shared by the cases that need just these two: host-a has claude-code and takes no
+    shared work (-X orchestrate); host-b has codex and takes the shared queue."""
+
+    env: dict[str, str]
+    tmp: Path
+    start: dict[str, int] = field(default_factory=dict)  # where the current case's part of each log begins
+
+    def log(self, host: str) -> Path:
+        return self.tmp / f"{host}.log"
+
+    def case_logs(self) -> dict[str, str]:
+        """What each host logged since the current case began."""
+        return {h: self.log(h).read_bytes()[n:].decode(errors="replace") for h, n in self.start.items()}
+
+
+@pytest.fixture(scope="module")
+def shared_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    """Their own redis-server (so their broker queues are no other test's) and a recording `gh` on PATH."""
+    tmp = tmp_path_factory.mktemp("fleet-hosts")
+    bin_dir = tmp / "bin"
+    install_fake_gh(bin_dir, tmp / "gh")
+    with redis_server(tmp) as server:
+        env = dict(
+            os.environ,
+            ORCH_REDIS_URL=server.url,
+            ORCH_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+            ORCH_CONFIG_DIR=str(tmp / "configs"),
+            ORCH_ALLOW="shell",
+            PATH=f"{bin_dir}:{os.environ['PATH']}",
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        with (
+            host_worker(env, tmp, "host-a", "claude-code", "-X", "orchestrate"),
+            host_worker(env, tmp, "host-b", "codex"),
+        ):
+            yield Hosts(env, tmp)
+
+
+@pytest.fixture
+def hosts(shared_hosts: Hosts) -> Hosts:
+    shared_hosts.start = {h: shared_hosts.log(h).stat().st_size for h in ("host-a", "host-b")}
+    return shared_hosts
+
+
+def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(tmp_path: Path, hosts: Hosts) -> None:
     cfg, bare, env = workspace(
         tmp_path,
-        orch_env,
+        hosts.env,
         "fleet",
         permissions={"shell": ["python3"]},
         pipeline=[
@@ -64,35 +113,31 @@ def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
             {"op": "pr.create", "as": "pr"},
         ],
     )
-    env["ORCH_ALLOW"] = "shell"
     # host-a has the agent and takes no shared work (-X orchestrate); host-b takes the shared queue only.
-    with (
-        host_worker(env, tmp_path, "host-a", "claude-code", "-X", "orchestrate") as _a,
-        host_worker(env, tmp_path, "host-b", "codex") as _b,
-    ):
-        proc = orchestrate(["run", str(cfg), "--json"], env)
-        hosts = orchestrate(["workers"], env)
-    logs = {h: (tmp_path / f"{h}.log").read_text() for h in ("host-a", "host-b")}
+    proc = orchestrate(["run", str(cfg), "--json"], env)
+    workers = orchestrate(["workers"], env)
+    logs = hosts.case_logs()
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs["host-a"][-3000:] + logs["host-b"][-3000:]
     report = json.loads(proc.stdout)
     assert [s["status"] for s in report["steps"]] == ["succeeded"] * 6, report["steps"]
     # `workers` lists both hosts by their heartbeats, with their agents and queues.
-    rows = [line for line in hosts.stdout.splitlines() if "host-" in line]
-    assert any("host-a" in row and "claude-code" in row for row in rows), hosts.stdout
-    assert any("host-b" in row and "codex" in row for row in rows), hosts.stdout
+    rows = [line for line in workers.stdout.splitlines() if "host-" in line]
+    assert any("host-a" in row and "claude-code" in row for row in rows), workers.stdout
+    assert any("host-b" in row and "codex" in row for row in rows), workers.stdout
     table = orchestrate(["status"], env).stdout
     assert report["cycle_id"] in table and "succeeded" in table and "finished" in table, table
-    assert report["pr"]["status"] == "created" and len(read_calls(tmp_path / "gh")) > 0
+    assert report["pr"]["status"] == "created"
+    assert any(report["cycle_id"] in str(c.get("stdin")) for c in read_calls(hosts.tmp / "gh"))  # its own PR
 
     # Who ran what: the shared steps on host-b, the agent and everything after it on host-a.
-    assert "worker queues: orchestrate,agent.claude-code,host.host-a" in logs["host-a"]
-    assert "worker queues: orchestrate,agent.codex,host.host-b" in logs["host-b"]
+    assert "worker queues: orchestrate,agent.claude-code,host.host-a" in hosts.log("host-a").read_text()
+    assert "worker queues: orchestrate,agent.codex,host.host-b" in hosts.log("host-b").read_text()
     for name in ("orchestrate.start", "orchestrate.op.session.analyze", "orchestrate.op.orchestrate.decide"):
         assert f"Task {name}[" in logs["host-b"] and f"Task {name}[" not in logs["host-a"], name
     for name in ("orchestrate.op.agent.execute", *WORKTREE_STEPS, "orchestrate.finish"):
         assert f"Task {name}[" in logs["host-a"], name
         assert f"Task {name}[" not in logs["host-b"], name
-    assert not (tmp_path / "state-host-b" / "worktrees").exists()
+    assert not (hosts.tmp / "state-host-b" / "worktrees" / report["cycle_id"]).exists()
 
     # The branch holds the agent's file, the command's file, and the step's commit.
     branch = report["branch"]
@@ -103,12 +148,12 @@ def test_steps_after_the_agent_run_on_the_host_that_holds_the_worktree(
     assert status["status"] == "succeeded"
 
 
-def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env: dict[str, str]) -> None:
-    """codex is preferred but cannot start on host-a (its command is missing there): the step is handed to
-    queue agent.claude-code, which only host-b consumes; the worktree, the work and the PR are host-b's."""
+def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, hosts: Hosts) -> None:
+    """codex is preferred but cannot start on host-b (its command is missing there): the step is handed to
+    queue agent.claude-code, which only host-a consumes; the worktree, the work and the PR are host-a's."""
     cfg, bare, env = workspace(
         tmp_path,
-        orch_env,
+        hosts.env,
         "fallback",
         decision={"backend": "heuristic"},
         agents={
@@ -118,12 +163,8 @@ def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env:
             "claude-code": {"command": str(FAKE_CLAUDE)},
         },
     )
-    with (
-        host_worker(env, tmp_path, "host-a", "codex") as _a,
-        host_worker(env, tmp_path, "host-b", "claude-code", "-X", "orchestrate") as _b,
-    ):
-        proc = orchestrate(["run", str(cfg), "--json"], env)
-    logs = {h: (tmp_path / f"{h}.log").read_text() for h in ("host-a", "host-b")}
+    proc = orchestrate(["run", str(cfg), "--json"], env)
+    logs = hosts.case_logs()
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs["host-a"][-3000:] + logs["host-b"][-3000:]
     report = json.loads(proc.stdout)
     assert report["decision"]["agent"] == "codex"
@@ -132,12 +173,12 @@ def test_the_fallback_agent_runs_on_a_host_that_has_it(tmp_path: Path, orch_env:
         and "failed before doing anything" in report["agent"]["fallback_reason"]
     )
     assert report["agent"]["files_changed"] == ["orchestrated.txt"] and report["pr"]["status"] == "created"
-    # The execute step ran on both hosts (tried, then handed over); everything after it on host-b only.
+    # The execute step ran on both hosts (tried, then handed over); everything after it on host-a only.
     for host in ("host-a", "host-b"):
         assert "Task orchestrate.op.agent.execute[" in logs[host], host
     for name in ("orchestrate.op.pr.create", "orchestrate.finish"):
-        assert f"Task {name}[" in logs["host-b"] and f"Task {name}[" not in logs["host-a"], name
-    assert list((tmp_path / "state-host-a" / "worktrees").glob("*")) == []  # given up, not left behind
+        assert f"Task {name}[" in logs["host-a"] and f"Task {name}[" not in logs["host-b"], name
+    assert list((hosts.tmp / "state-host-b" / "worktrees").glob("*")) == []  # given up, not left behind
     assert "orchestrated.txt" in sh(
         ["git", "--git-dir", str(bare), "ls-tree", "--name-only", report["branch"]], tmp_path
     )
