@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import tracemalloc
@@ -26,7 +27,8 @@ from typing import Any
 
 import redis
 
-from benchmarks.hub.run import start_redis
+from benchmarks.scale import broker, fire
+from benchmarks.scale.procs import redis_server
 from orchestration.hub import ENDED_TTL_S, RedisHub
 from orchestration.keys import Keys
 from orchestration.state import CYCLE_TTL_S, RedisState
@@ -100,47 +102,86 @@ def redis_per_cycle(url: str, cycles: int, events: int) -> dict[str, float]:
     return {"record_bytes": record, "stream_bytes": stream, "all_keys_bytes_per_cycle": total / cycles}
 
 
+def loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspaces", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--events", type=int, default=400)
+    parser.add_argument("--no-schedule", action="store_true", help="skip the schedule build (part 1)")
+    parser.add_argument("--no-redis", action="store_true", help="skip Redis memory per cycle (part 2)")
+    parser.add_argument("--no-beat", action="store_true", help="skip beat's fire accuracy (part 3)")
+    parser.add_argument("--no-broker", action="store_true", help="skip the broker's throughput (part 4)")
+    parser.add_argument("--beat-workspaces", type=int, help="configs of the big beat (default: --workspaces)")
+    parser.add_argument("--beat-small", type=int, default=10, help="configs of the beat it is compared with")
+    parser.add_argument("--beat-scheduler", choices=["default", "redbeat"], default="default")
+    parser.add_argument("--beat-on-missed", choices=["catch_up", "skip"], default="catch_up",
+                        help="catch_up: two entries per config, as in part 1")  # fmt: skip
+    parser.add_argument("--beat-lead", type=float, default=40.0, help="seconds at least from now to the cron minute")
+    parser.add_argument("--messages", type=int, default=2000, help="stage messages per broker run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"loadavg_start": os.getloadavg()}
+    print(f"load average at start: {loadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        write_configs(base / "small", 10)
-        write_configs(base / "big", args.workspaces)
-        beat_load(base / "small")  # imports and first-use costs, not measured
-        small_s, small_mb, small_n = beat_load(base / "small")
-        big_s, big_mb, big_n = beat_load(base / "big")
-        out["beat"] = {"small": [small_n, small_s, small_mb], "big": [big_n, big_s, big_mb]}
-        proc, url = start_redis(base)
-        try:
-            out["redis"] = redis_per_cycle(url, args.cycles, args.events)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    small_n, small_s, small_mb = out["beat"]["small"]
-    big_n, big_s, big_mb = out["beat"]["big"]
+        if not args.no_schedule:
+            write_configs(base / "small", 10)
+            write_configs(base / "big", args.workspaces)
+            beat_load(base / "small")  # imports and first-use costs, not measured
+            small_s, small_mb, small_n = beat_load(base / "small")
+            big_s, big_mb, big_n = beat_load(base / "big")
+            out["beat"] = {"small": [small_n, small_s, small_mb], "big": [big_n, big_s, big_mb]}
+            report_schedule(out["beat"])
+        with redis_server(base) as url:
+            if not args.no_redis:
+                out["redis"] = redis_per_cycle(url, args.cycles, args.events)
+                redis.Redis.from_url(url).flushall()
+                report_redis(out["redis"], args.events)
+                out["thousand_workspaces_30_days_mib"] = thousand_workspaces(out["redis"])
+            if not args.no_beat:
+                big = args.beat_workspaces or args.workspaces
+                out["beat_fire"] = fire.beat_fire(
+                    base, url, args.beat_small, big, args.beat_scheduler, args.beat_lead, args.beat_on_missed
+                )
+                redis.Redis.from_url(url).flushall()
+                fire.report(out["beat_fire"])
+            if not args.no_broker:
+                out["broker"] = broker.broker_throughput(base, url, args.messages)
+                broker.report(out["broker"])
+    out["loadavg_end"] = os.getloadavg()
+    print(f"load average at end: {loadavg()}")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def report_schedule(beat: dict[str, list[float]]) -> None:
+    small_n, small_s, small_mb = beat["small"]
+    big_n, big_s, big_mb = beat["big"]
     print(f"beat schedule: {small_n} entries in {small_s:.3f} s ({small_mb:.1f} MB peak); "
           f"{big_n} entries in {big_s:.2f} s ({big_mb:.1f} MB peak)")  # fmt: skip
     print(f"  per entry: {big_s / big_n * 1000:.2f} ms vs {small_s / small_n * 1000:.2f} ms "
-          f"(ratio {(big_s / big_n) / (small_s / small_n):.2f}; 1 = linear)")  # fmt: skip
-    r = out["redis"]
+          f"(ratio {(big_s / big_n) / (small_s / small_n):.2f}; 1 = linear)", flush=True)  # fmt: skip
+
+
+def report_redis(r: dict[str, float], events: int) -> None:
     per = r["all_keys_bytes_per_cycle"] / 1024
-    print(f"redis per cycle ({args.events} events): record {r['record_bytes'] / 1024:.1f} KiB, "
+    print(f"redis per cycle ({events} events): record {r['record_bytes'] / 1024:.1f} KiB, "
           f"stream {r['stream_bytes'] / 1024:.1f} KiB, all keys {per:.1f} KiB")  # fmt: skip
+
+
+def thousand_workspaces(r: dict[str, float]) -> float:
     records_kept = 1000 * min(30, CYCLE_TTL_S // 86400)
     streams_kept = 1000 * min(30, ENDED_TTL_S // 86400)
     total = records_kept * r["record_bytes"] + streams_kept * r["stream_bytes"]
     print(f"1,000 workspaces x 1 cycle a night x 30 days: {records_kept} records + {streams_kept} streams "
-          f"= {total / 2**20:.0f} MiB")  # fmt: skip
-    out["thousand_workspaces_30_days_mib"] = total / 2**20
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
-    return 0
+          f"= {total / 2**20:.0f} MiB", flush=True)  # fmt: skip
+    return float(total / 2**20)
 
 
 if __name__ == "__main__":
