@@ -49,16 +49,20 @@ def expires_offsets() -> dict[str, float]:
     }
 
 
-def write_fire_configs(directory: Path, n: int, minute: datetime, on_missed: str = "catch_up") -> None:
-    """`n` configs whose daily cron fires at `minute` (a whole UTC minute), written in Europe/Paris time;
+def write_fire_configs(directory: Path, n: int, minute: datetime, on_missed: str = "catch_up", tz: str = TZ) -> None:
+    """`n` configs whose daily cron fires at `minute` (a whole UTC minute), written in the time of `tz`;
     with `on_missed: catch_up` each has a second entry, every 60 s."""
-    local = minute.astimezone(ZoneInfo(TZ))
+    local = minute.astimezone(ZoneInfo(tz))
     directory.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         config = {
             "id": f"ws{i:04d}",
             "workspace": {"repo": f"/srv/repos/ws{i:04d}"},
-            "schedule": {"cron": f"{local.minute} {local.hour} * * *", "timezone": TZ, "on_missed": on_missed},
+            "schedule": {
+                "cron": f"{local.minute} {local.hour} * * *",
+                "timezone": tz,
+                "on_missed": on_missed,
+            },
             "budget": {"cycle_s": 1800},
         }
         (directory / f"ws{i:04d}.json").write_text(json.dumps(config))
@@ -116,18 +120,19 @@ def beat_fire(
     scheduler: str = "default",
     lead_s: float = 40.0,
     on_missed: str = "catch_up",
+    tz: str = TZ,
 ) -> dict[str, Any]:
     """Starts the two beats (small first, each waited for until it sends its catch-up wave, or with `skip`
     until it logs that it starts), waits for the cron minute and every fire of it (at most 90 s past the
     minute), and returns the figures of each."""
     minute = datetime.fromtimestamp(math.ceil((time.time() + lead_s) / 60) * 60, UTC)
     at = minute.timestamp()
-    out: dict[str, Any] = {"scheduler": scheduler, "minute": minute.isoformat(), "on_missed": on_missed}
+    out: dict[str, Any] = {"scheduler": scheduler, "minute": minute.isoformat(), "on_missed": on_missed, "timezone": tz}
     root = url.rsplit("/", 1)[0]
     runs = {"small": (small, 1), "big": (big, 0)}
     watched: dict[str, Watched] = {}
     for name, (n, db) in runs.items():
-        write_fire_configs(base / f"fire-{name}", n, minute, on_missed)
+        write_fire_configs(base / f"fire-{name}", n, minute, on_missed, tz)
         watched[name] = Watched(name, n, redis.Redis.from_url(f"{root}/{db}"))
     procs = {}
     with ExitStack() as stack:
@@ -190,7 +195,8 @@ def beat_fire(
 def report(out: dict[str, Any]) -> None:
     s, b = out["small"], out["big"]
     print(
-        f"beat fire ({out['scheduler']} scheduler, on_missed {out['on_missed']}, cron minute {out['minute']}; "
+        f"beat fire ({out['scheduler']} scheduler, on_missed {out['on_missed']}, cron in {out['timezone']}, "
+        f"minute {out['minute']}; "
         "sent times from each message's expires header):"
     )
     for r in (s, b):

@@ -1,16 +1,25 @@
-"""The scale benchmark: what a big deployment costs beat and Redis, measured on this machine and carried to
-1,000 workspaces on paper.
+"""The scale benchmark: what a big deployment costs beat, Redis and the broker, measured on this machine.
 
-    python -m benchmarks.scale.run [--workspaces 1000] [--cycles 200] [--events 400] [--json OUT]
+    python -m benchmarks.scale.run [--workspaces 1000] [--cycles 200] [--events 400] [--messages 2000]
+                                   [--no-schedule] [--no-redis] [--no-beat] [--no-broker] [--json OUT]
 
-1. Beat: `--workspaces` config files in a temp directory; time and peak memory of building the beat schedule
-   from them (what beat does at start and at every reload), next to the same for 10 files, as a ratio per
-   entry (a flat ratio means linear cost).
+1. Schedule: `--workspaces` config files in a temp directory; time and peak memory of building the beat
+   schedule from them (what beat does at start and at every reload), next to the same for 10 files, as a
+   ratio per entry (a flat ratio means linear cost).
 2. Redis: `--cycles` cycles written through the product's own state and hub (the queued record, a started
    record, `--events` agent events each, the closed record with its report, the task history), on a
    redis-server of its own; `MEMORY USAGE` of every key a cycle leaves, per cycle, split into the record
    and the event stream; then the figure for 1,000 workspaces with one cycle a night for 30 days, with the
    expiries the product sets (records 90 days, streams 7 days after the cycle ends).
+3. Beat's fires (`fire.py`): two real `orchestrate beat` processes, over `--beat-small` (10) and
+   `--beat-workspaces` (default `--workspaces`) configs that all fire at one upcoming minute; seconds from
+   the minute to each fire beat sends, its start-up and its memory (`--beat-scheduler redbeat` for RedBeat,
+   `--beat-on-missed skip` for one entry per config).
+4. Broker (`broker.py`): `--messages` stage messages to a prefork worker (concurrency 2) running a no-op
+   stage, with the product's Celery settings and with Celery's defaults, a real cycle context and a tiny
+   one: messages/s sent, and end to end.
+The load average is printed at the start and the end: on a shared machine, read the ratios within a run.
+Every server and process the run starts is stopped when its part ends, also on an error or Ctrl-C.
 Exit status 0; 2 when redis-server is not on PATH.
 """
 
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import tempfile
 import time
 import tracemalloc
@@ -107,7 +117,12 @@ def loadavg() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the parts' blocks: every server and process they started stops
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspaces", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=200)
@@ -121,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beat-scheduler", choices=["default", "redbeat"], default="default")
     parser.add_argument("--beat-on-missed", choices=["catch_up", "skip"], default="catch_up",
                         help="catch_up: two entries per config, as in part 1")  # fmt: skip
+    parser.add_argument("--beat-timezone", default="Europe/Paris", help="the configs' schedule.timezone")
     parser.add_argument("--beat-lead", type=float, default=40.0, help="seconds at least from now to the cron minute")
     parser.add_argument("--messages", type=int, default=2000, help="stage messages per broker run")
     parser.add_argument("--json", type=Path)
@@ -146,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_beat:
                 big = args.beat_workspaces or args.workspaces
                 out["beat_fire"] = fire.beat_fire(
-                    base, url, args.beat_small, big, args.beat_scheduler, args.beat_lead, args.beat_on_missed
+                    base,
+                    url,
+                    args.beat_small,
+                    big,
+                    args.beat_scheduler,
+                    args.beat_lead,
+                    args.beat_on_missed,
+                    args.beat_timezone,
                 )
                 redis.Redis.from_url(url).flushall()
                 fire.report(out["beat_fire"])
