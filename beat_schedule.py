@@ -8,6 +8,7 @@ janitor. Invalid configs are reported on stderr and left out; the others still r
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -17,6 +18,8 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 from redbeat import RedBeatScheduler as _RedBeat
+from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
+from redbeat.schedulers import RedBeatSchedulerEntry, get_redis
 
 from orchestration import schedule as cron
 from orchestration.config import ConfigError, WorkspaceConfig, load_config_dir
@@ -127,8 +130,55 @@ class Scheduler(_Reloading, PersistentScheduler):  # type: ignore[misc]
         self.merge_inplace(install(self.app))
 
 
+class _ZonedEncoder(RedBeatJSONEncoder):  # type: ignore[misc]
+    """RedBeat's JSON for entries, with a crontab's own timezone kept (RedBeat writes a plain crontab, which
+    reads back in UTC: a Europe/Paris 02:00 would fire at 02:00 UTC)."""
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, zoned_crontab):
+            return {**super().default(obj), "__type__": "zoned_crontab", "timezone": obj.timezone_name}
+        return super().default(obj)
+
+
+class _ZonedDecoder(RedBeatJSONDecoder):  # type: ignore[misc]
+    def dict_to_object(self, d: dict[str, Any]) -> Any:
+        if d.get("__type__") == "zoned_crontab":
+            fields = {k: v for k, v in d.items() if k not in ("__type__", "timezone")}
+            return zoned_crontab(timezone_name=str(d.get("timezone") or "UTC"), **fields)
+        return super().dict_to_object(d)
+
+
+class _ZonedEntry(RedBeatSchedulerEntry):  # type: ignore[misc]
+    """RedBeat's entry, stored and read with the JSON above."""
+
+    @staticmethod
+    def decode_definition(definition: Any) -> Any:
+        return json.loads(definition, cls=_ZonedDecoder)
+
+    def save(self) -> _ZonedEntry:
+        # RedBeatSchedulerEntry.save, with the encoder that keeps the timezone.
+        definition = {
+            "name": self.name,
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "schedule": self.schedule,
+            "enabled": self.enabled,
+        }
+        meta = {"last_run_at": self.last_run_at}
+        with get_redis(self.app).pipeline() as pipe:
+            pipe.hset(self.key, "definition", json.dumps(definition, cls=_ZonedEncoder))
+            pipe.hsetnx(self.key, "meta", json.dumps(meta, cls=_ZonedEncoder))
+            pipe.zadd(self.app.redbeat_conf.schedule_key, {self.key: self.score})
+            pipe.execute()
+        return self
+
+
 class RedBeatScheduler(_Reloading, _RedBeat):  # type: ignore[misc]
     """RedBeat (entries and a lock in Redis: several beat processes, one active), reloading the configs."""
+
+    Entry = _ZonedEntry
 
     def reload_configs(self) -> None:
         install(self.app)

@@ -126,6 +126,26 @@ def test_the_beat_entry_survives_pickling_with_its_zone() -> None:
     assert isinstance(pickle.loads(old), zoned_crontab)
 
 
+def test_a_redbeat_entry_keeps_its_zone_in_redis(redis_url: str) -> None:
+    """RedBeat stores entries as JSON: a plain crontab there reads back in UTC, firing a Paris 02:30 an hour
+    or two off. Ours round-trips through a real Redis with its zone."""
+    from celery import Celery
+
+    import beat_schedule
+
+    app = Celery("zone-test", set_as_current=False)
+    app.conf.update(redbeat_redis_url=redis_url, redbeat_key_prefix="zone-test:redbeat:")
+    entry = beat_schedule.RedBeatScheduler.Entry(
+        "orchestrate:paris", "orchestrate.launch", schedule.parse("30 2 * * *", "Europe/Paris"), app=app
+    ).save()
+    try:
+        again = beat_schedule.RedBeatScheduler.Entry.from_key(entry.key, app=app).schedule
+        assert isinstance(again, zoned_crontab) and again.timezone_name == "Europe/Paris"
+        assert again.hour == {2} and again.minute == {30} and again.tz == ZoneInfo("Europe/Paris")
+    finally:
+        entry.delete()
+
+
 # -- DST: the preview walks real minutes in the zone ------------------------------------------------------
 
 
