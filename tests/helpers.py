@@ -86,6 +86,30 @@ def redis_server(tmp: Path, aof: bool = False) -> Iterator[RedisServer]:
         server.stop()
 
 
+@contextlib.contextmanager
+def isolated_env(tmp: Path, **extra: str) -> Iterator[dict[str, str]]:
+    """The environment of workers a module shares: a redis-server of their own (so their broker queues are no
+    other test's), a fresh key prefix, a config directory and a recording `gh` first on PATH (its calls in
+    `tmp/gh`)."""
+    import uuid
+
+    from tests.fixtures.fake_gh import install_fake_gh
+
+    bin_dir = tmp / "bin"
+    install_fake_gh(bin_dir, tmp / "gh")
+    with redis_server(tmp) as server:
+        yield dict(
+            os.environ,
+            ORCH_REDIS_URL=server.url,
+            ORCH_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+            ORCH_CONFIG_DIR=str(tmp / "configs"),
+            PATH=f"{bin_dir}:{os.environ['PATH']}",
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+            **extra,
+        )
+
+
 def sh(args: list[str], cwd: Path | str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()  # noqa: S603
 

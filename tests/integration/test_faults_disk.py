@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,7 @@ import pytest
 import redis
 
 from orchestration.keys import Keys
-from tests.fixtures.fake_gh import install_fake_gh
-from tests.helpers import ROOT, celery_worker, live_with_marker, orchestrate, redis_server, sh, wait_for
+from tests.helpers import ROOT, celery_worker, isolated_env, live_with_marker, orchestrate, sh, wait_for
 from tests.integration.test_fleet import workspace
 from tests.unit.test_sessions import Claude
 
@@ -99,24 +97,11 @@ class Worker:
 
 @pytest.fixture(scope="module")
 def shared_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """Its own redis-server (so its broker queues are no other test's), state directory and recording `gh`."""
+    """Its own redis-server, state directory and recording `gh` (`isolated_env`)."""
     tmp = tmp_path_factory.mktemp("disk-worker")
-    bin_dir = tmp / "bin"
-    install_fake_gh(bin_dir, tmp / "gh")
-    with redis_server(tmp) as server:
-        env = dict(
-            os.environ,
-            ORCH_REDIS_URL=server.url,
-            ORCH_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
-            ORCH_STATE_DIR=str(tmp / "state"),
-            ORCH_CONFIG_DIR=str(tmp / "configs"),
-            PATH=f"{bin_dir}:{os.environ['PATH']}",
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
-        )
-        log = tmp / "worker.log"
-        with celery_worker(env, log) as proc:
-            yield Worker(env, log, proc)
+    log = tmp / "worker.log"
+    with isolated_env(tmp, ORCH_STATE_DIR=str(tmp / "state")) as env, celery_worker(env, log) as proc:
+        yield Worker(env, log, proc)
 
 
 @pytest.fixture

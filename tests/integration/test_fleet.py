@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.fake_gh import install_fake_gh, read_calls
-from tests.helpers import ROOT, make_repo, orchestrate, orchestrate_process, redis_server, sh
+from tests.helpers import ROOT, isolated_env, make_repo, orchestrate, orchestrate_process, sh
 
 FAKE_CLAUDE = ROOT / "tests" / "fixtures" / "fake_claude.py"
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -70,26 +69,14 @@ class Hosts:
 
 @pytest.fixture(scope="module")
 def shared_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    """Their own redis-server (so their broker queues are no other test's) and a recording `gh` on PATH."""
+    """Their own redis-server and a recording `gh` on PATH (`isolated_env`)."""
     tmp = tmp_path_factory.mktemp("fleet-hosts")
-    bin_dir = tmp / "bin"
-    install_fake_gh(bin_dir, tmp / "gh")
-    with redis_server(tmp) as server:
-        env = dict(
-            os.environ,
-            ORCH_REDIS_URL=server.url,
-            ORCH_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}",
-            ORCH_CONFIG_DIR=str(tmp / "configs"),
-            ORCH_ALLOW="shell",
-            PATH=f"{bin_dir}:{os.environ['PATH']}",
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
-        )
-        with (
-            host_worker(env, tmp, "host-a", "claude-code", "-X", "orchestrate"),
-            host_worker(env, tmp, "host-b", "codex"),
-        ):
-            yield Hosts(env, tmp)
+    with (
+        isolated_env(tmp, ORCH_ALLOW="shell") as env,
+        host_worker(env, tmp, "host-a", "claude-code", "-X", "orchestrate"),
+        host_worker(env, tmp, "host-b", "codex"),
+    ):
+        yield Hosts(env, tmp)
 
 
 @pytest.fixture
@@ -192,7 +179,6 @@ def test_a_dead_host_s_cycles_are_ended_or_resumed_elsewhere_and_its_work_saved_
     at once; host-b's janitor sees host-a's heartbeat expire and ends "dies" worker_lost, lock released, and
     gives the step host-a held back to its queue, where host-c takes it: "resumes" succeeds. When a worker
     starts on host-a again, it commits and pushes what "dies" left in its worktree."""
-    import os
     import signal
     import time
 
@@ -264,7 +250,6 @@ def test_a_cycle_whose_next_step_no_live_worker_takes_is_ended(tmp_path: Path, o
     """The only worker with the chosen agent (host-b) is SIGKILLed before the cycle gets to execute, while
     host-a lives: the execute step waits in agent.claude-code, which no live worker consumes. The cycle does
     not hang in `running`: host-a's janitor ends it worker_lost, lock released."""
-    import os
     import signal
     import time
 

@@ -322,7 +322,7 @@ def test_claude_task_notifications_are_not_prompts(tmp_path: Path, repo: Path) -
     c = Claude(str(repo))
     note = (
         "<task-notification>\n<task-id>a8c644fe66aa6c5d8</task-id>\n<status>completed</status>\n"
-        "<summary>Agent \"Inspect repo\" finished</summary>\n</task-notification>"
+        '<summary>Agent "Inspect repo" finished</summary>\n</task-notification>'
     )
     queued = {"origin": {"kind": "task-notification"}, "turnOrigin": "task_notification"}
     write_jsonl(
