@@ -1,7 +1,8 @@
 """Durable state: cycle records, locks, spend, task history, backlog and cancel flags.
 
 `RedisState` is the real one; `LocalState` keeps the same records in files for `run --local`. A cycle
-record is a typed `CycleRecord`, written whole through `save_cycle`; the Redis hash also carries flat
+record is a typed `CycleRecord`, written through `update_cycle` (its context and the named fields of its
+own, in one step that never reopens a closed record; `save_cycle` is the whole record); the Redis hash also carries flat
 copies of the context's status, reason, times and branch for readers outside the project.
 """
 
@@ -119,6 +120,9 @@ RUNNER_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+ALL_FIELDS = frozenset(RUNNER_FIELDS)  # a whole record's write
+
+
 def runner_fields(record: CycleRecord, names: Iterable[str] = RUNNER_FIELDS) -> dict[str, str | None]:
     """The hash fields of the record's own fields `names` (all of them by default)."""
     values: dict[str, str | None] = {
@@ -135,11 +139,6 @@ def runner_fields(record: CycleRecord, names: Iterable[str] = RUNNER_FIELDS) -> 
         for field in RUNNER_FIELDS[name]:
             out[field] = values[name]
     return out
-
-
-def hash_fields(record: CycleRecord) -> dict[str, str | None]:
-    """The record as Redis hash fields: text as it is, numbers and objects as JSON, None for absent."""
-    return {**context_fields(record.ctx), **runner_fields(record)}
 
 
 def record_from_hash(raw: dict[str, str]) -> CycleRecord | None:
@@ -186,30 +185,9 @@ class RedisState:
     # -- cycle records -------------------------------------------------------------------------
     def save_cycle(self, record: CycleRecord) -> None:
         """Writes the record whole; raises CycleClosed, writing nothing, when the stored one is closed and
-        this one is not (checked and written in one transaction: a close in between is seen)."""
-        from redis.exceptions import WatchError
-
-        fields = hash_fields(record)
-        key = self.keys.cycle(record.cycle_id)
-        present = {k: v for k, v in fields.items() if v is not None}
-        absent = [k for k, v in fields.items() if v is None]
-        while True:
-            with self.redis.pipeline() as pipe:
-                try:
-                    if record.finished_at is None:
-                        pipe.watch(key)
-                        if pipe.hexists(key, "finished_at"):
-                            raise CycleClosed(record.cycle_id)
-                        pipe.multi()
-                    pipe.hset(key, mapping=present)
-                    if absent:
-                        pipe.hdel(key, *absent)
-                    pipe.expire(key, CYCLE_TTL_S)
-                    pipe.zadd(self.keys.cycles(record.workspace), {record.cycle_id: queued_ts(record)})
-                    pipe.execute()
-                    return
-                except WatchError:  # the record changed between the check and the write: check again
-                    continue
+        this one is not (checked and written in one script: a close in between is seen)."""
+        if not self.update_cycle(record, ALL_FIELDS):
+            raise CycleClosed(record.cycle_id)
 
     def update_cycle(self, record: CycleRecord, fields: frozenset[str]) -> bool:
         """Writes the record's context and, of its own fields, only `fields`, keeping the others as stored:
@@ -394,11 +372,8 @@ class LocalState:
 
     def save_cycle(self, record: CycleRecord) -> None:
         """As RedisState.save_cycle: a closed record is never overwritten by one that is not."""
-        with self._locked(self._cycle_file(record.cycle_id)) as path:
-            stored = self._load(path, {})
-            if record.finished_at is None and stored.get("finished_at"):
-                raise CycleClosed(record.cycle_id)
-            self._save(path, {**record.model_dump(mode="json"), "once": stored.get("once", [])})
+        if not self.update_cycle(record, ALL_FIELDS):
+            raise CycleClosed(record.cycle_id)
 
     def update_cycle(self, record: CycleRecord, fields: frozenset[str]) -> bool:
         """As RedisState.update_cycle."""
