@@ -15,19 +15,27 @@ from celery import Celery
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
 
-app = Celery("bench_bare", broker=BROKER_URL, backend=BROKER_URL)
-app.conf.update(
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    result_accept_content=["json"],
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
-if os.environ.get("BENCH_BARE_CONF") == "product":
-    from tasks.app import STATIC_CONF
 
-    app.conf.update({k: v for k, v in STATIC_CONF.items() if k != "task_default_queue"})
+def bench_app(name: str, url: str, product: bool) -> Celery:
+    """A bare app on `url` (broker and result backend): JSON only, with the product's Celery settings when
+    `product` (else Celery's defaults). The benchmarks' baselines are built on it."""
+    app = Celery(name, broker=url, backend=url)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    if product:
+        from tasks.app import STATIC_CONF
+
+        app.conf.update({k: v for k, v in STATIC_CONF.items() if k != "task_default_queue"})
+    return app
+
+
+app = bench_app("bench_bare", BROKER_URL, os.environ.get("BENCH_BARE_CONF") == "product")
 
 
 @app.task(name="bench.noop")  # type: ignore[untyped-decorator]

@@ -1,5 +1,5 @@
 """The broker benchmark's worker: a Celery app with one no-op stage task, on the broker and result backend named
-by BENCH_BROKER_URL, as `benchmarks/overhead/bare_app.py` builds its own. BENCH_CONF=product takes the
+by BENCH_BROKER_URL, built by `benchmarks.overhead.bare_app.bench_app`. BENCH_CONF=product takes the
 product's Celery settings (`tasks.app.STATIC_CONF`, the visibility timeout it sets, and its Redis transport
 `tasks.broker:RedisTransport`); anything else keeps Celery's defaults (kombu's own Redis transport).
 
@@ -20,6 +20,8 @@ from typing import Any
 import redis
 from celery import Celery
 
+from benchmarks.overhead.bare_app import bench_app
+
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
 DONE_KEY = "bench:done"
 QUEUE = "bench"
@@ -27,20 +29,9 @@ VISIBILITY_TIMEOUT_S = 43200  # the product's default ORCH_VISIBILITY_TIMEOUT_S
 
 
 def make_app(conf: str, url: str) -> Celery:
-    app = Celery(f"bench_scale_{conf}", broker=url, backend=url)
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
+    app = bench_app(f"bench_scale_{conf}", url, conf == "product")
     if conf == "product":
-        from tasks.app import STATIC_CONF
-
         transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
-        app.conf.update({k: v for k, v in STATIC_CONF.items() if k != "task_default_queue"})
         app.conf.update(
             broker_transport="tasks.broker:RedisTransport",
             broker_transport_options=transport,
