@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -121,20 +122,15 @@ def deny(svc: Services, ctx: CycleContext, stage: str, problems: list[str]) -> C
     return end(svc, ctx, stage, Status.FAILED, Reason.POLICY_DENIED)
 
 
-_configs: dict[bytes, WorkspaceConfig] = {}  # the last few configs parsed, by their JSON text
+@lru_cache(maxsize=32)
+def _parsed_config(text: bytes, source: str) -> WorkspaceConfig:
+    return parse_config(orjson.loads(text), source)
 
 
 def config_of(ctx: CycleContext) -> WorkspaceConfig:
     """The cycle's config, parsed once per process however many times a step asks (nothing changes a parsed
     config: it is what the cycle was started with)."""
-    text = orjson.dumps(ctx.config)
-    cfg = _configs.get(text)
-    if cfg is None:
-        cfg = parse_config(ctx.config, f"cycle {ctx.cycle_id} config")
-        if len(_configs) >= 32:
-            _configs.clear()
-        _configs[text] = cfg
-    return cfg
+    return _parsed_config(orjson.dumps(ctx.config), f"cycle {ctx.cycle_id} config")
 
 
 def today() -> str:
