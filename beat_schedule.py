@@ -23,7 +23,7 @@ from redbeat.schedulers import RedBeatSchedulerEntry, get_redis
 
 from orchestration import schedule as cron
 from orchestration.config import ConfigError, WorkspaceConfig, load_config_dir
-from orchestration.cycle import config_problems
+from orchestration.deployment import config_problems
 from orchestration.schedule import zoned_crontab  # beat's shelve file may hold entries pickled under this name
 from orchestration.settings import get_settings
 from tasks.app import app

@@ -17,7 +17,6 @@ from orchestration import git
 from orchestration.agents import worktree
 from orchestration.agents.registry import queue_name
 from orchestration.config import WorkspaceConfig
-from orchestration.deployment import VISIBILITY_MARGIN_S, config_problems, config_warnings
 from orchestration.git import GitError
 from orchestration.lifecycle import (
     GRACE_S,
@@ -40,17 +39,15 @@ from orchestration.lifecycle import (
 from orchestration.models import CycleContext, CycleRecord, CycleReport, Reason, Status, StepStatus, iso, utcnow
 from orchestration.pipeline import runtime
 from orchestration.pipeline.expr import ExprError, has_refs, refs, render
+from orchestration.pipeline.manifest import steps_of
 from orchestration.pipeline.registry import OPS
-from orchestration.pipeline.runtime import init_steps, steps_of
+from orchestration.pipeline.runtime import init_steps
 from orchestration.policy import HostPolicy, policy_problems
 from orchestration.services import Services
 from orchestration.settings import get_settings
 
 __all__ = [
-    "VISIBILITY_MARGIN_S",
     "AlreadyHandled",
-    "config_problems",
-    "config_warnings",
     "enqueue",
     "finish",
     "plan",

@@ -16,6 +16,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from orchestration import cycle, lifecycle
 from orchestration.config import WorkspaceConfig, load_config
+from orchestration.deployment import config_problems
 from orchestration.hub import RedisHub
 from orchestration.lifecycle import AlreadyHandled
 from orchestration.models import CycleContext, Reason, Status, WorkerBeat
@@ -267,7 +268,7 @@ def _scheduled(config_path: str, catch_up: bool) -> str | None:
     except Exception as exc:
         log.error("scheduled cycle not started: %s", exc)
         return None
-    problems = cycle.config_problems(cfg, get_settings())
+    problems = config_problems(cfg, get_settings())
     if problems:
         log.error("scheduled cycle not started: %s: %s", config_path, "; ".join(problems))
         return None

@@ -21,8 +21,7 @@ from orchestration.config import WorkspaceConfig
 from orchestration.lifecycle import config_of, deny, emit, end, gate, stage_events
 from orchestration.models import CycleContext, Reason, Status, StepReport, StepStatus, iso
 from orchestration.pipeline.expr import Condition, ExprError, Ref, lookup, render
-from orchestration.pipeline.manifest import Step
-from orchestration.pipeline.manifest import steps_of as steps_of  # re-exported: cycle and tests read it here
+from orchestration.pipeline.manifest import Step, steps_of
 from orchestration.pipeline.registry import OPS, Operation, StepDenied, StepFailed, StepHandOff, StepRun
 from orchestration.services import Services
 

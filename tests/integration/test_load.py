@@ -20,6 +20,7 @@ import redis
 
 from orchestration import cycle
 from orchestration.config import WorkspaceConfig, load_config
+from orchestration.deployment import config_problems
 from orchestration.hub import RedisHub
 from orchestration.keys import Keys
 from orchestration.services import Services
@@ -163,7 +164,7 @@ def test_fifty_cycles_over_ten_workspaces_on_two_workers(
     configs: dict[str, WorkspaceConfig] = {}
     for name in names:
         cfg = load_config(write_config(tmp_path, name))
-        assert cycle.config_problems(cfg, get_settings()) == []
+        assert config_problems(cfg, get_settings()) == []
         configs[name] = cfg
 
     prefix = orch_env["ORCH_KEY_PREFIX"]

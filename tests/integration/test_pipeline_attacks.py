@@ -22,6 +22,7 @@ import pytest
 
 from orchestration import cycle
 from orchestration.config import WorkspaceConfig, parse_config
+from orchestration.deployment import config_problems
 from orchestration.hub import LocalHub
 from orchestration.models import CycleReport
 from orchestration.policy import HostPolicy, policy_problems
@@ -113,7 +114,7 @@ def run_cycle(cfg: WorkspaceConfig, svc: Services, *, valid: bool = True) -> Run
     before anything runs: what follows is caught only at run time."""
     if valid:  # what `orchestrate validate` and `run` check
         settings = get_settings()
-        assert cycle.config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings)) == []
+        assert config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings)) == []
     ctx = cycle.start(cycle.enqueue(svc, cfg), svc)
     assert isinstance(cfg.pipeline, list)
     for index in range(len(cfg.pipeline)):
@@ -524,7 +525,7 @@ def test_worker_credentials_never_reach_a_command_through_env_allow(tmp_path: Pa
     else:
         args["command"].append(ref)
     cfg = make_config(tmp_path, [{"op": "shell.run", "as": "t", "with": args}], shell=["python3"], env_allow=[name])
-    problems = cycle.config_problems(cfg, get_settings())
+    problems = config_problems(cfg, get_settings())
     assert any(name in p for p in problems), problems
     run = run_cycle(cfg, local_services(tmp_path), valid=False)
     assert run.report.status.value == "failed" and run.report.reason == "policy_denied", run.events

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from orchestration.config import parse_config
-from orchestration.cycle import config_problems, config_warnings
+from orchestration.deployment import config_problems, config_warnings
 from orchestration.settings import Settings
 
 CFG = parse_config({"workspace": {"repo": "/srv/repos/x"}, "budget": {"cycle_s": 3600}})

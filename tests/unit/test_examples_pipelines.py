@@ -12,13 +12,13 @@ import orjson
 import pytest
 
 from orchestration.config import WorkspaceConfig, load_config, load_manifest, parse_config, read_json
-from orchestration.cycle import config_problems
+from orchestration.deployment import config_problems
 from orchestration.models import CycleContext
 from orchestration.pipeline.check import check_steps
 from orchestration.pipeline.expr import Condition, render
-from orchestration.pipeline.manifest import is_bare_manifest
+from orchestration.pipeline.manifest import is_bare_manifest, steps_of
 from orchestration.pipeline.registry import OPS
-from orchestration.pipeline.runtime import resolver, steps_of
+from orchestration.pipeline.runtime import resolver
 from orchestration.policy import HostPolicy, policy_problems
 from orchestration.settings import Settings
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from orchestration.config import ConfigError, WorkspaceConfig, load_config, load_manifest, parse_config
-from orchestration.cycle import config_problems
+from orchestration.deployment import config_problems
 from orchestration.pipeline.check import check_steps
 from orchestration.pipeline.manifest import DEFAULT_STEPS, Step, default_steps
 from orchestration.pipeline.registry import OPS
