@@ -112,10 +112,52 @@ class ProviderInsights(Model):
     by_session: dict[str, Tokens] = Field(default_factory=dict)  # tokens per session with any usage
 
 
+class SessionRef(Model):
+    """One agent session, as evidence: which tool wrote it, its id, when it last did something."""
+
+    provider: str
+    session_id: str
+    at: str | None = None
+
+
+class Work(Model):
+    """One piece of unfinished work in the session histories, its signals merged: a command that kept
+    failing, the sessions it failed in, the request those sessions served, the files they read and edited,
+    the last error output and where the agent left it. An interrupted request is one too."""
+
+    kind: Literal["failing", "interrupted"]
+    target: str | None = None  # what failed: the command as run (options dropped), with its directory
+    command: str | None = None  # the last failing command in full (bounded)
+    subjects: list[str] = Field(default_factory=list)  # the failing tests or files, from the command and output
+    failures: int = 0  # failed runs of the target
+    runs: int = 0  # all runs of the target
+    abandoned: bool = False  # a session ended on this failure
+    sessions: list[SessionRef] = Field(default_factory=list)  # most recent first
+    first_at: str | None = None
+    last_at: str | None = None
+    request: str = ""  # the person's own words in the session the work served
+    edited: list[str] = Field(default_factory=list)  # files the sessions edited, most often first
+    read: list[str] = Field(default_factory=list)  # files they only read
+    error: str = ""  # the end of the last failure's output
+    last_message: str = ""  # what the agent said last in that session
+
+
 class Insights(ProviderInsights):
     """What people did with their agents in this repository (the analyzer's output)."""
 
     providers: dict[str, ProviderInsights] = Field(default_factory=dict)
+    work: list[Work] = Field(default_factory=list)  # unfinished work, most recent first
+
+
+class Evidence(Model):
+    """One fact a decision rests on, numbered (`E1`, `E2`, ...) so that an LLM's answer can cite it and the
+    PR can show it: a failing command, its error output, a request, the files involved, a session."""
+
+    id: str = ""
+    kind: Literal["failure", "error", "request", "files", "message", "goal", "backlog", "chore"]
+    text: str
+    sessions: list[SessionRef] = Field(default_factory=list)
+    count: int | None = None
 
 
 class Decision(Model):
@@ -129,6 +171,7 @@ class Decision(Model):
     priority: int = 0
     estimated_s: int = 0
     fallback_reason: str | None = None
+    evidence: list[Evidence] = Field(default_factory=list)  # what the task was chosen on
 
 
 class AgentTokens(Model):

@@ -22,7 +22,7 @@ from orchestration.git import GitError, Tree, blob_text, changed_files, commit_a
 from orchestration.models import AgentResult, Decision, PRResult, Status
 from orchestration.permissions import Change, check_changes, parse_raw_diff
 from orchestration.permissions import check_permissions as check_permissions
-from orchestration.redact import default_redactor, strip_control
+from orchestration.redact import default_redactor, fenced, strip_control
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,6 @@ def _auth_refused(proc: subprocess.CompletedProcess[str]) -> bool:
     return proc.returncode == GH_EXIT_AUTH or (proc.returncode != 0 and "HTTP 401" in proc.stderr)
 
 
-def _fence(text: str) -> str:
-    """A code fence longer than any backtick run inside, so task text can never break out of its block."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
-
-
 def _code(text: str) -> str:
     """An inline code span that survives backticks in the path."""
     ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
@@ -159,11 +153,6 @@ def _shown_name(name: str) -> str:
     return "".join(shown)
 
 
-def _fenced(text: str) -> list[str]:
-    fence = _fence(text)
-    return [fence, text, fence]
-
-
 def render_body(
     *,
     cycle_id: str,
@@ -189,10 +178,10 @@ def render_body(
     ]
     if cycle_status != Status.SUCCEEDED:
         lines += [f"> **Unfinished:** the cycle ended `{cycle_status.value}`; review with care.", ""]
-    lines += ["### Task", "", *_fenced(task), ""]
-    lines += ["### Rationale", "", *_fenced(rationale), ""]
+    lines += ["### Task", "", *fenced(task), ""]
+    lines += ["### Rationale", "", *fenced(rationale), ""]
     if notes and notes.strip():
-        lines += ["### Notes", "", *_fenced(_clip(red.text(notes.strip()))), ""]
+        lines += ["### Notes", "", *fenced(_clip(red.text(notes.strip()))), ""]
     lines += ["### Run", "", "| | |", "| --- | --- |"]
     lines.append(f"| Agent | {_code(decision.agent)}" + (f" ({agent.status})" if agent else "") + " |")
     lines.append(f"| Cycle status | `{cycle_status.value}` |")
@@ -207,7 +196,7 @@ def render_body(
     lines.append(f"| Decision | {decision.source}, confidence {decision.confidence:.2f} |")
     lines += ["", f"### Files changed ({len(files)})", ""]
     if files:
-        lines += _fenced("\n".join(_shown_name(red.text(f)) for f in files[:MAX_FILES_LISTED]))
+        lines += fenced("\n".join(_shown_name(red.text(f)) for f in files[:MAX_FILES_LISTED]))
     if len(files) > MAX_FILES_LISTED:
         lines.append(f"… and {len(files) - MAX_FILES_LISTED} more")
     if not files:

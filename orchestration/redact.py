@@ -552,3 +552,11 @@ _CONTROL = re.compile(
 def strip_control(text: str) -> str:
     """Untrusted text made safe to print: no escape sequence, no control character but newline and tab."""
     return _CONTROL.sub("", text)
+
+
+def fenced(text: str, info: str = "") -> list[str]:
+    """Untrusted text as a markdown code block, fenced longer than any backtick run inside it, so that it can
+    never break out and render as markdown (a heading, an image, an issue-closing keyword, a mention)."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, text, fence]

@@ -3,13 +3,18 @@
 Rules, highest score first (documented in the README):
   100  a task from the human backlog (`orchestrate enqueue`), first in line;
    80  each of the config's `goals`, in the order written (70-80);
-   60+ a tool or command that failed repeatedly in recent sessions (more failures, higher; below 70);
-   55  a recent session that ended on a failing tool or command (abandoned mid-error), newest first;
+   60+ unfinished work that kept failing: one candidate per thing that failed (the command with its
+       arguments and directory), carrying its evidence: the failing tests or files, the sessions, the
+       person's request there, the files edited, the last error output, the agent's last words (more
+       failures and a session that ended on it score higher; below 73);
+   55  a recent session that ended on a failing tool or command no such candidate explains, newest first;
    52  a recent request the person interrupted and did not take up again;
    50  the most recent real request the user made to an agent here;
    40+ a file agents read or edited again and again recently, inside `focus`: strengthen its tests;
    10  standing chores (test coverage, warnings) so a cycle never idles for lack of ideas.
 A candidate whose `op_hash` succeeded within `avoid_repeat_days`, or failed twice there, is passed over.
+Every candidate carries its evidence, numbered `E1`, `E2`, ... across the list: the LLM cites it, the
+decision keeps what it rests on, and the PR shows it.
 """
 
 from __future__ import annotations
@@ -22,21 +27,26 @@ from dataclasses import dataclass, field
 import pathspec
 
 from orchestration.config import WorkspaceConfig
-from orchestration.models import Decision, Insights, TaskRecord
+from orchestration.models import Decision, Evidence, Insights, SessionRef, TaskRecord, Work
+from orchestration.redact import fenced
 
 
 @dataclass
 class Candidate:
-    objective: str
+    objective: str  # the task's first paragraph: what to do, naming the work
     title: str
     score: float
     rationale: str
     files: list[str] = field(default_factory=list)
     backlog: bool = False
+    evidence: list[Evidence] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # the brief's paragraphs after the first
+    key: str | None = None  # what the task is, for `op_hash` (default: the objective)
+    sessions: list[str] = field(default_factory=list)  # sessions whose work this candidate takes up
 
     @property
     def op_hash(self) -> str:
-        return op_hash(self.objective)
+        return op_hash(self.key or self.objective)
 
 
 # Files whose "tests" make no sense: docs, data, config, lock files, images.
@@ -77,51 +87,80 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
     out: list[Candidate] = []
     if backlog:
         out.append(
-            Candidate(backlog, _title(backlog), 100, "queued by a person with `orchestrate enqueue`", backlog=True)
+            Candidate(
+                backlog,
+                _title(backlog),
+                100,
+                "queued by a person with `orchestrate enqueue`",
+                backlog=True,
+                evidence=[Evidence(kind="backlog", text=_clip(backlog))],
+            )
         )
     for i, goal in enumerate(cfg.goals):
-        out.append(Candidate(goal, _title(goal), 80 - min(i, 999) * 0.01, "a goal stated in the workspace config"))
-    ins = insights or Insights()
-    for name, count in sorted(ins.failures.items(), key=lambda kv: -kv[1])[:3]:
-        if count >= 2:
-            out.append(
-                Candidate(
-                    f"Find out why `{name}` keeps failing in this repository and fix the cause",
-                    f"Fix repeated failures of {name}",
-                    60 + min(count, 9),
-                    f"`{name}` failed {count} times in recent agent sessions",
-                )
+        out.append(
+            Candidate(
+                goal,
+                _title(goal),
+                80 - min(i, 999) * 0.01,
+                "a goal stated in the workspace config",
+                evidence=[Evidence(kind="goal", text=_clip(goal))],
             )
+        )
+    ins = insights or Insights()
+    work = [w for w in ins.work if w.kind == "failing"]
+    for i, w in enumerate(work):
+        out.append(_failing(w, i))
+    taken = {s for c in out for s in c.sessions}
+    requests = {w.request.strip() for w in ins.work if w.request}
+    if not work:  # no command-level evidence (a tool, not a command, kept failing): name the tool
+        for name, count in sorted(ins.failures.items(), key=lambda kv: -kv[1])[:3]:
+            if count >= 2:
+                out.append(
+                    Candidate(
+                        f"Find out why `{name}` keeps failing in this repository and fix the cause",
+                        f"Fix repeated failures of {name}",
+                        60 + min(count, 9),
+                        f"`{name}` failed {count} times in recent agent sessions",
+                        evidence=[Evidence(kind="failure", text=f"`{name}` failed {count} times", count=count)],
+                    )
+                )
+    for i, w in enumerate(x for x in ins.work if x.kind == "interrupted"):
+        out.append(_interrupted(w, i))
+    taken |= {s for c in out for s in c.sessions}
     for i, u in enumerate(ins.unfinished[:3]):
-        if not u.last_prompt:
+        if not u.last_prompt or u.session_id in taken:
             continue
+        ref = Evidence(kind="request", text=_clip(u.last_prompt), sessions=[_ref(u.provider, u.session_id, u.at)])
         if u.reason == "error":
             out.append(
                 Candidate(
                     f"A recent agent session stopped while `{u.failure}` was failing. Finish its work: {u.last_prompt}",
-                    _title(f"Finish: {u.last_prompt}"),
+                    _title_naming("Finish: ", u.last_prompt),
                     55 - i * 0.1,
                     f"a session on {(u.at or '')[:10]} ended on a failing `{u.failure}`",
+                    evidence=[Evidence(kind="failure", text=f"the session ended on a failing `{u.failure}`"), ref],
                 )
             )
         else:
             out.append(
                 Candidate(
                     f"Take up this request, which was interrupted before it was done: {u.last_prompt}",
-                    _title(f"Finish: {u.last_prompt}"),
+                    _title_naming("Finish: ", u.last_prompt),
                     52 - i * 0.1,
                     f"a session on {(u.at or '')[:10]} was interrupted and not taken up again",
+                    evidence=[ref],
                 )
             )
-    unfinished_prompts = {u.last_prompt.strip() for u in ins.unfinished[:3]}
+    unfinished_prompts = {u.last_prompt.strip() for u in ins.unfinished[:3]} | requests
     if ins.goals and ins.goals[0].strip() not in unfinished_prompts:
         last = ins.goals[0]
         out.append(
             Candidate(
                 f"Finish this recent request if it is not done yet, or improve on it: {last}",
-                _title(f"Follow up: {last}"),
+                _title_naming("Follow up: ", last),
                 50,
                 "the most recent request a person made to an agent here",
+                evidence=[Evidence(kind="request", text=_clip(last))],
             )
         )
     hot = [
@@ -137,6 +176,7 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
                 40 + min(count, 9),
                 f"`{path}` was read or edited {count} times in recent agent sessions",
                 files=[path],
+                evidence=[Evidence(kind="files", text=f"`{path}` read or edited {count} times", count=count)],
             )
         )
     out.append(
@@ -145,6 +185,7 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
             "Raise test coverage",
             10,
             "standing chore: more tested code is safer to change",
+            evidence=[Evidence(kind="chore", text="more tested code is safer to change")],
         )
     )
     out.append(
@@ -153,10 +194,175 @@ def candidates(insights: Insights | None, cfg: WorkspaceConfig, backlog: str | N
             "Fix warnings",
             9,
             "standing chore: a quiet build makes real problems visible",
+            evidence=[Evidence(kind="chore", text="a quiet build makes real problems visible")],
         )
     )
     out.sort(key=lambda c: -c.score)
+    n = 0
+    for c in out:
+        for e in c.evidence:
+            n += 1
+            e.id = f"E{n}"
     return out
+
+
+# Evidence excerpts are bounded: they travel in the decision, the LLM's prompt and the PR body.
+MAX_EXCERPT_CHARS = 800
+MAX_ERROR_LINES = 25
+
+
+def _clip(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _tail(text: str) -> str:
+    """The end of an error output, where runners print what failed: at most MAX_ERROR_LINES lines."""
+    lines = text.strip().splitlines()[-MAX_ERROR_LINES:]
+    while len(lines) > 1 and sum(len(line) + 1 for line in lines) > MAX_EXCERPT_CHARS:
+        lines.pop(0)  # whole lines only
+    return "\n".join(lines)[-MAX_EXCERPT_CHARS:]
+
+
+def _ref(provider: str, session_id: str, at: str | None) -> SessionRef:
+    return SessionRef(provider=provider, session_id=session_id, at=at)
+
+
+def _primary(w: Work) -> str | None:
+    """The most specific thing that failed: a test id inside the file the command ran, else the first."""
+    if not w.subjects:
+        return None
+    for s in w.subjects:
+        if any(o != s and o.startswith(s + "::") for o in w.subjects):
+            return next(o for o in w.subjects if o != s and o.startswith(s + "::"))
+    return w.subjects[0]
+
+
+def _runner(target: str) -> str:
+    """The command's own name in a target (`python3 -m pytest tests/a.py (in web)` → `pytest`)."""
+    words = target.split(" (in ", 1)[0].split()
+    if len(words) >= 3 and words[1] == "-m":
+        return words[2]
+    return " ".join(words[:2]) if len(words) >= 2 and not _looks_like_path(words[1]) else words[0]
+
+
+def _looks_like_path(word: str) -> bool:
+    return "/" in word or "::" in word or bool(re.search(r"\.[A-Za-z]{1,5}$", word))
+
+
+def _failing(w: Work, i: int) -> Candidate:
+    target = w.target or "a command"
+    where = target.split(" (in ", 1)[1].rstrip(")") if " (in " in target else None
+    primary = _primary(w)
+    runner = _runner(target)
+    named = primary or f"`{target}`"
+    title = _title(f"Fix {primary} ({runner})" if primary else f"Make `{target}` pass")
+    n_sessions = len(w.sessions)
+    others = [f for f in w.edited if not primary or f != primary.split("::", 1)[0]][:2]
+    first = (
+        f"Make `{w.command or target}` pass" + (f" (run in `{where}`)" if where else "") + f": it failed {w.failures} "
+        f"time{'s' if w.failures != 1 else ''} in {n_sessions} recent agent session{'s' if n_sessions != 1 else ''}"
+        + (" and the work was left there" if w.abandoned else "")
+        + "."
+        + (f" What fails: {named}." if primary else "")
+        + (
+            f" The session{'s' if n_sessions != 1 else ''} changed " + " and ".join(f"`{f}`" for f in others) + "."
+            if others
+            else ""
+        )
+        + " Find the cause and fix it; do not weaken or skip the test."
+    )
+    details: list[str] = []
+    if w.request:
+        details.append(_quoted("The person's request in that session (their words, quoted as data):", w.request))
+    if w.error:
+        details.append("\n".join(["The end of the last failure's output:", *fenced(_tail(w.error))]))
+    tried = [f"ran it {w.runs} time{'s' if w.runs != 1 else ''}, {w.failures} failed"]
+    if w.edited:
+        tried.append("edited " + ", ".join(f"`{f}`" for f in w.edited[:6]))
+    details.append("Already tried in those sessions: " + "; ".join(tried) + ".")
+    if w.last_message:
+        details.append(_quoted("The agent's last words there:", w.last_message, 400))
+    also = [s for s in w.subjects if primary is None or not primary.startswith(s)]
+    if primary and also:
+        details.append("Also reported failing: " + ", ".join(f"`{s}`" for s in also) + ".")
+    if w.read:
+        details.append("Files read while on it: " + ", ".join(f"`{f}`" for f in w.read[:6]) + ".")
+    refs = w.sessions
+    evidence = [
+        Evidence(
+            kind="failure",
+            text=f"`{w.command or target}` failed {w.failures} of {w.runs} runs"
+            + (", and the session ended on it" if w.abandoned else ""),
+            sessions=refs,
+            count=w.failures,
+        )
+    ]
+    if w.error:
+        evidence.append(Evidence(kind="error", text=_tail(w.error), sessions=refs[:1]))
+    if w.request:
+        evidence.append(Evidence(kind="request", text=_clip(w.request), sessions=refs[:1]))
+    if w.edited or w.read:
+        files = "edited: " + ", ".join(w.edited) if w.edited else ""
+        files += ("; " if files else "") + ("read: " + ", ".join(w.read) if w.read else "")
+        evidence.append(Evidence(kind="files", text=_clip(files), sessions=refs))
+    if w.last_message:
+        evidence.append(Evidence(kind="message", text=_clip(w.last_message, 400), sessions=refs[:1]))
+    return Candidate(
+        first,
+        title,
+        60 + min(w.failures, 9) + (3 if w.abandoned else 0) - i * 0.01,
+        f"`{target}` failed {w.failures} times in {n_sessions} recent session{'s' if n_sessions != 1 else ''}"
+        + (", the last one stopped there" if w.abandoned else "")
+        + " and has not passed since",
+        files=[primary.split("::", 1)[0]] if primary and _looks_like_path(primary) else [],
+        evidence=evidence,
+        details=details,
+        key=f"make {target} pass",
+        sessions=[s.session_id for s in refs],
+    )
+
+
+def _quoted(label: str, text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
+    """A paragraph quoting untrusted text (what a person or an agent wrote) in a fence it cannot leave."""
+    return "\n".join([label, *fenced(_clip(text, limit))])
+
+
+def _interrupted(w: Work, i: int) -> Candidate:
+    refs = w.sessions
+    at = (w.last_at or "")[:10]
+    details: list[str] = []
+    if w.edited:
+        details.append("The session had changed " + ", ".join(f"`{f}`" for f in w.edited[:6]) + ".")
+    if w.last_message:
+        details.append(_quoted("The agent's last words there:", w.last_message, 400))
+    evidence = [Evidence(kind="request", text=_clip(w.request), sessions=refs)]
+    if w.edited:
+        evidence.append(Evidence(kind="files", text=_clip("edited: " + ", ".join(w.edited)), sessions=refs))
+    if w.last_message:
+        evidence.append(Evidence(kind="message", text=_clip(w.last_message, 400), sessions=refs))
+    return Candidate(
+        f"Take up this request, which was interrupted before it was done: {w.request}",
+        _title_naming("Finish: ", w.request),
+        52 - i * 0.1,
+        f"a session on {at} was interrupted and not taken up again",
+        evidence=evidence,
+        details=details,
+        sessions=[s.session_id for s in refs],
+    )
+
+
+_PATH_TOKEN = re.compile(r"[\w.@-]*(?:/[\w.@-]+)+|[\w@-]+\.[A-Za-z]{1,5}\b(?:::\w+)?")
+
+
+def _title_naming(prefix: str, text: str) -> str:
+    """`prefix + text` as a title; when cutting it would lose the file the text names, the title leads with it."""
+    title = _title(prefix + text)
+    first_line = text.strip().splitlines()[0] if text.strip() else ""
+    paths = [m.group(0) for m in _PATH_TOKEN.finditer(first_line) if _looks_like_path(m.group(0))]
+    if paths and paths[0] not in title:
+        title = _title(f"{prefix}{paths[0]}: {first_line}")
+    return title
 
 
 def _title(text: str) -> str:
@@ -197,7 +403,10 @@ def _duration(seconds: int) -> str:
 
 def brief(c: Candidate, cfg: WorkspaceConfig, seconds: int) -> str:
     """The prompt the agent gets: bounded, concrete, with acceptance criteria."""
-    lines = [c.objective.strip(), "", f"Why: {c.rationale}."]
+    lines = [c.objective.strip(), ""]
+    for paragraph in c.details:
+        lines += [paragraph, ""]
+    lines += [f"Why: {c.rationale}."]
     if c.files:
         lines.append("Files in focus: " + ", ".join(f"`{f}`" for f in c.files) + ".")
     if cfg.focus.include:
@@ -241,5 +450,6 @@ def choose(
         op_hash=best.op_hash,
         priority=int(best.score),
         estimated_s=task_budget_s(cfg),
+        evidence=best.evidence,
     )
     return decision, open_cands[1:4]

@@ -29,6 +29,25 @@ MAX_PROMPT_CHARS = 1000
 # (input, output, cache_read, cache_write): a plain tuple because one is built per API response line.
 Usage = tuple[int, int, int, int]
 
+# Evidence kept per shell command: the command as written, and the tail of a failing command's output (the
+# summary lines of test runners and compilers are at the end). Bounded: a session can run thousands.
+MAX_COMMAND_CHARS = 300
+MAX_OUTPUT_CHARS = 1200
+MAX_MESSAGE_CHARS = 600
+
+
+@dataclass(slots=True)
+class Run:
+    """One shell command and how it ended. `target` names what ran, so that runs of the same thing group
+    together across sessions (`pytest tests/a.py` and `pytest tests/b.py` are two targets, and so is
+    `npm test` in two directories); `output` is kept for failures only."""
+
+    target: str
+    command: str
+    ok: bool
+    at: str | None = None
+    output: str = ""
+
 
 @dataclass
 class SessionStats:
@@ -59,6 +78,15 @@ class SessionStats:
     sidechain_usage: set[str] = field(default_factory=set)  # usage keys whose counted line is a sidechain
     ends_on_error: str | None = None
     ends_interrupted: bool = False
+    # Evidence for the decision: every shell command's outcome (keyed like tool calls), and the agent's
+    # last message to the person (time, text).
+    runs: dict[str, Run] = field(default_factory=dict)
+    last_message: tuple[str | None, str] | None = None
+
+    def said(self, ts: Any, text: Any) -> None:
+        """The agent's text to the person; the last one is kept (where it left the work)."""
+        if isinstance(text, str) and text.strip():
+            self.last_message = (ts if isinstance(ts, str) else None, text.strip()[:MAX_MESSAGE_CHARS])
 
     def seen(self, value: Any) -> None:
         """Tracks the time span from raw ISO strings: comparing UTC ISO strings is ordering them, and
@@ -344,28 +372,96 @@ def shell_script(command: Any) -> str | None:
     return " ".join(command)
 
 
-def command_key(script: str | None) -> str:
-    """A short name for a failing command: its first word(s), skipping `cd … &&`, env assignments, sudo."""
+_SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", ">", ">>", "<", "2>", "2>&1", "&>", "&", "|&"})
+# Options whose value says what ran (`pytest -k parse`, `go test -run TestX`): kept in a target.
+_NAMING_OPTIONS = frozenset({"-k", "-run", "--run", "--test", "-p", "--package", "--filter", "--grep", "-t"})
+MAX_TARGET_ARGS = 4
+
+
+def _first_command(script: str | None) -> tuple[list[str], str | None]:
+    """The words of the first real command in a script (skipping `cd …`, exports and env assignments,
+    sudo-like wrappers) and the directory a leading `cd` moved to."""
     if not script:
-        return "shell"
+        return [], None
     first_line = script.strip().split("\n", 1)[0]
     segments = [s.strip() for s in first_line.replace("||", "&&").replace(";", "&&").split("&&")]
+    moved: str | None = None
     for segment in segments:
-        if not segment or segment.startswith(("cd ", "export ", "source ", "set ", ". ")) or segment == "cd":
+        if segment == "cd":
             continue
-        try:
-            words = shlex.split(segment, posix=True)
-        except ValueError:
-            words = segment.split()
+        if segment.startswith("cd "):
+            where = _words(segment)[1:2]
+            moved = where[0] if where else moved
+            continue
+        if not segment or segment.startswith(("export ", "source ", "set ", ". ")):
+            continue
+        words = _words(segment)
         while words and ("=" in words[0].split("/", 1)[0] or words[0] in _WRAPPERS):
             words.pop(0)
-        if not words:
+        if words:
+            return words, moved
+    return [], moved
+
+
+def _words(segment: str) -> list[str]:
+    try:
+        return shlex.split(segment, posix=True)
+    except ValueError:
+        return segment.split()
+
+
+def command_key(script: str | None) -> str:
+    """A short name for a failing command: its first word(s), skipping `cd … &&`, env assignments, sudo."""
+    words, _ = _first_command(script)
+    if not words:
+        return "shell"
+    head = os.path.basename(words[0]) or words[0]
+    rest = [w for w in words[1:] if not w.startswith("-")]
+    if head.startswith("python") and len(words) > 2 and words[1] == "-m":
+        return f"{head} -m {words[2]}"[:80]
+    if head in SUBCOMMAND_TOOLS and rest:
+        return f"{head} {rest[0]}"[:80]
+    return head[:80]
+
+
+def command_target(script: str | None, cwd: str | None = None) -> str:
+    """What a command ran, specific enough to tell two problems apart: the command with its arguments (test
+    files, test ids, packages; options dropped but those that name tests) and, when it did not run at the
+    repository's root, the directory (`npm test (in web)`). `cwd` is the shell's directory relative to
+    the repository."""
+    words, moved = _first_command(script)
+    if not words:
+        return "shell"
+    head = os.path.basename(words[0]) or words[0]
+    kept = [head]
+    rest = words[1:]
+    if head.startswith("python") and len(rest) >= 2 and rest[0] == "-m":
+        kept += rest[:2]
+        rest = rest[2:]
+    args: list[str] = []
+    i = 0
+    while i < len(rest) and len(args) < MAX_TARGET_ARGS:
+        word = rest[i]
+        if word in _SHELL_OPERATORS or word.startswith(("|", ">", "2>")):
+            break
+        if word in _NAMING_OPTIONS and i + 1 < len(rest):
+            args += [word, rest[i + 1]]
+            i += 2
             continue
-        head = os.path.basename(words[0]) or words[0]
-        rest = [w for w in words[1:] if not w.startswith("-")]
-        if head.startswith("python") and len(words) > 2 and words[1] == "-m":
-            return f"{head} -m {words[2]}"[:80]
-        if head in SUBCOMMAND_TOOLS and rest:
-            return f"{head} {rest[0]}"[:80]
-        return head[:80]
-    return "shell"
+        if not word.startswith("-"):
+            args.append(word)
+        i += 1
+    target = " ".join([*kept, *args])[:200]
+    where = os.path.normpath(os.path.join(cwd or ".", moved)) if moved else os.path.normpath(cwd or ".")
+    if where not in (".", "") and not where.startswith("..") and not os.path.isabs(where):
+        target += f" (in {where})"
+    return target
+
+
+def output_text(content: Any) -> str:
+    """The text of a tool result (a string, or a list of text blocks), its tail kept."""
+    if isinstance(content, list):
+        content = "\n".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+    if not isinstance(content, str):
+        return ""
+    return content[-MAX_OUTPUT_CHARS:]

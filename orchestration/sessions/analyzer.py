@@ -29,6 +29,7 @@ from orchestration.config import Sessions
 from orchestration.models import Insights, ProviderInsights, Tokens, iso, utcnow
 from orchestration.sessions import cache
 from orchestration.sessions._common import SessionStats, Usage, Workspace, usage_wins
+from orchestration.sessions.work import work_items
 from orchestration.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -213,9 +214,11 @@ class _Acc:
     usage_owner: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     # (end time, session, reason, failure, last prompt) of files that end badly
     endings: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
+    stats: list[SessionStats] = field(default_factory=list)  # each file's, for the work they left (see `work`)
 
     def add(self, st: SessionStats) -> None:
         self.sessions.add(st.session_id)
+        self.stats.append(st)
         _merge(self.prompts, st.prompts)
         _merge(self.tool_calls, st.tool_calls)
         _merge(self.files, st.files)
@@ -462,7 +465,8 @@ def analyze_sessions(
         for name, root in roots.items()
     }
     providers = {name: ProviderInsights.model_validate(_summary([(name, acc)])) for name, acc in accs.items()}
-    insights = Insights.model_validate({**_summary(list(accs.items())), "providers": providers})
+    work = work_items([(name, acc.stats) for name, acc in accs.items()])
+    insights = Insights.model_validate({**_summary(list(accs.items())), "providers": providers, "work": work})
     cache.save_result(result_path, signature, insights.model_dump_json().encode())
     return insights
 

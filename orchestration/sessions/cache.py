@@ -22,7 +22,7 @@ from orchestration.files import write_atomic
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 5  # 5: Claude Code's own queued lines (task notifications) are no longer prompts
+CACHE_VERSION = 6  # 6: shell commands and the agent's last message are kept as evidence
 MARK_BYTES = 1024
 
 

@@ -16,14 +16,18 @@ from collections import Counter
 from typing import Any
 
 from orchestration.sessions._common import (
+    MAX_COMMAND_CHARS,
     MAX_PROMPT_CHARS,
+    Run,
     SessionStats,
     Usage,
     Workspace,
     as_float,
     as_int,
     command_key,
+    command_target,
     list_jsonl,
+    output_text,
     parse_ts,
     read_objects,
     usage_wins,
@@ -112,6 +116,8 @@ class Reader:
         self.cwd: str | None = None
         # tool_use id -> the name its failure is reported under (Bash calls: their command)
         self.failure_names: dict[str, str] = {}
+        # Bash tool_use id -> (target, command) until its result arrives
+        self.commands: dict[str, tuple[str, str]] = {}
 
     def read(self, ws: Workspace, start: int = 0, pos: list[int] | None = None) -> None:
         st = self.st
@@ -132,9 +138,9 @@ class Reader:
                         break  # another workspace's session: nothing more to read here
             st.seen(obj.get("timestamp"))
             if kind == "assistant":
-                _assistant(st, obj, lineno, tool_names, ws, cwd)
+                _assistant(st, obj, lineno, tool_names, ws, cwd, self.commands)
             elif kind == "user":
-                _user(st, obj, lineno, tool_names)
+                _user(st, obj, lineno, tool_names, self.commands)
             elif "costUSD" in obj:
                 cost = as_float(obj.get("costUSD"))
                 if cost is not None:
@@ -161,6 +167,7 @@ def _assistant(
     tool_names: dict[str, str],
     ws: Workspace,
     cwd: str | None,
+    commands: dict[str, tuple[str, str]],
 ) -> None:
     msg = obj.get("message")
     if not isinstance(msg, dict):
@@ -204,6 +211,8 @@ def _assistant(
     for i, block in enumerate(content):
         if isinstance(block, dict) and block.get("type") == "text" and block.get("text"):
             st.ends_on_error = None  # the agent answered after whatever failed
+            if obj.get("isSidechain") is not True:
+                st.said(obj.get("timestamp"), block["text"])
         if not isinstance(block, dict) or block.get("type") != "tool_use":
             continue
         name = block.get("name")
@@ -216,7 +225,11 @@ def _assistant(
             inp = block.get("input")
             command = inp.get("command") if isinstance(inp, dict) else None
             # Failures of Bash are named by their command (`pytest`, `git push`), as Codex's are.
-            tool_names[tkey] = command_key(command if isinstance(command, str) else None)
+            script = command if isinstance(command, str) else None
+            tool_names[tkey] = command_key(script)
+            if script:
+                where = ws.relative(cwd) if cwd else None
+                commands[tkey] = (command_target(script, where), script[:MAX_COMMAND_CHARS])
         if name in FILE_TOOLS:
             inp = block.get("input")
             if isinstance(inp, dict):
@@ -241,7 +254,13 @@ def _response_key(st: SessionStats, obj: dict[str, Any], msg: dict[str, Any], li
     return f"{mid}:~{sid if isinstance(sid, str) and sid else session_key(st.path)}"
 
 
-def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[str, str]) -> None:
+def _user(
+    st: SessionStats,
+    obj: dict[str, Any],
+    lineno: int,
+    tool_names: dict[str, str],
+    commands: dict[str, tuple[str, str]],
+) -> None:
     msg = obj.get("message")
     if not isinstance(msg, dict):
         st.skipped["bad_field"] += 1
@@ -253,8 +272,14 @@ def _user(st: SessionStats, obj: dict[str, Any], lineno: int, tool_names: dict[s
                 continue
             if block.get("type") != "tool_result":
                 continue
-            if block.get("is_error") is True:
-                tuid = block.get("tool_use_id")
+            failed = block.get("is_error") is True
+            tuid = block.get("tool_use_id")
+            ran = commands.pop(tuid, None) if isinstance(tuid, str) else None
+            if ran is not None and isinstance(tuid, str):
+                stamp = obj.get("timestamp")
+                output = output_text(block.get("content")) if failed else ""
+                st.runs[tuid] = Run(ran[0], ran[1], not failed, stamp if isinstance(stamp, str) else None, output)
+            if failed:
                 name = tool_names.get(tuid, "unknown") if isinstance(tuid, str) else "unknown"
                 st.failures[tuid if isinstance(tuid, str) and tuid else f"{st.path}:{lineno}:{i}"] = name
                 st.ends_on_error = name

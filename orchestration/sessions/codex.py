@@ -16,20 +16,26 @@ rollout with the same `TokenCounter`, for its live cost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from orchestration.sessions._common import (
+    MAX_COMMAND_CHARS,
+    MAX_OUTPUT_CHARS,
     MAX_PROMPT_CHARS,
+    Run,
     SessionStats,
     Usage,
     Workspace,
     as_int,
     command_key,
+    command_target,
     list_jsonl,
     parse_ts,
     read_objects,
@@ -166,6 +172,20 @@ def output_exit_code(output: Any) -> int | None:
     return None
 
 
+def output_body(output: Any) -> str:
+    """What a command printed, from a function_call_output (its `Output:` section, or the JSON form's
+    `output`), the tail kept."""
+    if isinstance(output, str) and output.lstrip().startswith("{"):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            output = orjson.loads(output)
+    if isinstance(output, dict):
+        output = output.get("output")
+    if not isinstance(output, str):
+        return ""
+    marker = output.find("Output:\n")
+    return (output[marker + len("Output:\n") :] if marker >= 0 else output)[-MAX_OUTPUT_CHARS:]
+
+
 def _leading_int(text: str) -> int | None:
     digits = ""
     for ch in text:
@@ -268,6 +288,12 @@ class Reader:
         if kind == "message":
             if item.get("role") == "user":
                 self.user_item(item.get("content"), lineno, ts)
+            elif item.get("role") == "assistant":
+                self.st.ends_on_error = None  # the agent answered after whatever failed
+                content = item.get("content")
+                if isinstance(content, list):
+                    texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "output_text"]
+                    self.st.said(ts, "\n".join(t for t in texts if isinstance(t, str)))
         elif kind == "function_call":
             self.function_call(item, lineno)
         elif kind == "custom_tool_call":
@@ -284,16 +310,16 @@ class Reader:
             self.shell(key, shell_script(command))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             code = output_exit_code(item.get("output"))
+            key = self.call_key(item.get("call_id"), lineno) if code is not None else ""
+            if code is not None:
+                self.ran(key, None, code, item.get("output"), ts, output_body)
             if code is not None and code != 0:
-                key = self.call_key(item.get("call_id"), lineno)
                 tool = self.call_tools.get(key, "unknown")
                 name = command_key(self.scripts.get(key)) if tool == "shell" else tool
                 self.st.failures[key] = name
                 self.st.ends_on_error = name
             elif code == 0:
                 self.st.ends_on_error = None
-        elif kind == "message" and item.get("role") == "assistant":
-            self.st.ends_on_error = None
 
     def user_item(self, content: Any, lineno: int, ts: Any) -> None:
         if isinstance(content, str):
@@ -352,6 +378,20 @@ class Reader:
             self.tool(key, "shell")
         self.scripts[key] = script
 
+    def ran(self, key: str, script: str | None, code: int, output: Any, ts: Any, body: Callable[[Any], str]) -> None:
+        """A shell command's outcome (reported by an output item and an end event alike: the last one stands)."""
+        script = script or self.scripts.get(key)
+        if not script or self.call_tools.get(key, "shell") != "shell":
+            return
+        assert self.ws is not None
+        where = self.ws.relative(self.cwd) if self.cwd else None
+        text = body(output) if code != 0 else ""
+        old = self.st.runs.get(key)
+        if old is not None and not text:
+            text = old.output
+        stamp = ts if isinstance(ts, str) else None
+        self.st.runs[key] = Run(command_target(script, where), script[:MAX_COMMAND_CHARS], code == 0, stamp, text)
+
     def tool(self, key: str, name: str) -> None:
         self.st.tool_calls[key] = name
         self.call_tools[key] = name
@@ -378,6 +418,7 @@ class Reader:
             self.st.ends_interrupted = True
         elif kind in ("agent_message", "task_complete"):
             self.st.ends_on_error = None
+            self.st.said(ts, payload.get("message") if kind == "agent_message" else payload.get("last_agent_message"))
         elif kind == "token_count":
             info = payload.get("info")
             if info is None:
@@ -392,8 +433,10 @@ class Reader:
                 self.tokens.count(ts, self.model, *token_usages(info))
         elif kind == "exec_command_end":
             code = payload.get("exit_code")
-            if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            if isinstance(code, int) and not isinstance(code, bool):
                 key = self.call_key(payload.get("call_id"), lineno)
+                self.ran(key, shell_script(payload.get("command")), code, payload, ts, _event_output)
+            if isinstance(code, int) and not isinstance(code, bool) and code != 0:
                 script = shell_script(payload.get("command")) or self.scripts.get(key)
                 self.st.failures[key] = command_key(script)
                 self.st.ends_on_error = self.st.failures[key]
@@ -413,6 +456,17 @@ class Reader:
         if not st.session_id:
             st.session_id = os.path.splitext(os.path.basename(st.path))[0]
         return st
+
+
+def _event_output(payload: Any) -> str:
+    """What an `exec_command_end` event says the command printed."""
+    if not isinstance(payload, dict):
+        return ""
+    for key in ("aggregated_output", "formatted_output"):
+        if isinstance(payload.get(key), str) and payload[key]:
+            return str(payload[key])[-MAX_OUTPUT_CHARS:]
+    parts = [payload.get(k) for k in ("stdout", "stderr")]
+    return "\n".join(p for p in parts if isinstance(p, str) and p)[-MAX_OUTPUT_CHARS:]
 
 
 def parse_file(path: str, mtime: float, ws: Workspace) -> SessionStats:

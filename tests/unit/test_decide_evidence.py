@@ -1,0 +1,181 @@
+"""Decisions that name the work: a failing command's signals (the session, the request, the files, the error
+output, the agent's last words) merge into one candidate, grouped by what failed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from orchestration.config import WorkspaceConfig
+from orchestration.decide.heuristic import candidates
+from orchestration.decide.orchestrator import make_decision
+from orchestration.sessions import analyze_sessions
+from orchestration.sessions._common import command_target
+from tests.unit.test_sessions import Claude, cfg, tool_use, usage
+
+PYTEST_OUTPUT = (
+    "Exit code 1\n"
+    "============================= test session starts ==============================\n"
+    "collected 4 items\n\n"
+    "tests/test_dates.py ..F.                                                  [100%]\n\n"
+    "=================================== FAILURES ===================================\n"
+    "________________________________ test_parse_iso ________________________________\n\n"
+    "    def test_parse_iso():\n"
+    ">       assert parse('2026-11-30T10:00:00+01:00') == datetime(2026, 11, 30, 9, tzinfo=UTC)\n"
+    "E       AssertionError: assert None == datetime.datetime(2026, 11, 30, 9, 0, tzinfo=UTC)\n\n"
+    "tests/test_dates.py:14: AssertionError\n"
+    "=========================== short test summary info ============================\n"
+    "FAILED tests/test_dates.py::test_parse_iso - AssertionError: assert None == datetime.datetime(...)\n"
+    "========================= 1 failed, 3 passed in 0.12s ==========================\n"
+)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    for rel in ("src/parser/dates.py", "src/parser/__init__.py", "tests/test_dates.py", "tests/test_money.py"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("# code\n")
+    return root
+
+
+def write(path: Path, lines: list[Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+
+
+def result(c: Claude, tool_id: str, minute: int, content: str, is_error: bool) -> dict[str, Any]:
+    block = {"tool_use_id": tool_id, "type": "tool_result", "content": content, "is_error": is_error}
+    return {**c._base("user", minute), "message": {"role": "user", "content": [block]}}
+
+
+def call(c: Claude, i: int, minute: int, name: str, **inp: Any) -> dict[str, Any]:
+    return c.assistant(f"m{i}", f"r{i}", minute, [tool_use(f"t{i}", name, **inp)], usage(1, 1))
+
+
+def bash(c: Claude, i: int, minute: int, command: str, output: str, fails: bool) -> list[dict[str, Any]]:
+    return [call(c, i, minute, "Bash", command=command), result(c, f"t{i}", minute, output, fails)]
+
+
+def config(repo: Path, **kw: Any) -> WorkspaceConfig:
+    return WorkspaceConfig.model_validate({"workspace": {"repo": str(repo)}, **kw})
+
+
+def abandoned_failing_test(c: Claude, repo: Path) -> list[dict[str, Any]]:
+    """A person asks to fix a failing test in a named module; the agent reads and edits it, runs the test
+    three times, fails every time and stops."""
+    command = "python3 -m pytest tests/test_dates.py -q"
+    return [
+        c.prompt("fix the failing test in the dates parser", 1),
+        call(c, 1, 2, "Read", file_path=str(repo / "src/parser/dates.py")),
+        result(c, "t1", 2, "def parse(text): ...", False),
+        call(c, 2, 2, "Read", file_path=str(repo / "tests/test_dates.py")),
+        result(c, "t2", 2, "def test_parse_iso(): ...", False),
+        *bash(c, 3, 3, command, PYTEST_OUTPUT, True),
+        call(c, 4, 4, "Edit", file_path=str(repo / "src/parser/dates.py"), old_string="a", new_string="b"),
+        result(c, "t4", 4, "ok", False),
+        *bash(c, 5, 5, command, PYTEST_OUTPUT, True),
+        call(c, 6, 6, "Edit", file_path=str(repo / "src/parser/dates.py"), old_string="b", new_string="c"),
+        result(c, "t6", 6, "ok", False),
+        *bash(c, 7, 7, command, PYTEST_OUTPUT, True),
+    ]
+
+
+def test_the_abandoned_failing_test_becomes_one_task_naming_the_test_file_and_the_module(
+    tmp_path: Path, repo: Path
+) -> None:
+    c = Claude(str(repo))
+    write(tmp_path / "claude/projects/p" / f"{c.session}.jsonl", abandoned_failing_test(c, repo))
+    ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
+    [work] = ins.work
+    assert work.kind == "failing" and work.failures == 3 and work.abandoned
+    assert work.target == "python3 -m pytest tests/test_dates.py"
+    assert work.subjects == ["tests/test_dates.py", "tests/test_dates.py::test_parse_iso"]
+    assert work.request == "fix the failing test in the dates parser"
+    assert work.edited == ["src/parser/dates.py"] and work.read == ["tests/test_dates.py"]
+
+    outcome = make_decision(insights=ins, cfg=config(repo), history=[], backlog=[])
+    d = outcome.decision
+    assert d is not None
+    assert d.title == "Fix tests/test_dates.py::test_parse_iso (pytest)"
+    first, _, rest = d.task.partition("\n\n")
+    assert "`python3 -m pytest tests/test_dates.py -q`" in first  # the full command, with its arguments
+    assert "src/parser/dates.py" in first  # the module the work was in
+    assert "fix the failing test in the dates parser" in rest  # the person's own words
+    assert "E       AssertionError: assert None == datetime" in rest  # the last error output
+    assert "ran it 3 times, 3 failed" in rest  # what was already tried
+    kinds = [e.kind for e in d.evidence]
+    assert kinds == ["failure", "error", "request", "files"]
+    assert all(e.sessions[0].session_id == c.session for e in d.evidence)
+    # One piece of work, not four competing candidates: the request is not a runner-up of its own.
+    assert not any("dates parser" in r.title for r in outcome.runners_up)
+
+
+def test_two_failing_test_files_are_two_candidates(tmp_path: Path, repo: Path) -> None:
+    c = Claude(str(repo))
+    money = PYTEST_OUTPUT.replace("test_dates", "test_money").replace("test_parse_iso", "test_round")
+    write(
+        tmp_path / "claude/projects/p" / f"{c.session}.jsonl",
+        [
+            c.prompt("run the tests", 1),
+            *bash(c, 1, 2, "pytest tests/test_dates.py", PYTEST_OUTPUT, True),
+            *bash(c, 2, 3, "pytest tests/test_money.py", money, True),
+            *bash(c, 3, 4, "pytest tests/test_dates.py", PYTEST_OUTPUT, True),
+            *bash(c, 4, 5, "pytest tests/test_money.py", money, True),
+        ],
+    )
+    ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
+    cands = [x for x in candidates(ins, config(repo)) if x.title.startswith("Fix tests/")]
+    assert [x.title for x in cands] == [
+        "Fix tests/test_money.py::test_round (pytest)",
+        "Fix tests/test_dates.py::test_parse_iso (pytest)",
+    ]
+    assert len({x.op_hash for x in cands}) == 2
+
+
+def test_a_test_that_passed_after_failing_is_not_work_left(tmp_path: Path, repo: Path) -> None:
+    c = Claude(str(repo))
+    write(
+        tmp_path / "claude/projects/p" / f"{c.session}.jsonl",
+        [
+            c.prompt("fix the dates test", 1),
+            *bash(c, 1, 2, "pytest tests/test_dates.py", PYTEST_OUTPUT, True),
+            *bash(c, 2, 3, "pytest tests/test_dates.py", PYTEST_OUTPUT, True),
+            *bash(c, 3, 4, "pytest tests/test_dates.py -q", "4 passed", False),
+        ],
+    )
+    ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
+    assert ins.work == []
+    assert ins.failures == {"pytest": 2}
+
+
+def test_the_same_command_in_two_directories_is_two_problems(tmp_path: Path, repo: Path) -> None:
+    c = Claude(str(repo))
+    lines = [c.prompt("get the web tests green", 1)]
+    for i in range(4):
+        where = "web" if i % 2 else "api"
+        lines += bash(c, i, 2 + i, f"cd {where} && npm test", f"FAIL src/{where}.test.ts\n", True)
+    write(tmp_path / "claude/projects/p" / f"{c.session}.jsonl", lines)
+    ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
+    assert sorted(w.target or "" for w in ins.work) == ["npm test (in api)", "npm test (in web)"]
+
+
+@pytest.mark.parametrize(
+    ("script", "cwd", "target"),
+    [
+        ("python3 -m pytest tests/test_dates.py -q", ".", "python3 -m pytest tests/test_dates.py"),
+        ("pytest -x tests/a.py::test_b 2>&1 | tail -20", None, "pytest tests/a.py::test_b"),
+        ("cd web && npm test", ".", "npm test (in web)"),
+        ("npm test", "web", "npm test (in web)"),
+        ("cd ../elsewhere && make", ".", "make"),
+        ("go test -run TestParse ./pkg/x/...", None, "go test -run TestParse ./pkg/x/..."),
+        ("FOO=1 sudo cargo test parser::dates -- --nocapture", None, "cargo test parser::dates"),
+        ("", None, "shell"),
+        ("npm test", "/abs/outside", "npm test"),
+    ],
+)
+def test_command_target_names_what_ran(script: str, cwd: str | None, target: str) -> None:
+    assert command_target(script, cwd) == target
