@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from orchestration.config import WorkspaceConfig
 from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff, run_in_group
-from orchestration.models import AgentResult, Decision, PRResult, Status
+from orchestration.models import AgentResult, Decision, Evidence, PRResult, Status
 from orchestration.permissions import Change, check_changes, parse_raw_diff
 from orchestration.permissions import check_permissions as check_permissions
 from orchestration.redact import default_redactor, fenced, strip_control
@@ -180,6 +180,9 @@ def render_body(
         lines += [f"> **Unfinished:** the cycle ended `{cycle_status.value}`; review with care.", ""]
     lines += ["### Task", "", *fenced(task), ""]
     lines += ["### Rationale", "", *fenced(rationale), ""]
+    if decision.evidence:
+        lines += ["### Evidence", "", "What the task was chosen on, from the agent sessions in this repository:", ""]
+        lines += [*fenced(_clip(red.text(_evidence_text(decision.evidence)))), ""]
     if notes and notes.strip():
         lines += ["### Notes", "", *fenced(_clip(red.text(notes.strip()))), ""]
     lines += ["### Run", "", "| | |", "| --- | --- |"]
@@ -203,6 +206,18 @@ def render_body(
         lines.append("_none_")
     lines += ["", MARKER.format(cycle_id=cycle_id), ""]
     return red.text("\n".join(lines))
+
+
+def _evidence_text(evidence: Sequence[Evidence]) -> str:
+    """Each piece of evidence as a short block: its id and kind, the sessions it came from, its text."""
+    blocks = []
+    for e in evidence:
+        where = ", ".join(
+            f"{s.provider} {s.session_id[:8]}" + (f" {s.at[:10]}" if s.at else "") for s in e.sessions[:5]
+        )
+        head = f"{e.id} {e.kind}" + (f" ({where})" if where else "")
+        blocks.append(head + "\n" + "\n".join("  " + line for line in e.text.strip().splitlines()))
+    return "\n\n".join(blocks)
 
 
 def _one_line(text: str) -> str:

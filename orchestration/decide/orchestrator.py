@@ -96,6 +96,12 @@ def _from_choice(
         raise llm.LLMFailure(
             f"llm confidence {choice.confidence:.2f} is below min_confidence {cfg.decision.min_confidence:.2f}"
         )
+    known = {e.id: e for c in cands for e in c.evidence}
+    unknown = [ref for ref in choice.evidence if ref.strip() not in known]
+    if unknown:
+        shown = ", ".join(repr(ref[:20]) for ref in unknown[:5])
+        raise llm.LLMFailure(f"llm cited evidence that does not exist: {shown}")
+    cited = list({ref.strip(): known[ref.strip()] for ref in choice.evidence}.values())
     picked = cands[choice.candidate] if choice.candidate is not None and 0 <= choice.candidate < len(cands) else None
     # A candidate keeps its hash however the LLM words it; a new task is keyed on its title.
     hash_ = picked.op_hash if picked else op_hash(choice.title)
@@ -112,6 +118,7 @@ def _from_choice(
         op_hash=hash_,
         priority=int(picked.score) if picked else 0,
         estimated_s=max(60, min(budget, choice.estimated_minutes * 60)),
+        evidence=cited,
     )
 
 
@@ -152,7 +159,14 @@ def _context(
             e.model_dump(include={"title", "status", "agent"}) for e in sorted(history, key=lambda e: -e.at)[:15]
         ],
         "candidates": [
-            {"index": i, "title": c.title, "task": c.objective, "why": c.rationale} for i, c in enumerate(cands)
+            {
+                "index": i,
+                "title": c.title,
+                "task": c.objective,
+                "why": c.rationale,
+                "evidence": [e.model_dump(mode="json", exclude_defaults=True) for e in c.evidence],
+            }
+            for i, c in enumerate(cands)
         ],
         "agents": agents,
         "budget_minutes": max(1, task_budget_s(cfg) // 60),

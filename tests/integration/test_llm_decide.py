@@ -149,3 +149,30 @@ def test_backlog_task_is_not_second_guessed(repo: Path) -> None:
         )
     assert outcome.took_backlog and outcome.decision.title == "fix the flaky login test"
     assert srv.requests == []
+
+
+def test_the_llm_sees_each_candidate_s_evidence_and_the_decision_keeps_what_it_cites(repo: Path) -> None:
+    with ScriptedChat([Reply(choice_json(candidate=1, title="Write CLI docs", evidence=["E2", "E1", "E2"]))]) as srv:
+        d = decide(srv.base_url, repo).decision
+    assert d.source == "llm" and d.fallback_reason is None
+    assert [(e.id, e.kind, e.text) for e in d.evidence] == [
+        ("E2", "goal", "Document the CLI"),
+        ("E1", "goal", "Harden the upload retry"),
+    ]
+    sent = json.loads(srv.requests[0]["messages"][1]["content"])
+    assert sent["candidates"][0]["evidence"] == [{"id": "E1", "kind": "goal", "text": "Harden the upload retry"}]
+    ids = [e["id"] for c in sent["candidates"] for e in c["evidence"]]
+    assert ids == [f"E{i}" for i in range(1, len(ids) + 1)]  # numbered once across all candidates
+
+
+@pytest.mark.parametrize("cited", [["E999"], ["E1", "made-up"], []])
+def test_an_answer_citing_evidence_that_does_not_exist_falls_back(repo: Path, cited: list[str]) -> None:
+    with ScriptedChat([Reply(choice_json(evidence=cited))]) as srv:
+        d = decide(srv.base_url, repo).decision
+    assert d.source == "heuristic"
+    if cited:  # a well-formed answer that cites nothing real: no retry, the heuristic's decision
+        assert d.fallback_reason == f"llm cited evidence that does not exist: {cited[-1]!r}"
+        assert len(srv.requests) == 1
+    else:  # citing nothing at all is the wrong shape (the retry says so)
+        assert d.fallback_reason == "llm answer has the wrong shape (evidence)"
+    assert d.title == "Harden the upload retry" and [e.kind for e in d.evidence] == ["goal"]

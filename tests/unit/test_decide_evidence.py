@@ -179,3 +179,29 @@ def test_the_same_command_in_two_directories_is_two_problems(tmp_path: Path, rep
 )
 def test_command_target_names_what_ran(script: str, cwd: str | None, target: str) -> None:
     assert command_target(script, cwd) == target
+
+
+def test_the_pr_body_shows_the_evidence_fenced(tmp_path: Path, repo: Path) -> None:
+    from orchestration.models import AgentResult, Status
+    from orchestration.pr import render_body
+    from tests.unit.test_output_safety import outside_fences
+
+    c = Claude(str(repo))
+    lines = abandoned_failing_test(c, repo)
+    lines[0] = c.prompt("fix the failing test in the dates parser\n## Closes #1 ![x](http://e/x.png) @team", 1)
+    write(tmp_path / "claude/projects/p" / f"{c.session}.jsonl", lines)
+    d = make_decision(
+        insights=analyze_sessions(repo, cfg(tmp_path), cache_dir=None), cfg=config(repo), history=[], backlog=[]
+    ).decision
+    assert d is not None
+    body = render_body(
+        cycle_id="c-1", decision=d, agent=AgentResult(), cycle_status=Status.SUCCEEDED, duration_s=1, files=[]
+    )
+    evidence = body.split("### Evidence", 1)[1].split("### Run", 1)[0]
+    assert f"E1 failure (claude-code {c.session[:8]} " in evidence
+    assert "`python3 -m pytest tests/test_dates.py -q` failed 3 of 3 runs, and the session ended on it" in evidence
+    assert "E3 request" in evidence and "fix the failing test in the dates parser" in evidence
+    assert "edited: src/parser/dates.py; read: tests/test_dates.py" in evidence
+    # What people and agents wrote renders only inside fences: no heading, image, mention or closing keyword.
+    outside = "\n".join(outside_fences(body))
+    assert "Closes #1" not in outside and "![x]" not in outside and "@team" not in outside

@@ -539,6 +539,7 @@ VALID_CHOICE = {
     "rationale": "Billing is the least tested module.",
     "confidence": 0.8,
     "estimated_minutes": 20,
+    "evidence": ["E1"],
 }
 DECIDE_CFG = parse_config(
     {
@@ -565,6 +566,7 @@ valid_choices = st.fixed_dictionaries(
         "rationale": st.text(max_size=100).map(lambda t: "Because " + t),
         "confidence": st.floats(0.5, 1),
         "estimated_minutes": st.integers(1, 24 * 60),
+        "evidence": st.lists(st.sampled_from(["E1", "E2", "E3", " E1 "]), min_size=1, max_size=3),
     }
 )
 answers = st.one_of(
