@@ -256,7 +256,9 @@ def _failing(w: Work, i: int) -> Candidate:
     primary = _primary(w)
     runner = _runner(target)
     named = primary or f"`{target}`"
-    title = _title(f"Fix {primary} ({runner})" if primary else f"Make `{target}` pass")
+    tests = [x for x in w.subjects if not _looks_like_path(x)]  # bare test names (`TestParse`)
+    label = f"{primary}: {tests[0]}" if primary and tests and primary not in tests else primary
+    title = _title(f"Fix {label} ({runner})" if label else f"Make `{target}` pass")
     n_sessions = len(w.sessions)
     others = [f for f in w.edited if not primary or f != primary.split("::", 1)[0]][:2]
     first = (

@@ -205,3 +205,65 @@ def test_the_pr_body_shows_the_evidence_fenced(tmp_path: Path, repo: Path) -> No
     # What people and agents wrote renders only inside fences: no heading, image, mention or closing keyword.
     outside = "\n".join(outside_fences(body))
     assert "Closes #1" not in outside and "![x]" not in outside and "@team" not in outside
+
+
+def test_codex_sessions_give_the_same_evidence(tmp_path: Path, repo: Path) -> None:
+    """Codex's newest shape: a shell function call, its output item and its end event (one run, counted
+    once), an apply_patch edit, the agent's message; two sessions, the later one stopping on the failure."""
+    from tests.unit.test_sessions import envelope, rollout
+
+    go_output = "--- FAIL: TestParseISO (0.00s)\n    dates_test.go:14: got nil\nFAIL\nFAIL\texample.com/m/pkg/dates\t0.003s\n"
+
+    def session(sid: str, minute: int, say: str | None) -> list[dict[str, Any]]:
+        call = {"cmd": "go test ./pkg/dates/...", "workdir": str(repo)}
+        lines = [
+            envelope("session_meta", minute, id=sid, cwd=str(repo)),
+            envelope("event_msg", minute, type="user_message", message="make the dates package tests pass"),
+            envelope(
+                "response_item",
+                minute + 1,
+                type="custom_tool_call",
+                name="apply_patch",
+                call_id=f"{sid}-p",
+                input="*** Begin Patch\n*** Update File: pkg/dates/parse.go\n@@\n-a\n+b\n*** End Patch",
+            ),
+            envelope(
+                "response_item",
+                minute + 2,
+                type="function_call",
+                name="exec_command",
+                call_id=f"{sid}-c",
+                arguments=orjson.dumps(call).decode(),
+            ),
+            envelope(
+                "response_item",
+                minute + 2,
+                type="function_call_output",
+                call_id=f"{sid}-c",
+                output=f"Chunk ID: 1\nWall time: 0.1 seconds\nProcess exited with code 1\nOutput:\n{go_output}",
+            ),
+            envelope(
+                "event_msg",
+                minute + 2,
+                type="exec_command_end",
+                call_id=f"{sid}-c",
+                command=["/bin/bash", "-lc", "go test ./pkg/dates/..."],
+                exit_code=1,
+                aggregated_output=go_output,
+            ),
+        ]
+        if say:
+            lines.append(envelope("event_msg", minute + 3, type="agent_message", message=say))
+        return lines
+
+    write(rollout(tmp_path, "rollout-a.jsonl"), session("s1", 1, "The parser still returns nil; I stopped here."))
+    write(rollout(tmp_path, "rollout-b.jsonl"), session("s2", 10, None))
+    ins = analyze_sessions(repo, cfg(tmp_path, providers=["codex"]), cache_dir=None)
+    [w] = ins.work
+    assert (w.target, w.failures, w.runs, w.abandoned) == ("go test ./pkg/dates/...", 2, 2, True)
+    assert w.subjects == ["pkg/dates/...", "TestParseISO", "example.com/m/pkg/dates"]
+    assert [s.session_id for s in w.sessions] == ["s2", "s1"]
+    assert w.edited == ["pkg/dates/parse.go"] and w.request == "make the dates package tests pass"
+    assert w.error == go_output
+    d = make_decision(insights=ins, cfg=config(repo), history=[], backlog=[]).decision
+    assert d is not None and d.title == "Fix pkg/dates/...: TestParseISO (go test)"
