@@ -212,7 +212,9 @@ def test_codex_sessions_give_the_same_evidence(tmp_path: Path, repo: Path) -> No
     once), an apply_patch edit, the agent's message; two sessions, the later one stopping on the failure."""
     from tests.unit.test_sessions import envelope, rollout
 
-    go_output = "--- FAIL: TestParseISO (0.00s)\n    dates_test.go:14: got nil\nFAIL\nFAIL\texample.com/m/pkg/dates\t0.003s\n"
+    go_output = (
+        "--- FAIL: TestParseISO (0.00s)\n    dates_test.go:14: got nil\nFAIL\nFAIL\texample.com/m/pkg/dates\t0.003s\n"
+    )
 
     def session(sid: str, minute: int, say: str | None) -> list[dict[str, Any]]:
         call = {"cmd": "go test ./pkg/dates/...", "workdir": str(repo)}
