@@ -6,9 +6,7 @@ publish failure must not lose the work (the branch is pushed before any `gh` cal
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import subprocess
 import time
@@ -18,7 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestration.config import WorkspaceConfig
-from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff, run_in_group
+from orchestration.gh import (
+    NO_DEADLINE,
+    Deadline,
+    GhBadOutput,
+    GhNotAuthenticated,
+    auth_args,
+    auth_refused,
+    parse_json,
+    repo_args,
+    run_gh,
+    scrub,
+)
+from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff
 from orchestration.models import AgentResult, Decision, Evidence, PRResult, Status
 from orchestration.permissions import Change, check_changes, parse_raw_diff
 from orchestration.permissions import check_permissions as check_permissions
@@ -28,12 +38,10 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], None]
 
-GH_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 60.0
 PUSH_ATTEMPTS = 3
 PUSH_BACKOFF_S = (2.0, 5.0)
 CREATE_BACKOFF_S = 3.0
-MIN_CALL_S = 1.0  # the shortest timeout a git or gh call gets, however little time is left
 MARKER = "<!-- orchestrate:cycle={cycle_id} -->"
 UNFINISHED_PREFIX = "[unfinished] "
 MAX_TITLE = 240  # GitHub refuses titles over 256 characters
@@ -41,7 +49,6 @@ MAX_TEXT = 20_000  # keeps the body well under GitHub's 65,536-character limit
 MAX_FILES_LISTED = 100
 MAX_FILES_IN_REASON = 10
 
-GH_ENV = {"GH_PROMPT_DISABLED": "1", "GH_NO_UPDATE_NOTIFIER": "1", "NO_COLOR": "1"}
 PR_FIELDS = "number,url,state,isDraft"
 VIEW_FIELDS = "number,url,isDraft"
 # ASCII digits, at most 18: a longer run is no PR number (and int() refuses runs over 4300 digits).
@@ -81,41 +88,6 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True)
-class _Deadline:
-    """When the publish under way must be done (epoch seconds), or None: every gh and git push call's own
-    timeout is clipped to what is left, and no retry starts that could not end in time."""
-
-    at: float | None = None
-
-    def left(self, cap: float) -> float:
-        """A call's timeout: its own `cap`, clipped to what is left before the deadline."""
-        return cap if self.at is None else max(MIN_CALL_S, min(cap, self.at - time.time()))
-
-    def no_time_for(self, pause_s: float) -> bool:
-        """Whether a retry after `pause_s` would start too late to finish before the deadline."""
-        return self.at is not None and time.time() + pause_s + MIN_CALL_S > self.at
-
-
-NO_DEADLINE = _Deadline()
-
-
-GH_EXIT_AUTH = 4  # gh's exit code when a command needs authentication (cmd/gh/main.go: exitAuth)
-
-
-class _GhBadOutput(Exception):
-    """gh exited 0 but printed something we cannot trust (an error for the report, never a crash)."""
-
-
-class _GhNotAuthenticated(Exception):
-    """A pr command was refused for auth although `gh auth status` passed (gh before 2.50 exits 0 there
-    with an expired token, cli/cli#8845)."""
-
-
-def _auth_refused(proc: subprocess.CompletedProcess[str]) -> bool:
-    return proc.returncode == GH_EXIT_AUTH or (proc.returncode != 0 and "HTTP 401" in proc.stderr)
 
 
 def _code(text: str) -> str:
@@ -251,42 +223,14 @@ def _agent_status(cycle_status: Status) -> str:
     return "succeeded" if cycle_status is Status.SUCCEEDED else cycle_status.value
 
 
-def _scrub(text: str, limit: int = 300) -> str:
-    """Last line(s) of tool output for a reason, with secrets masked (credentials in remote URLs, tokens)."""
-    return default_redactor().text(" ".join(text.split()))[-limit:]
-
-
-def _gh_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GH_ENV)
-    return env
-
-
-def _run_gh(
-    gh: str, args: Sequence[str], cwd: Path, input_text: str | None = None, *, until: _Deadline = NO_DEADLINE
-) -> subprocess.CompletedProcess[str]:
-    """One gh call: argv list, no shell, stdin closed unless we feed it, bounded, never prompting."""
-    return run_in_group([gh, *args], cwd=cwd, env=_gh_env(), input_text=input_text, timeout=until.left(GH_TIMEOUT_S))
-
-
-def _repo_args(cfg: WorkspaceConfig) -> list[str]:
-    return ["--repo", cfg.pr.repo] if cfg.pr.repo else []
-
-
-def _auth_args(cfg: WorkspaceConfig) -> list[str]:
-    """`gh auth status` takes no --repo; a HOST/OWNER/NAME repo narrows the check to that host."""
-    repo = cfg.pr.repo or ""
-    return ["--hostname", repo.split("/")[0]] if repo.count("/") == 2 else []
-
-
 def _as_pr(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
-        raise _GhBadOutput(f"expected an object, got {type(item).__name__}")
+        raise GhBadOutput(f"expected an object, got {type(item).__name__}")
     number, url = item.get("number"), item.get("url")
     if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
-        raise _GhBadOutput(f"bad number {number!r}")
+        raise GhBadOutput(f"bad number {number!r}")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise _GhBadOutput(f"bad url {url!r}")
+        raise GhBadOutput(f"bad url {url!r}")
     draft = item.get("isDraft")
     state = item.get("state")
     return {
@@ -297,29 +241,22 @@ def _as_pr(item: Any) -> dict[str, Any]:
     }
 
 
-def _parse_json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the interpreter's stack
-        raise _GhBadOutput(f"not JSON: {text[:200]!r}") from exc
-
-
 def _find_pr(
-    gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str, until: _Deadline = NO_DEADLINE
+    gh: str, cfg: WorkspaceConfig, worktree: Path, branch: str, until: Deadline = NO_DEADLINE
 ) -> dict[str, Any] | None:
     """The PR whose head is this branch, in any state (open first, then the newest); None when there is none.
 
-    Raises `_GhBadOutput` on unparsable output, `RuntimeError` when gh fails.
+    Raises `GhBadOutput` on unparsable output, `RuntimeError` when gh fails.
     """
-    args = ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS, *_repo_args(cfg)]
-    proc = _run_gh(gh, args, worktree, until=until)
-    if _auth_refused(proc):
-        raise _GhNotAuthenticated(proc.stderr)
+    args = ["pr", "list", "--head", branch, "--state", "all", "--json", PR_FIELDS, *repo_args(cfg)]
+    proc = run_gh(gh, args, worktree, until=until)
+    if auth_refused(proc):
+        raise GhNotAuthenticated(proc.stderr)
     if proc.returncode != 0:
-        raise RuntimeError(f"gh_pr_list_failed: {_scrub(proc.stderr or proc.stdout)}")
-    data = _parse_json(proc.stdout)
+        raise RuntimeError(f"gh_pr_list_failed: {scrub(proc.stderr or proc.stdout)}")
+    data = parse_json(proc.stdout)
     if not isinstance(data, list):
-        raise _GhBadOutput(f"expected a list, got {type(data).__name__}")
+        raise GhBadOutput(f"expected a list, got {type(data).__name__}")
     prs = [_as_pr(item) for item in data]
     if not prs:
         return None
@@ -327,16 +264,16 @@ def _find_pr(
 
 
 def _view_pr(
-    gh: str, cfg: WorkspaceConfig, worktree: Path, ref: str, until: _Deadline = NO_DEADLINE
+    gh: str, cfg: WorkspaceConfig, worktree: Path, ref: str, until: Deadline = NO_DEADLINE
 ) -> dict[str, Any] | None:
     """Read the PR back; None when gh cannot find it (a create that printed a URL but made nothing)."""
-    proc = _run_gh(gh, ["pr", "view", ref, "--json", VIEW_FIELDS, *_repo_args(cfg)], worktree, until=until)
-    if _auth_refused(proc):
-        raise _GhNotAuthenticated(proc.stderr)
+    proc = run_gh(gh, ["pr", "view", ref, "--json", VIEW_FIELDS, *repo_args(cfg)], worktree, until=until)
+    if auth_refused(proc):
+        raise GhNotAuthenticated(proc.stderr)
     if proc.returncode != 0:
-        log.warning("gh pr view %s failed: %s", ref, _scrub(proc.stderr or proc.stdout))
+        log.warning("gh pr view %s failed: %s", ref, scrub(proc.stderr or proc.stdout))
         return None
-    return _as_pr(_parse_json(proc.stdout))
+    return _as_pr(parse_json(proc.stdout))
 
 
 def _parse_created_url(text: str) -> tuple[str, int] | None:
@@ -348,7 +285,7 @@ def _parse_created_url(text: str) -> tuple[str, int] | None:
 
 
 def _push(
-    tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RETRY, until: _Deadline = NO_DEADLINE
+    tree: Tree, remote: str, branch: str, retry: RetryPolicy = DEFAULT_RETRY, until: Deadline = NO_DEADLINE
 ) -> str | None:
     """Push the branch, retrying transient failures; None on success, else a reason. Never forces."""
     last = ""
@@ -361,18 +298,18 @@ def _push(
             last = exc.stderr
         low = last.lower()
         if any(k in low for k in _REJECTED):
-            return f"push_rejected: {_scrub(last)}"
+            return f"push_rejected: {scrub(last)}"
         if any(k in low for k in _PERMANENT):
-            return f"push_failed: {_scrub(last)}"
+            return f"push_failed: {scrub(last)}"
         if attempt + 1 < PUSH_ATTEMPTS:
             delay = retry.push_delay(attempt)
             if until.no_time_for(delay):
                 break
             log.warning(
-                "push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay, _scrub(last)
+                "push of %s failed (attempt %d), retrying in %.0fs: %s", branch, attempt + 1, delay, scrub(last)
             )
             time.sleep(delay)
-    return f"push_failed: {_scrub(last)}"
+    return f"push_failed: {scrub(last)}"
 
 
 def _safe_emit(emit: Emit, kind: str, data: dict[str, Any]) -> None:
@@ -394,7 +331,7 @@ class _Run:
         gh: str,
         emit: Emit,
         retry: RetryPolicy = DEFAULT_RETRY,
-        until: _Deadline = NO_DEADLINE,
+        until: Deadline = NO_DEADLINE,
     ) -> None:
         self.tree, self.branch, self.cfg, self.gh, self.emit = tree, branch, cfg, gh, emit
         self.retry, self.until = retry, until
@@ -434,7 +371,7 @@ class _Run:
         if self.cfg.pr.draft:
             args.append("--draft")
         args += [f"--label={label}" for label in labels]
-        return _run_gh(self.gh, [*args, *_repo_args(self.cfg)], self.worktree, input_text=body, until=self.until)
+        return run_gh(self.gh, [*args, *repo_args(self.cfg)], self.worktree, input_text=body, until=self.until)
 
 
 def publish(
@@ -464,22 +401,22 @@ def publish(
     `deadline` (epoch seconds) every push and gh call ends by then (at least `MIN_CALL_S` each), whatever
     the remote or gh do.
     """
-    run = _Run(tree, branch, cfg, gh, emit, retry, _Deadline(deadline))
+    run = _Run(tree, branch, cfg, gh, emit, retry, Deadline(deadline))
     try:
         result = _publish(run, cycle_id, decision, agent, cycle_status, duration_s, base_ref, notes, propose)
     except subprocess.TimeoutExpired as exc:
         result = run.failed(f"gh_timeout: {' '.join(str(a) for a in exc.cmd[1:3])}")
-    except _GhNotAuthenticated as exc:
-        log.info("gh is not authenticated: %s", _scrub(str(exc)))
+    except GhNotAuthenticated as exc:
+        log.info("gh is not authenticated: %s", scrub(str(exc)))
         result = run.skipped("gh_not_authenticated")
-    except _GhBadOutput as exc:
+    except GhBadOutput as exc:
         log.warning("unusable gh output for %s: %s", branch, exc)
         result = run.failed("gh_bad_output")
     except (GitError, OSError) as exc:
-        result = run.failed(f"publish_error: {_scrub(str(exc))}")
+        result = run.failed(f"publish_error: {scrub(str(exc))}")
     except Exception as exc:  # the stage contract: a reason, never an exception
         log.exception("publish of %s crashed", branch)
-        result = run.failed(f"publish_error: {type(exc).__name__}: {_scrub(str(exc))}")
+        result = run.failed(f"publish_error: {type(exc).__name__}: {scrub(str(exc))}")
     result.pushed = run.pushed  # whatever came after, a push that went through is reported
     return result
 
@@ -505,7 +442,7 @@ def _publish(
             return run.failed(f"branch_mismatch: worktree is on {head_branch!r}, not {branch!r}")
         commit_all(tree, commit_message(decision, cycle_id, _agent_status(cycle_status)))
     except GitError as exc:
-        return run.failed(f"commit_failed: {_scrub(exc.stderr)}")
+        return run.failed(f"commit_failed: {scrub(exc.stderr)}")
 
     # 2. What the branch changes relative to the base commit pinned before the agent ran.
     try:
@@ -513,7 +450,7 @@ def _publish(
         # --no-renames: a rename out of a denied directory counts as a change to the denied path too.
         changes = parse_raw_diff(raw_diff(tree, base_ref))
     except GitError as exc:
-        return run.failed(f"diff_failed: {_scrub(exc.stderr)}")
+        return run.failed(f"diff_failed: {scrub(exc.stderr)}")
     if not files and cfg.pr.require_changes:
         return run.skipped("no_changes")
 
@@ -547,13 +484,13 @@ def _publish(
 
     # 5. gh: authenticated?
     try:
-        auth = _run_gh(run.gh, ["auth", "status", *_auth_args(cfg)], work_tree, until=run.until)
+        auth = run_gh(run.gh, ["auth", "status", *auth_args(cfg)], work_tree, until=run.until)
     except FileNotFoundError:
         return run.skipped("gh_not_found")
     except PermissionError as exc:
         return run.skipped(f"gh_not_found: {exc.strerror}")
     if auth.returncode != 0:
-        log.info("gh auth status: %s", _scrub(auth.stderr or auth.stdout))
+        log.info("gh auth status: %s", scrub(auth.stderr or auth.stdout))
         return run.skipped("gh_not_authenticated")
 
     # 6. Reuse a PR this branch already has (a retried publish, or a PR someone opened by hand).
@@ -586,8 +523,8 @@ def _publish(
             proc, error = None, "timed out"
         if proc is not None and proc.returncode == 0:
             break
-        if proc is not None and _auth_refused(proc):
-            raise _GhNotAuthenticated(error)
+        if proc is not None and auth_refused(proc):
+            raise GhNotAuthenticated(error)
         if "already exists" in error:
             try:
                 existing = run.find()
@@ -595,20 +532,20 @@ def _publish(
                 return run.failed(str(exc))
             if existing:
                 return run.opened(False, existing)
-            return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
+            return run.failed(f"gh_pr_create_failed: {scrub(error)}")
         if labels and "label" in error.lower():
-            log.warning("gh pr create refused labels %s, retrying without: %s", labels, _scrub(error))
+            log.warning("gh pr create refused labels %s, retrying without: %s", labels, scrub(error))
             labels = []
             continue
         if not transient_retry or run.until.no_time_for(run.retry.create_backoff_s):
-            return run.failed(f"gh_pr_create_failed: {_scrub(error)}")
+            return run.failed(f"gh_pr_create_failed: {scrub(error)}")
         transient_retry = False
-        log.warning("gh pr create failed, retrying once: %s", _scrub(error))
+        log.warning("gh pr create failed, retrying once: %s", scrub(error))
         time.sleep(run.retry.create_backoff_s)
 
     parsed = _parse_created_url(proc.stdout)
     if parsed is None:
-        raise _GhBadOutput(f"no PR URL in gh pr create output: {proc.stdout[-200:]!r}")
+        raise GhBadOutput(f"no PR URL in gh pr create output: {proc.stdout[-200:]!r}")
     url, number = parsed
 
     # 8. Believe it when gh can read it back.

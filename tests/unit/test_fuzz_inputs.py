@@ -732,7 +732,7 @@ def test_any_gh_output_ends_publish_with_a_result_and_a_reason(
         return subprocess.CompletedProcess([gh, *args], code, stdout, stderr)
 
     events: list[tuple[str, dict[str, Any]]] = []
-    with mock.patch.object(pr_mod, "_run_gh", fake_gh):
+    with mock.patch.object(pr_mod, "run_gh", fake_gh):
         result = pr_mod.publish(
             tree=tree,
             branch=BRANCH,

@@ -545,7 +545,9 @@ def test_an_unexpected_error_after_the_push_still_reports_the_push(env: Env, mon
 
 def test_each_gh_call_and_push_is_bounded_by_the_publish_deadline(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     timeouts: list[tuple[str, float | None]] = []
-    real_run_in_group, real_git = pr_mod.run_in_group, pr_mod.git
+    from orchestration import gh as gh_mod
+
+    real_run_in_group, real_git = gh_mod.run_in_group, pr_mod.git
 
     def recording_gh(argv: list[str], **kw: Any) -> Any:
         timeouts.append((argv[1], kw.get("timeout")))
@@ -556,7 +558,7 @@ def test_each_gh_call_and_push_is_bounded_by_the_publish_deadline(env: Env, monk
             timeouts.append(("push", kw.get("timeout")))
         return real_git(args, *a, **kw)
 
-    monkeypatch.setattr(pr_mod, "run_in_group", recording_gh)
+    monkeypatch.setattr(gh_mod, "run_in_group", recording_gh)
     monkeypatch.setattr(pr_mod, "git", recording_git)
     env.write("src/x.py")
     result = run(env, deadline=time.time() + 20)
