@@ -150,6 +150,16 @@ def _label(v: str) -> str:
     return _cli_arg(v)
 
 
+# A GitHub login: letters, digits and single hyphens, at most 39; an app's bot account ends in `[bot]`.
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?")
+
+
+def _login(v: str) -> str:
+    if not _LOGIN.fullmatch(v):
+        raise ValueError("expected a GitHub login: letters, digits and single hyphens, at most 39 characters")
+    return v
+
+
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
@@ -183,6 +193,7 @@ Command = Annotated[str, AfterValidator(_command)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 AgentEnv = dict[Annotated[str, AfterValidator(_agent_env_key)], Annotated[str, AfterValidator(_agent_env_value)]]
 Label = Annotated[str, AfterValidator(_label)]
+Login = Annotated[str, AfterValidator(_login)]
 NetworkEntry = Annotated[str, AfterValidator(_network_entry)]
 
 
@@ -445,6 +456,17 @@ class PR(Strict):
         return v
 
 
+class Issues(Strict):
+    """Open issues of the PR repository that carry `label` are task candidates. Only issues opened by
+    `authors` (when empty: by accounts with write access to the repository) are read at all; their
+    text is untrusted input, quoted to the agent as data."""
+
+    enabled: bool = False
+    label: Label = "orchestrate"
+    authors: list[Login] = Field(default_factory=list)
+    comment: bool = Field(default=True, description="one comment on the issue linking the PR")
+
+
 class Permissions(Strict):
     write: list[str] = Field(default_factory=lambda: ["**"])
     deny_write: list[str] = Field(default_factory=lambda: [".github/**", ".gitmodules", ".gitattributes"])
@@ -497,6 +519,7 @@ class WorkspaceConfig(Strict):
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     pr: PR = Field(default_factory=PR)
     permissions: Permissions = Field(default_factory=Permissions)
+    issues: Issues = Field(default_factory=Issues)
     env_allow: list[EnvName] = Field(default_factory=list)
     pipeline: list[Step] | str | None = Field(
         default=None,
