@@ -682,9 +682,10 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
         )
     decision = redact_model(outcome.decision) if outcome.decision else None
     runners_up = [{"title": _cell(c.title), "score": c.score, "op_hash": c.op_hash} for c in outcome.runners_up]
+    sources = {name: report.model_dump(mode="json") for name, report in outcome.sources.items()}
     if as_json:
         data = decision.model_dump(mode="json") if decision else None
-        print_report({"decision": data, "reason": outcome.reason, "runners_up": runners_up}, True)
+        print_report({"decision": data, "reason": outcome.reason, "runners_up": runners_up, "sources": sources}, True)
         raise typer.Exit(EXIT_OK if decision else EXIT_FAILED)
     if decision is None:
         out.print(
@@ -705,6 +706,9 @@ def decide(config: Path, as_json: Annotated[bool, typer.Option("--json")] = Fals
     out.print(strip_control(decision.task))
     if runners_up:
         out.print("runners-up: " + "; ".join(f"{c['title']} ({c['score']:.0f})" for c in runners_up))
+    for name, report in outcome.sources.items():
+        if report.error:
+            out.print(f"source {name} skipped: {_cell(report.error)}", style="yellow")
 
 
 @app.command()

@@ -164,7 +164,7 @@ class _Reader:
         return out
 
     def may_not_write(self, login: str) -> str:
-        """"" when `login` passes the author rule, else why not."""
+        """ "" when `login` passes the author rule, else why not."""
         if self.allowed_authors:
             return "" if login.lower() in self.allowed_authors else f"opened by {login}, who is not in issues.authors"
         if login not in self.permission:

@@ -154,7 +154,7 @@ class Evidence(Model):
     PR can show it: a failing command, its error output, a request, the files involved, a session."""
 
     id: str = ""
-    kind: Literal["failure", "error", "request", "files", "message", "goal", "backlog", "chore"]
+    kind: Literal["failure", "error", "request", "files", "message", "goal", "backlog", "chore", "issue"]
     text: str
     sessions: list[SessionRef] = Field(default_factory=list)
     count: int | None = None
@@ -172,6 +172,8 @@ class Decision(Model):
     estimated_s: int = 0
     fallback_reason: str | None = None
     evidence: list[Evidence] = Field(default_factory=list)  # what the task was chosen on
+    issue: int | None = None  # the tracker issue the task resolves (its PR says `Fixes #N`)
+    source_errors: dict[str, str] = Field(default_factory=dict)  # sources skipped (e.g. issues: rate_limited)
 
 
 class AgentTokens(Model):
@@ -204,6 +206,7 @@ class PRResult(Model):
     draft: bool | None = None
     reason: str | None = None
     pushed: bool = False  # the branch reached the remote (internal: not in the published report)
+    comment: str | None = None  # the issue comment linking the PR: posted, exists, or why not (internal)
 
 
 class StepStatus(StrEnum):
@@ -315,10 +318,14 @@ class CycleReport(Model):
         decision_hidden = {"priority", "estimated_s"}
         if not (self.decision and self.decision.fallback_reason):
             decision_hidden.add("fallback_reason")
+        if not (self.decision and self.decision.issue is not None):
+            decision_hidden.add("issue")
+        if not (self.decision and self.decision.source_errors):
+            decision_hidden.add("source_errors")
         agent_hidden = {"stop_reason", "commit", "events", "worked"}
         if not (self.agent and self.agent.fallback_from):
             agent_hidden |= {"fallback_from", "fallback_reason"}
-        exclude: dict[str, Any] = {"decision": decision_hidden, "agent": agent_hidden, "pr": {"pushed"}}
+        exclude: dict[str, Any] = {"decision": decision_hidden, "agent": agent_hidden, "pr": {"pushed", "comment"}}
         return self.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 

@@ -43,6 +43,9 @@ PUSH_ATTEMPTS = 3
 PUSH_BACKOFF_S = (2.0, 5.0)
 CREATE_BACKOFF_S = 3.0
 MARKER = "<!-- orchestrate:cycle={cycle_id} -->"
+ISSUE_MARKER = "<!-- orchestrate:cycle={cycle_id} issue={issue} -->"
+# The hidden line of the one comment an issue gets per PR (a later cycle on the same PR finds it).
+COMMENT_MARKER = "<!-- orchestrate:pr={number} -->"
 UNFINISHED_PREFIX = "[unfinished] "
 MAX_TITLE = 240  # GitHub refuses titles over 256 characters
 MAX_TEXT = 20_000  # keeps the body well under GitHub's 65,536-character limit
@@ -176,8 +179,15 @@ def render_body(
         lines.append(f"… and {len(files) - MAX_FILES_LISTED} more")
     if not files:
         lines.append("_none_")
-    lines += ["", MARKER.format(cycle_id=cycle_id), ""]
+    if decision.issue is not None:
+        lines += ["", f"Fixes #{decision.issue}"]
+    lines += ["", marker(cycle_id, decision.issue), ""]
     return red.text("\n".join(lines))
+
+
+def marker(cycle_id: str, issue: int | None = None) -> str:
+    """The hidden line that ties a PR to its cycle (and to the issue it resolves: see `issues`)."""
+    return MARKER.format(cycle_id=cycle_id) if issue is None else ISSUE_MARKER.format(cycle_id=cycle_id, issue=issue)
 
 
 def _evidence_text(evidence: Sequence[Evidence]) -> str:
@@ -362,6 +372,40 @@ class _Run:
         _safe_emit(self.emit, "pr.opened", data)
         return PRResult(status=status, url=pr["url"], number=pr["number"], draft=pr["draft"])
 
+    def comment(self, issue: int | None, result: PRResult) -> PRResult:
+        """With `issues.comment`, one comment on the issue the PR resolves, linking it: a later cycle on the
+        same PR finds the comment (its hidden line names the PR) and writes none. Best effort: the PR is
+        open whatever happens here."""
+        if issue is None or not self.cfg.issues.comment or result.number is None:
+            return result
+        try:
+            result.comment = self._comment(issue, result)
+        except subprocess.TimeoutExpired:
+            result.comment = "failed: gh timed out"
+        except (GhBadOutput, OSError) as exc:
+            result.comment = f"failed: {scrub(str(exc), 120)}"
+        if result.comment.startswith("failed"):
+            log.warning("comment on issue #%s: %s", issue, result.comment)
+        return result
+
+    def _comment(self, issue: int, result: PRResult) -> str:
+        hidden = COMMENT_MARKER.format(number=result.number)
+        args = ["issue", "view", str(issue), "--json", "comments", *repo_args(self.cfg)]
+        proc = run_gh(self.gh, args, self.worktree, until=self.until)
+        if proc.returncode != 0:
+            return f"failed: {scrub(proc.stderr or proc.stdout, 120)}"
+        data = parse_json(proc.stdout)
+        comments = data.get("comments") if isinstance(data, dict) else None
+        if not isinstance(comments, list):
+            raise GhBadOutput("gh issue view printed no comments list")
+        if any(isinstance(c, dict) and hidden in str(c.get("body", "")) for c in comments):
+            return "exists"
+        kind = "a draft pull request" if result.draft else "a pull request"
+        body = f"Orchestrate opened {kind} for this issue: {result.url}\n\n{hidden}\n"
+        args = ["issue", "comment", str(issue), "--body-file=-", *repo_args(self.cfg)]
+        proc = run_gh(self.gh, args, self.worktree, input_text=body, until=self.until)
+        return "posted" if proc.returncode == 0 else f"failed: {scrub(proc.stderr or proc.stdout, 120)}"
+
     def find(self) -> dict[str, Any] | None:
         return _find_pr(self.gh, self.cfg, self.worktree, self.branch, self.until)
 
@@ -499,7 +543,7 @@ def _publish(
     except RuntimeError as exc:
         return run.failed(str(exc))
     if existing:
-        return run.opened(False, existing)
+        return run.comment(decision.issue, run.opened(False, existing))
 
     # 7. Create, retrying once on a transient failure; "already exists" means a concurrent or earlier
     #    create won, so look it up instead of opening a second one.
@@ -531,7 +575,7 @@ def _publish(
             except RuntimeError as exc:
                 return run.failed(str(exc))
             if existing:
-                return run.opened(False, existing)
+                return run.comment(decision.issue, run.opened(False, existing))
             return run.failed(f"gh_pr_create_failed: {scrub(error)}")
         if labels and "label" in error.lower():
             log.warning("gh pr create refused labels %s, retrying without: %s", labels, scrub(error))
@@ -552,4 +596,6 @@ def _publish(
     seen = _view_pr(run.gh, cfg, work_tree, str(number), run.until)
     if seen is None or seen["number"] != number:
         return run.failed(f"pr_not_found_after_create: gh pr create printed {url}, gh pr view cannot find it")
-    return run.opened(True, seen)
+
+    # 9. The issue it resolves gets one comment linking it.
+    return run.comment(decision.issue, run.opened(True, seen))

@@ -163,8 +163,12 @@ def base_commit(repo: Path, remote: str, base_branch: str) -> str:
     raise WorktreeError(f"base branch {base_branch!r} exists neither on {remote!r} nor in {repo}")
 
 
-def branch_name(prefix: str, stamp: str, title: str, cycle_id: str) -> str:
-    name = f"{prefix}{stamp}-{slugify(title, 40)}-{cycle_id[-6:]}"
+def branch_name(prefix: str, stamp: str, title: str, cycle_id: str, issue: int | None = None) -> str:
+    """`<prefix><stamp>-[issue-N-]<title slug>-<cycle>`: unique per cycle, readable, and the issue a cycle
+    works on is in its name."""
+    if issue is not None:
+        title = re.sub(rf"^#{issue}\b:?\s*", "", title)
+    name = f"{prefix}{stamp}-{f'issue-{issue}-' if issue is not None else ''}{slugify(title, 40)}-{cycle_id[-6:]}"
     name = re.sub(r"[~^:?*\[\\\s]+", "-", name).replace("..", ".").strip("/.")
     return name
 

@@ -13,8 +13,9 @@ from typing import Any
 from orchestration.agents.registry import AGENTS
 from orchestration.config import WorkspaceConfig
 from orchestration.decide import llm
-from orchestration.decide.heuristic import Candidate, blocked_hashes, candidates, choose, op_hash, task_budget_s
+from orchestration.decide.heuristic import Candidate, blocked_reasons, candidates, choose, op_hash, task_budget_s
 from orchestration.decide.repo_state import repo_state
+from orchestration.issues import PassedOver, SourceReport, TrackedIssue, read_issues
 from orchestration.models import Decision, Insights, TaskRecord
 
 # Agents this version has a runner for: the agent registry.
@@ -24,12 +25,31 @@ SWITCH_MARGIN = 0.25
 SWITCH_MIN_RUNS = 3
 
 
+# The sources of candidates, in the order `orchestrate decide --json` lists them.
+SOURCES = ("backlog", "issues", "goals", "sessions", "chores")
+
+
 @dataclass
 class Outcome:
     decision: Decision | None
     runners_up: list[Candidate] = field(default_factory=list)
     took_backlog: bool = False
     reason: str | None = None  # why there is no decision: no_agent_available, no_task
+    # Per source: the candidates it gave, what it passed over and why, and the error that emptied it.
+    sources: dict[str, SourceReport] = field(default_factory=dict)
+
+
+def _sources(cands: list[Candidate], blocked: dict[str, str], issues: SourceReport | None) -> dict[str, SourceReport]:
+    out = {name: SourceReport() for name in SOURCES}
+    if issues is not None:
+        out["issues"] = issues.model_copy(deep=True)
+    for c in cands:
+        report = out.setdefault(c.source, SourceReport())
+        if c.op_hash in blocked:
+            report.passed_over.append(PassedOver(what=c.title, reason=blocked[c.op_hash]))
+        else:
+            report.candidates.append(c.title)
+    return out
 
 
 def rank_agents(cfg: WorkspaceConfig, available: Callable[[str], bool] | None, history: list[TaskRecord]) -> list[str]:
@@ -69,24 +89,32 @@ def make_decision(
     agents = rank_agents(cfg, available, history)
     if not agents:
         return Outcome(None, reason="no_agent_available")
-    cands = candidates(insights or Insights(), cfg, backlog[0] if backlog else None)
+    issues: list[TrackedIssue] = []
+    issue_report: SourceReport | None = None
+    if cfg.issues.enabled:
+        issues, issue_report = read_issues(cfg, repo, deadline, now=now)
+    cands = candidates(insights or Insights(), cfg, backlog[0] if backlog else None, issues)
+    blocked = blocked_reasons(history, cfg.decision.avoid_repeat_days, now)
+    sources = _sources(cands, blocked, issue_report)
     heuristic, runners_up = choose(cands, cfg, history, agents[0], now)
     if heuristic is None:
-        return Outcome(None, reason="no_task")
+        return Outcome(None, reason="no_task", sources=sources)
+    errors = {name: r.error for name, r in sources.items() if r.error}
+    heuristic.source_errors = errors
     took_backlog = bool(backlog) and cands[0].backlog and heuristic.op_hash == cands[0].op_hash
     if took_backlog or cfg.decision.backend == "heuristic":
-        return Outcome(heuristic, runners_up, took_backlog)
-    blocked = blocked_hashes(history, cfg.decision.avoid_repeat_days, now)
+        return Outcome(heuristic, runners_up, took_backlog, sources=sources)
     open_cands = [c for c in cands if c.op_hash not in blocked][:8]
     context = _context(insights, cfg, history, open_cands, agents, repo)
     try:
         choice, _attempt = llm.ask(cfg.decision.llm, context, deadline)
-        decision = _from_choice(choice, open_cands, agents, cfg, blocked)
+        decision = _from_choice(choice, open_cands, agents, cfg, set(blocked))
     except llm.LLMFailure as exc:
         heuristic.fallback_reason = str(exc)
-        return Outcome(heuristic, runners_up)
+        return Outcome(heuristic, runners_up, sources=sources)
     others = [c for c in open_cands if c.op_hash != decision.op_hash][:3]
-    return Outcome(decision, others)
+    decision.source_errors = errors
+    return Outcome(decision, others, sources=sources)
 
 
 def _from_choice(
@@ -108,8 +136,11 @@ def _from_choice(
     if hash_ in blocked:
         raise llm.LLMFailure("llm chose a task that was done recently")
     budget = task_budget_s(cfg)
+    task = choice.task
+    if picked is not None and picked.issue is not None:  # the issue itself goes with the brief, quoted
+        task = "\n\n".join([task.strip(), *picked.details])
     return Decision(
-        task=_with_rules(choice.task, cfg),
+        task=_with_rules(task, cfg),
         title=choice.title.strip()[:72],
         agent=choice.agent if choice.agent in agents else agents[0],
         rationale=choice.rationale.strip(),
@@ -119,6 +150,7 @@ def _from_choice(
         priority=int(picked.score) if picked else 0,
         estimated_s=max(60, min(budget, choice.estimated_minutes * 60)),
         evidence=cited,
+        issue=picked.issue if picked else None,
     )
 
 

@@ -125,3 +125,44 @@ def test_no_gh_and_a_url_workspace_without_pr_repo(tmp_path: Path, monkeypatch: 
         {"workspace": {"repo": "https://example.invalid/acme/api.git"}, "issues": {"enabled": True}}
     )
     assert read_issues(cfg, None)[1].error == "issues need pr.repo when the workspace is given by URL"
+
+
+def test_a_labelled_issue_becomes_the_task_just_below_the_backlog(tmp_path: Path, gh: Path) -> None:
+    from orchestration.decide.heuristic import op_hash
+    from orchestration.decide.orchestrator import make_decision
+
+    set_collaborators(gh, {"bob": "write", "mallory": "read"})
+    number = add_issue(gh, "Fix the dates parser", "It returns None for `+01:00`.\n```\nboom\n```", "bob")
+    add_issue(gh, "Evil", SECRET_BODY, "mallory")
+    cfg = config(tmp_path).model_copy(update={"goals": ["Document the CLI"]})
+    outcome = make_decision(insights=None, cfg=cfg, history=[], backlog=[], repo=tmp_path)
+    d = outcome.decision
+    assert d is not None and d.issue == number and d.op_hash == op_hash(f"issue #{number}")
+    assert d.title == f"#{number}: Fix the dates parser"
+    first, _, rest = d.task.partition("\n\n")
+    assert first == f"Resolve issue #{number} of this repository, opened by bob: Fix the dates parser"
+    assert "````\nIt returns None for `+01:00`.\n```\nboom\n```\n````" in rest  # fenced longer than its own fences
+    assert "Done means:" in rest and SECRET_BODY not in d.task
+    assert [e.kind for e in d.evidence] == ["issue"]
+    sources = {name: r.model_dump() for name, r in outcome.sources.items()}
+    assert sources["issues"]["candidates"] == [f"#{number}: Fix the dates parser"]
+    assert sources["issues"]["passed_over"] == [
+        {"what": f"#{number + 1}", "reason": "opened by mallory, who has no write access (read)"}
+    ]
+    assert sources["goals"] == {"candidates": ["Document the CLI"], "passed_over": [], "error": None}
+    # The backlog still comes first.
+    first_in_line = make_decision(insights=None, cfg=cfg, history=[], backlog=["Fix the flaky test"], repo=tmp_path)
+    assert first_in_line.decision is not None and first_in_line.decision.title == "Fix the flaky test"
+
+
+def test_a_failing_gh_leaves_the_other_sources(tmp_path: Path, gh: Path) -> None:
+    from orchestration.decide.orchestrator import make_decision
+
+    add_issue(gh, "A", "a", "octocat")
+    install_fake_gh(tmp_path / "bin", gh, mode="rate_limited")
+    cfg = config(tmp_path).model_copy(update={"goals": ["Document the CLI"]})
+    outcome = make_decision(insights=None, cfg=cfg, history=[], backlog=[], repo=tmp_path)
+    d = outcome.decision
+    assert d is not None and d.title == "Document the CLI" and d.issue is None
+    assert d.source_errors == {"issues": "rate_limited: gh issue list"}
+    assert outcome.sources["issues"].error == "rate_limited: gh issue list"

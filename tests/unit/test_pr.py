@@ -565,3 +565,54 @@ def test_each_gh_call_and_push_is_bounded_by_the_publish_deadline(env: Env, monk
     assert result.status == "created"
     assert {name for name, _ in timeouts} >= {"push", "auth", "pr"}
     assert all(t is not None and 0 < t <= 20 for _, t in timeouts), timeouts
+
+
+# --- a PR that resolves a tracker issue -----------------------------------------------------------------
+
+
+def test_a_pr_for_an_issue_says_fixes_and_comments_once(env: Env) -> None:
+    from orchestration.issues import ISSUE_MARKER
+    from tests.fixtures.fake_gh import add_issue
+
+    number = add_issue(env.state, "Fix the dates parser", "It returns None.", "octocat")
+    dec = decision("#1: Fix the dates parser").model_copy(update={"issue": number})
+    env.write("src/x.py")
+    first = run(env, dec=dec)
+    assert first.status == "created" and first.comment == "posted"
+    [create] = env.calls("pr", "create")
+    body = create["stdin"]
+    assert f"\nFixes #{number}\n" in body
+    m = ISSUE_MARKER.search(body)
+    assert m is not None and m.group(1) == str(number)  # the issue source finds the PR by this line
+    [comment] = env.calls("issue", "comment")
+    assert comment["argv"] == ["issue", "comment", str(number), "--body-file=-"]
+    assert f"{first.url}" in comment["stdin"] and f"<!-- orchestrate:pr={first.number} -->" in comment["stdin"]
+    # A second publish on the same branch (a later cycle on the same PR) finds the PR and its comment.
+    again = run(env, dec=dec)
+    assert again.status == "exists" and again.comment == "exists"
+    assert len(env.calls("issue", "comment")) == 1
+    issue = next(i for i in read_state(env.state)["issues"] if i["number"] == number)
+    assert len(issue["comments"]) == 1
+    # Without `issues.comment`, no comment is looked for or written; no issue, no comment either.
+    assert run(env, config(env, issues={"comment": False}), dec=dec).comment is None
+    assert run(env).comment is None
+    assert len(env.calls("issue", "view")) == 2  # one per publish that had a comment to look for
+
+
+def test_a_failed_cycle_leaves_no_comment_unless_open_on_failure(env: Env) -> None:
+    from tests.fixtures.fake_gh import add_issue
+
+    number = add_issue(env.state, "Fix it", "body", "octocat")
+    dec = decision("#1: Fix it").model_copy(update={"issue": number})
+    env.write("src/x.py")
+    failed = run(env, dec=dec, status=Status.FAILED)
+    assert failed.status == "skipped" and failed.comment is None and env.calls("issue") == []
+    opened = run(env, config(env, pr={"open_on_failure": True}), dec=dec, status=Status.FAILED)
+    assert opened.status == "created" and opened.comment == "posted"
+
+
+def test_a_comment_that_fails_leaves_the_pr_open(env: Env) -> None:
+    dec = decision("#99: Gone").model_copy(update={"issue": 99})  # no such issue
+    env.write("src/x.py")
+    result = run(env, dec=dec)
+    assert result.status == "created" and (result.comment or "").startswith("failed: GraphQL: Could not resolve")

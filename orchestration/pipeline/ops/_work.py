@@ -48,7 +48,8 @@ def checkout_of(run: StepRun) -> worktree.Checkout:
     repo = worktree.repo_dir(cfg, svc.state_dir)
     base = worktree.base_commit(repo, cfg.workspace.remote, cfg.workspace.base_branch)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    ctx.branch = worktree.branch_name(cfg.pr.branch_prefix, stamp, decision_of(ctx, cfg).title, ctx.cycle_id)
+    decision = decision_of(ctx, cfg)
+    ctx.branch = worktree.branch_name(cfg.pr.branch_prefix, stamp, decision.title, ctx.cycle_id, decision.issue)
     checkout = worktree.create(repo, svc.state_dir, ctx.cycle_id, ctx.branch, base)
     user = run_as()
     if user is not None:

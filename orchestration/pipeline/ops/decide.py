@@ -86,6 +86,9 @@ class Decide(Operation[DecideArgs, Decision]):
                 "fallback_reason": decision.fallback_reason,
                 "estimated_s": decision.estimated_s,
                 "runners_up": [{"title": c.title, "score": c.score} for c in outcome.runners_up],
+                "evidence": [e.id for e in decision.evidence],
+                "issue": decision.issue,
+                "source_errors": decision.source_errors,
             },
         )
         if ctx.dry_run:
