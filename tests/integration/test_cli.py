@@ -392,3 +392,36 @@ def test_worker_with_unknown_agent_exits_2(orch_env: dict[str, str]) -> None:
     proc = orchestrate(["worker", "--agents", "bogus"], orch_env, timeout=20)
     assert proc.returncode == 2, show(proc)
     assert "bogus" in proc.stderr
+
+
+def test_decide_json_lists_every_source_with_what_it_passed_over(tmp_path: Path, orch_env: dict[str, str]) -> None:
+    from tests.fixtures.fake_gh import add_issue, set_collaborators
+
+    repo, _bare = make_repo(tmp_path)
+    install_fake_gh(tmp_path / "bin", tmp_path / "gh")
+    set_collaborators(tmp_path / "gh", {"ghost-writer": "triage"})
+    wanted = add_issue(tmp_path / "gh", "Fix the login page", "It 500s on empty passwords.", "octocat")
+    other = add_issue(tmp_path / "gh", "Spam", "buy now", "ghost-writer")
+    env = dict(orch_env, PATH=f"{tmp_path / 'bin'}:{orch_env['PATH']}")
+    cfg = write_json(tmp_path / "demo.json", workspace_config(tmp_path, repo, issues={"enabled": True}))
+    proc = orchestrate(["decide", str(cfg), "--json"], env)
+    assert proc.returncode == 0, show(proc)
+    out = json.loads(proc.stdout)
+    assert out["decision"]["issue"] == wanted and out["decision"]["title"] == f"#{wanted}: Fix the login page"
+    sources = out["sources"]
+    assert list(sources) == ["backlog", "issues", "goals", "sessions", "chores"]
+    assert sources["issues"] == {
+        "candidates": [f"#{wanted}: Fix the login page"],
+        "passed_over": [{"what": f"#{other}", "reason": "opened by ghost-writer, who has no write access (read)"}],
+        "error": None,
+    }
+    assert sources["goals"]["candidates"] == ["Write orchestrated.txt"]
+    assert sources["chores"]["candidates"] == ["Raise test coverage", "Fix warnings"]
+    # The human output says when a source was skipped, and why.
+    from tests.fixtures.fake_gh import set_mode
+
+    set_mode(tmp_path / "gh", "unauthenticated")
+    human = orchestrate(["decide", str(cfg)], env)
+    assert human.returncode == 0, show(human)
+    assert "source issues skipped: gh_not_authenticated: gh issue list" in human.stdout
+    assert "Write orchestrated.txt" in human.stdout

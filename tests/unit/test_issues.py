@@ -166,3 +166,31 @@ def test_a_failing_gh_leaves_the_other_sources(tmp_path: Path, gh: Path) -> None
     assert d is not None and d.title == "Document the CLI" and d.issue is None
     assert d.source_errors == {"issues": "rate_limited: gh issue list"}
     assert outcome.sources["issues"].error == "rate_limited: gh issue list"
+
+
+def test_an_author_github_does_not_know_is_passed_over_not_fatal(tmp_path: Path, gh: Path) -> None:
+    gone = add_issue(gh, "Old", "text", "ghost-account")  # the permission API answers 404
+    ok = add_issue(gh, "New", "text", "octocat")
+    issues, report = read_issues(config(tmp_path), tmp_path)
+    assert [i.number for i in issues] == [ok] and report.error is None
+    assert [(p.what, p.reason) for p in report.passed_over] == [
+        (f"#{gone}", "opened by ghost-account, whose access could not be read")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("issues", "message"),
+    [
+        ({"authors": ["--repo=evil/x"]}, "issues.authors[0]: expected a GitHub login"),
+        ({"authors": ["a/../b"]}, "issues.authors[0]: expected a GitHub login"),
+        ({"label": "-x"}, "issues.label: must not start with '-'"),
+        ({"label": ""}, "issues.label: must not be empty"),
+        ({"authors": "octocat"}, "issues.authors"),
+    ],
+)
+def test_issue_settings_that_reach_gh_are_validated(issues: dict[str, Any], message: str) -> None:
+    from orchestration.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"workspace": {"repo": "/srv/x"}, "issues": issues})
+    assert message in str(err.value)
