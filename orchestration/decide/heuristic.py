@@ -363,7 +363,10 @@ def _issue(issue: TrackedIssue, i: int) -> Candidate:
     evidence = [
         Evidence(
             kind="issue",
-            text=_clip(f"#{issue.number} {title} (opened by {issue.author}) {issue.url}".strip()),
+            text=_clip(
+                f"#{issue.number} {title} (opened by {issue.author}) {issue.url}".strip()
+                + (f"\n{_clip(issue.body, 300)}" if issue.body.strip() else "")
+            ),
             count=issue.number,
         )
     ]
