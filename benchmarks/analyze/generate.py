@@ -1052,14 +1052,18 @@ class ClaudeSession:
     def used(self) -> int:
         return self.out.bytes
 
-    def prompt(self) -> None:
+    def prompt(self, text: str | None = None) -> None:
+        """A person's prompt: a random one, now and then with an injected line before it, a pasted screenshot
+        or a todo attachment after it; or `text`, written as it is with nothing random around it."""
         rng = self.rng
         g = self.g
         first = self.prompt_id is None
+        scripted = text is not None
         if self.modern:
             self.prompt_id = _uuid(rng)
-        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
-        if self.modern or (self.version >= "2.1" and rng.random() < 0.3):
+        if text is None:
+            text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        if self.modern or (self.version >= "2.1" and (scripted or rng.random() < 0.3)):
             t = self.clock.tick(1, 30)
             for op in ("enqueue", "dequeue"):
                 q = {"type": "queue-operation", "operation": op, "timestamp": iso(t), "sessionId": self.session_id}
@@ -1067,14 +1071,13 @@ class ClaudeSession:
                     q["content"] = text
                 self.write(q, t)
         self.snapshot(update=False)
-        r = rng.random()
-        if r < 0.06:
+        if not scripted and rng.random() < 0.06:
             self.user(rng.choice(INJECTED), isMeta=True)
         extra: dict[str, Any] = {}
         if self.modern:
             extra = {"permissionMode": rng.choice(("default", "acceptEdits")), "promptSource": "user"}
             extra |= {"turnOrigin": "user", "turnPosition": {"promptIndex": self.counts["turns"], "turnIndex": 1}}
-        if rng.random() < 0.01:  # a pasted screenshot
+        if not scripted and rng.random() < 0.01:  # a pasted screenshot
             data = g.pools.base64(rng, rng.randrange(1 << 20, 5 << 20))
             image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
             self.user([{"type": "text", "text": text}, image], **extra)
@@ -1085,11 +1088,11 @@ class ClaudeSession:
         if self.modern:
             if first:
                 self.modern_header()
-            elif rng.random() < 0.2:
+            elif not scripted and rng.random() < 0.2:
                 day = iso(self.clock.t)[:10]
                 self.attachment("date", {"date": day}, f"Today's date is {day}.")
             self.blob("user", ["<system-reminder>\n" + " ".join(rng.choices(WORDS, k=80)), text])
-        if rng.random() < 0.15:
+        if not scripted and rng.random() < 0.15:
             t = self.clock.tick(0.01, 0.2)
             attachment = {
                 "type": "todo",
@@ -1357,6 +1360,16 @@ class CodexSession:
 
     def turn(self) -> None:
         rng = self.rng
+        self.turn_open()
+        for _ in range(rng.randrange(1, 16)):
+            self.round()
+            if self.out.bytes >= self.budget:
+                break
+        self.turn_close()
+
+    def turn_open(self, text: str | None = None) -> None:
+        """A turn's context and the person's prompt (`text`, or a random one)."""
+        rng = self.rng
         cwd = self.project.cwd
         if not self.old:
             ctx = {
@@ -1368,24 +1381,36 @@ class CodexSession:
                 "summary": "auto",
             }
             self.line("turn_context", ctx, self.clock.tick(5, 120))
-        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        if text is None:
+            text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
         self.counts["turns"] += 1
         self.message("user", text, "input_text")
         self.event({"type": "user_message", "message": text, "images": []})
         if not self.old:
             self.event({"type": "token_count", "info": None, "rate_limits": None})
-        for _ in range(rng.randrange(1, 16)):
-            self.round()
-            if self.out.bytes >= self.budget:
-                break
-        answer = " ".join(rng.choices(WORDS, k=rng.randrange(20, 300)))
+
+    def turn_close(self, answer: str | None = None) -> None:
+        """The model's last message of a turn (`answer`, or random words)."""
+        rng = self.rng
+        if answer is None:
+            answer = " ".join(rng.choices(WORDS, k=rng.randrange(20, 300)))
         self.message("assistant", answer, "output_text")
         self.event({"type": "agent_message", "message": answer})
         self.token_count(rng.randrange(100, 3000))
 
     def round(self) -> None:
         rng = self.rng
-        summary = "**" + " ".join(rng.choices(WORDS, k=3)).capitalize() + "**"
+        self.reasoning()
+        if rng.random() < 0.75:
+            self.shell()
+        else:
+            self.patch()
+        self.token_count(rng.randrange(20, 1500))
+
+    def reasoning(self, summary: str | None = None) -> None:
+        rng = self.rng
+        if summary is None:
+            summary = "**" + " ".join(rng.choices(WORDS, k=3)).capitalize() + "**"
         reasoning = {
             "type": "reasoning",
             "summary": [{"type": "summary_text", "text": summary}],
@@ -1394,18 +1419,17 @@ class CodexSession:
         }
         self.line("response_item", reasoning, self.clock.tick(1, 20))
         self.event({"type": "agent_reasoning", "text": summary})
-        if rng.random() < 0.75:
-            self.shell()
-        else:
-            self.patch()
-        self.token_count(rng.randrange(20, 1500))
 
-    def shell(self) -> None:
+    def shell(self, script: str | None = None, output: str | None = None, code: int | None = None) -> None:
+        """A shell call: random, or `script` printing `output` and exiting with `code` (always echoed in an
+        `exec_command_end` by the versions that write one)."""
         rng = self.rng
         cid = self.call_id()
-        script = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
-        if rng.random() < 0.05:  # a patch piped through the shell
-            script = f"apply_patch <<'EOF'\n{self._patch_text()}\nEOF"
+        scripted = script is not None
+        if script is None:
+            script = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
+            if rng.random() < 0.05:  # a patch piped through the shell
+                script = f"apply_patch <<'EOF'\n{self._patch_text()}\nEOF"
         new_style = self.version >= "0.55"
         if new_style:
             name, args = "shell_command", {"command": script, "workdir": self.project.cwd, "timeout_ms": 120_000}
@@ -1414,8 +1438,10 @@ class CodexSession:
             args = {"command": ["bash", "-lc", script], "workdir": self.project.cwd, "timeout_ms": 120_000}
         call = {"type": "function_call", "name": name, "arguments": orjson.dumps(args).decode(), "call_id": cid}
         self.line("response_item", call, self.clock.tick(0.5, 5))
-        output = self.g.pools.code_text(rng, _lognormal(rng, 1_800, 1.6, 20, 1 << 20))
-        code = 1 if rng.random() < 0.11 else 0
+        if output is None:
+            output = self.g.pools.code_text(rng, _lognormal(rng, 1_800, 1.6, 20, 1 << 20))
+        if code is None:
+            code = 1 if rng.random() < 0.11 else 0
         self.counts["tool_calls"] += 1
         self.counts["failures"] += code != 0
         dur = round(rng.uniform(0.01, 40), 3)
@@ -1426,7 +1452,7 @@ class CodexSession:
                 {"output": output, "metadata": {"exit_code": code, "duration_seconds": dur}}
             ).decode()
         self.line("response_item", {"type": "function_call_output", "call_id": cid, "output": out_text}, self.clock.t)
-        if new_style and rng.random() < 0.8:
+        if new_style and (scripted or rng.random() < 0.8):
             self.event(
                 {
                     "type": "exec_command_end",
@@ -1461,10 +1487,11 @@ class CodexSession:
         parts.append("*** End Patch")
         return "\n".join(parts)
 
-    def patch(self) -> None:
+    def patch(self, text: str | None = None) -> None:
+        """An apply_patch call: a random patch (that fails now and then), or `text`, applied."""
         rng = self.rng
         cid = self.call_id()
-        patch = self._patch_text()
+        patch = self._patch_text() if text is None else text
         self.counts["tool_calls"] += 1
         if self.old:
             args = orjson.dumps({"command": ["apply_patch", patch]}).decode()
@@ -1481,7 +1508,7 @@ class CodexSession:
             "input": patch,
         }
         self.line("response_item", item, self.clock.tick(0.5, 5))
-        ok = rng.random() > 0.06
+        ok = text is not None or rng.random() > 0.06
         self.counts["failures"] += not ok
         files = [ln.split(": ", 1)[1] for ln in patch.splitlines() if ln.startswith(("*** Update", "*** Add"))]
         text = "Success. Updated the following files:\n" + "\n".join(f"M {f}" for f in files) if ok else "Failed"
@@ -1542,6 +1569,16 @@ class CodexSession:
 
     def modern_turn(self) -> None:
         rng = self.rng
+        self.modern_turn_open()
+        for _ in range(rng.randrange(1, 16)):
+            self.modern_round()
+            if self.out.bytes >= self.budget:
+                break
+        self.modern_turn_close()
+
+    def modern_turn_open(self, text: str | None = None) -> None:
+        """A 0.16x turn's start, context and settings, and the person's prompt (`text`, or a random one)."""
+        rng = self.rng
         cwd = self.project.cwd
         if self.counts["turns"]:
             self.turn_id = _uuid(rng)
@@ -1573,17 +1610,19 @@ class CodexSession:
         settings: dict[str, Any] = {"model": self.model, "model_provider_id": "openai", "approval_policy": "on-request"}
         settings |= {"permission_profile": profile, "cwd": cwd, "runtime_workspace_roots": [cwd]}
         self.event({"type": "thread_settings_applied", "thread_id": self.session_id, "thread_settings": settings})
-        text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
+        if text is None:
+            text = rng.choice(PROMPTS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS))
         self.counts["turns"] += 1
         mid = "msg_" + _uuid(rng)
         content = [{"type": "input_text", "text": text}]
         self.item({"type": "message", "id": mid, "role": "user", "content": content}, self.clock.tick(0.01, 0.1))
         self.completed({"type": "UserMessage", "id": _uuid(rng), "content": [{"type": "text", "text": text}]})
-        for _ in range(rng.randrange(1, 16)):
-            self.modern_round()
-            if self.out.bytes >= self.budget:
-                break
-        answer = " ".join(rng.choices(WORDS, k=rng.randrange(20, 300)))
+
+    def modern_turn_close(self, answer: str | None = None) -> None:
+        """The model's last message (`answer`, or random words) and the turn's end."""
+        rng = self.rng
+        if answer is None:
+            answer = " ".join(rng.choices(WORDS, k=rng.randrange(20, 300)))
         mid = "msg_" + _tok(rng, 24).lower()
         self.completed({"type": "AgentMessage", "id": mid, "content": [{"type": "Text", "text": answer}]})
         out = [{"type": "output_text", "text": answer, "annotations": []}]
@@ -1595,7 +1634,17 @@ class CodexSession:
 
     def modern_round(self) -> None:
         rng = self.rng
-        summary = "**" + " ".join(rng.choices(WORDS, k=3)).capitalize() + "**"
+        self.modern_reasoning()
+        if rng.random() < 0.75:
+            self.modern_shell()
+        else:
+            self.modern_patch()
+        self.token_count(rng.randrange(20, 1500))
+
+    def modern_reasoning(self, summary: str | None = None) -> None:
+        rng = self.rng
+        if summary is None:
+            summary = "**" + " ".join(rng.choices(WORDS, k=3)).capitalize() + "**"
         rid = "rs_" + _tok(rng, 24).lower()
         self.completed({"type": "Reasoning", "id": rid, "summary_text": [summary], "raw_content": []})
         reasoning = {
@@ -1606,25 +1655,24 @@ class CodexSession:
             "encrypted_content": "gAAAAAB" + self.g.pools.base64(rng, rng.randrange(800, 9_000)),
         }
         self.item(reasoning, self.clock.tick(1, 20))
-        if rng.random() < 0.75:
-            self.modern_shell()
-        else:
-            self.modern_patch()
-        self.token_count(rng.randrange(20, 1500))
 
-    def modern_shell(self) -> None:
+    def modern_shell(self, script: str | None = None, output: str | None = None, code: int | None = None) -> None:
+        """An exec_command call: random, or `script` printing `output` and exiting with `code`."""
         rng = self.rng
         cid = self.call_id()
         cwd = self.project.cwd
-        script = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
-        if rng.random() < 0.05:  # a patch piped through the shell
-            script = f"apply_patch <<'EOF'\n{self._patch_text()}\nEOF"
+        if script is None:
+            script = rng.choice(SHELL_CMDS).format(f=rng.choice(self.project.files), w=rng.choice(WORDS), d="src")
+            if rng.random() < 0.05:  # a patch piped through the shell
+                script = f"apply_patch <<'EOF'\n{self._patch_text()}\nEOF"
         args = orjson.dumps({"cmd": script}).decode()
         call = {"type": "function_call", "status": "completed", "id": "fc_" + _tok(rng, 24).lower()}
         call |= {"name": "exec_command", "arguments": args, "call_id": cid}
         self.item(call, self.clock.tick(0.5, 5))
-        output = self.g.pools.code_text(rng, _lognormal(rng, 1_800, 1.6, 20, 1 << 20))
-        code = 1 if rng.random() < 0.11 else 0
+        if output is None:
+            output = self.g.pools.code_text(rng, _lognormal(rng, 1_800, 1.6, 20, 1 << 20))
+        if code is None:
+            code = 1 if rng.random() < 0.11 else 0
         self.counts["tool_calls"] += 1
         self.counts["failures"] += code != 0
         dur = round(rng.uniform(0.01, 40), 4)
@@ -1641,15 +1689,16 @@ class CodexSession:
         result = {"type": "function_call_output", "id": "fco_" + _uuid(rng), "call_id": cid, "output": text}
         self.item(result, self.clock.t)
 
-    def modern_patch(self) -> None:
+    def modern_patch(self, text: str | None = None) -> None:
+        """An apply_patch call: a random patch (that fails now and then), or `text`, applied."""
         rng = self.rng
         cid = self.call_id()
-        patch = self._patch_text()
+        patch = self._patch_text() if text is None else text
         self.counts["tool_calls"] += 1
         call = {"type": "custom_tool_call", "id": "ctc_" + _tok(rng, 24).lower(), "status": "completed"}
         call |= {"call_id": cid, "name": "apply_patch", "input": patch}
         self.item(call, self.clock.tick(0.5, 5))
-        ok = rng.random() > 0.06
+        ok = text is not None or rng.random() > 0.06
         self.counts["failures"] += not ok
         files = [ln.split(": ", 1)[1] for ln in patch.splitlines() if ln.startswith(("*** Update", "*** Add"))]
         text = "Success. Updated the following files:\n" + "\n".join(f"M {f}" for f in files) if ok else "Failed"
