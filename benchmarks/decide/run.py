@@ -5,8 +5,8 @@
 For each labelled history (see `generate.py` and `scenarios.py`): the session analyzer reads its corpus
 (`analyze_sessions`, no cache, at a fixed moment), the orchestrator decides with the heuristic backend
 (`make_decision`), and the hit rule (`hits.py`) judges the decision's title and task against the label. Prints
-one row per history and the hit rate. Exit status 0, unless `--min-hit-rate` is given and missed (1) or the
-`--llm` checks fail (1).
+one row per history and the hit rate. Exit status 0, unless `--min-hit-rate` is given and missed (1), the
+`--llm` checks fail (1), or a history named in `--only` does not exist (2).
 
 `--llm` also drives the LLM backend against a scripted model on loopback (see `llm_check.py`).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from benchmarks.decide.generate import NOW, SUBSETS, generate, load
+from benchmarks.decide.generate import NOW, SUBSETS, generate, load, select
 from benchmarks.decide.hits import first_paragraph, judge
 from benchmarks.decide.records import History
 from orchestration.config import WorkspaceConfig, parse_config
@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         "--min-hit-rate", type=float, metavar="X", help="exit 1 below this hit rate (a fraction, or a percentage)"
     )
     args = ap.parse_args(argv)
+    try:
+        select(args.subset, args.only)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="decide-bench-") as tmp:
         out = args.keep or Path(tmp)

@@ -4,6 +4,7 @@ decides every history, and the hit rule judges titles and tasks as documented.""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from benchmarks.decide.generate import NOW, generate, select
 from benchmarks.decide.hits import files_in, first_paragraph, is_target, judge, names
+from benchmarks.decide.llm_check import answer, evidence_ids
 from benchmarks.decide.records import History, Label
 from benchmarks.decide.run import analyze, evaluate, hit_rate, table, workspace_config
 from benchmarks.decide.scenarios import SCENARIOS
@@ -176,3 +178,22 @@ def test_files_of_the_target_are_not_others() -> None:
     assert is_target("pkg/ratelimit/clock.go", ("pkg/ratelimit",))  # inside the target package
     assert not is_target("src/parser/numbers.py", DATES.accepted)
     assert not is_target("dates.py", ("src/parser/test_dates.py",))
+
+
+# -- the scripted model of --llm (the servers themselves: tests/integration/test_decide_benchmark_llm.py) ------
+
+
+def _request(context: dict[str, object]) -> dict[str, object]:
+    return {"messages": [{"role": "system", "content": "…"}, {"role": "user", "content": json.dumps(context)}]}
+
+
+def test_the_scripted_model_takes_candidate_0_and_cites_its_evidence() -> None:
+    candidate = {"index": 0, "title": "Fix tests/test_dates.py", "task": "Make the dates test pass.", "why": "w"}
+    candidate["evidence"] = [{"id": "E1", "kind": "failure"}, {"id": "E2", "kind": "request"}]
+    context = {"candidates": [candidate, {"title": "other"}], "agents": ["codex"], "budget_minutes": 24}
+    own = json.loads(answer(_request(context), None))
+    assert own["candidate"] == 0 and own["title"] == "Fix tests/test_dates.py" and own["agent"] == "codex"
+    assert own["evidence"] == ["E1", "E2"] and own["estimated_minutes"] == 24
+    assert json.loads(answer(_request(context), ["E999"]))["evidence"] == ["E999"]
+    assert evidence_ids({"title": "no evidence"}) is None
+    assert answer({"messages": []}, None) == "{}"
