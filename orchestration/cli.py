@@ -653,6 +653,11 @@ def analyze(
     for u in ins.unfinished:
         why = f"failing {_cell(u.failure)}" if u.reason == "error" else "interrupted"
         out.print(f"  unfinished ({u.provider}, {_cell(u.at or '')[:16]}, {why}): {_cell(u.last_prompt)[:100]}")
+    for w in ins.work:
+        if w.kind == "failing":
+            what = ", ".join(_cell(x) for x in w.subjects[:2]) or _cell(w.target or "")
+            sessions = f"{len(w.sessions)} session{'s' if len(w.sessions) != 1 else ''}"
+            out.print(f"  still failing: {_cell(w.target or '')}: {what} ({w.failures} of {w.runs} runs, {sessions})")
     if ins.goals:
         out.print("recent requests: " + " | ".join(_cell(g)[:60] for g in ins.goals[:5]))
 

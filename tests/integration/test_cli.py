@@ -425,3 +425,23 @@ def test_decide_json_lists_every_source_with_what_it_passed_over(tmp_path: Path,
     assert human.returncode == 0, show(human)
     assert "source issues skipped: gh_not_authenticated: gh issue list" in human.stdout
     assert "Write orchestrated.txt" in human.stdout
+
+
+def test_analyze_shows_the_work_left_failing(tmp_path: Path, orch_env: dict[str, str]) -> None:
+    from tests.e2e.test_issue_cycles import failing_history
+
+    repo, _bare = make_repo(tmp_path)
+    failing_history(tmp_path / "claude", repo)
+    sessions = {"claude_dir": str(tmp_path / "claude"), "codex_dir": str(tmp_path / "none"), "since_days": 3650}
+    cfg = write_json(tmp_path / "demo.json", workspace_config(tmp_path, repo, sessions=sessions))
+    proc = orchestrate(["analyze", str(cfg)], orch_env)
+    assert proc.returncode == 0, show(proc)
+    assert "still failing: pytest tests/test_app.py: tests/test_app.py (3 of 3 runs, 1 session)" in proc.stdout
+    data = json.loads(orchestrate(["analyze", str(cfg), "--json"], orch_env).stdout)
+    [work] = data["work"]
+    assert (work["kind"], work["target"], work["failures"], work["request"]) == (
+        "failing",
+        "pytest tests/test_app.py",
+        3,
+        "make the app tests pass",
+    )
