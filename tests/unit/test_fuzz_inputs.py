@@ -757,3 +757,53 @@ def test_any_gh_output_ends_publish_with_a_result_and_a_reason(
         # publish's last-resort handler: gh's output reached it instead of a reason of its own
         assert not result.reason.startswith("publish_error"), result.reason
         assert events[-1][0] == "pr.skipped"
+
+
+# -- 7. gh's output for the issue source ------------------------------------------------------------------
+
+ISSUE_ITEM = {"number": 3, "author": {"login": "octocat"}, "createdAt": "2026-11-20T10:00:00Z"}
+ISSUE_VIEW = {
+    "number": 3,
+    "title": "Fix it",
+    "body": "text",
+    "url": "https://github.com/acme/api/issues/3",
+    "author": {"login": "octocat"},
+    "comments": [{"author": {"login": "octocat"}, "body": "more"}],
+}
+PR_WITH_MARKER = {"number": 9, "state": "OPEN", "body": "<!-- orchestrate:cycle=c1 issue=3 -->", "closedAt": None}
+issue_json = st.one_of(
+    st.lists(mutated([ISSUE_ITEM], sorted(ISSUE_ITEM)), max_size=3).map(json.dumps),
+    mutated([ISSUE_VIEW], sorted(ISSUE_VIEW)).map(json.dumps),
+    st.lists(mutated([PR_WITH_MARKER], sorted(PR_WITH_MARKER)), max_size=2).map(json.dumps),
+    json_values(["permission", "role_name", "number", "author", "login"]).map(json.dumps),
+    st.just(json.dumps([ISSUE_ITEM])),
+    st.just(json.dumps(ISSUE_VIEW)),
+    st.just('{"permission": "write"}'),
+)
+issue_answer = st.tuples(
+    st.sampled_from([0, 0, 0, 1, 4]),
+    st.one_of(st.text(max_size=100), long_text, issue_json),
+    st.sampled_from(["", "HTTP 401", "API rate limit exceeded", "Could not resolve to a Repository"]),
+)
+
+
+@settings(FUZZ, max_examples=40)
+@given(answers=st.lists(issue_answer, min_size=1, max_size=6))
+def test_any_gh_output_leaves_the_issue_source_with_issues_or_a_reason(
+    answers: list[tuple[int, str, str]],
+) -> None:
+    from orchestration import issues as issues_mod
+
+    cfg = parse_config({"workspace": {"repo": "/srv/x"}, "issues": {"enabled": True}, "pr": {"repo": "acme/api"}})
+    queue = list(answers)
+
+    def fake_gh(gh: str, args: list[str], cwd: Path, **_: Any) -> subprocess.CompletedProcess[str]:
+        code, stdout, stderr = queue.pop(0) if len(queue) > 1 else queue[0]
+        return subprocess.CompletedProcess([gh, *args], code, stdout, stderr)
+
+    with mock.patch.object(issues_mod, "run_gh", fake_gh):
+        found, report = issues_mod.read_issues(cfg, Path("/tmp"))
+    if report.error is not None:
+        assert found == [] and report.error.strip()
+    for issue in found:  # anything read came from an author who passed the rule, and is bounded
+        assert issue.number > 0 and len(issue.body) <= issues_mod.MAX_BODY_CHARS
