@@ -147,6 +147,7 @@ class Insights(ProviderInsights):
 
     providers: dict[str, ProviderInsights] = Field(default_factory=dict)
     work: list[Work] = Field(default_factory=list)  # unfinished work, most recent first
+    fixed: list[str] = Field(default_factory=list)  # commands (as named in `failures`) that failed, then passed
 
 
 class Evidence(Model):

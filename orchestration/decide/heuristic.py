@@ -32,6 +32,7 @@ from orchestration.config import WorkspaceConfig
 from orchestration.issues import TrackedIssue
 from orchestration.models import Decision, Evidence, Insights, SessionRef, TaskRecord, Work
 from orchestration.redact import fenced
+from orchestration.sessions._common import command_key
 
 
 @dataclass
@@ -126,8 +127,11 @@ def candidates(
         out.append(_failing(w, i))
     taken = {s for c in out for s in c.sessions}
     requests = {w.request.strip() for w in ins.work if w.request}
-    if not work:  # no command-level evidence (a tool, not a command, kept failing): name the tool
-        for name, count in sorted(ins.failures.items(), key=lambda kv: -kv[1])[:3]:
+    # Failures no command run explains (a tool that kept failing, or insights without runs): by name. A
+    # command that failed and then passed is done.
+    if not work:
+        unexplained = [(n, c) for n, c in ins.failures.items() if n not in ins.fixed]
+        for name, count in sorted(unexplained, key=lambda kv: -kv[1])[:3]:
             if count >= 2:
                 out.append(
                     Candidate(
@@ -245,21 +249,30 @@ def _ref(provider: str, session_id: str, at: str | None) -> SessionRef:
 
 
 def _primary(w: Work) -> str | None:
-    """The most specific thing that failed: a test id inside the file the command ran, else the first."""
+    """The most specific thing that failed: a test id, then a file, then a package or directory (a wildcard
+    like `./...` last); the order the subjects were found breaks ties."""
     if not w.subjects:
         return None
-    for s in w.subjects:
-        if any(o != s and o.startswith(s + "::") for o in w.subjects):
-            return next(o for o in w.subjects if o != s and o.startswith(s + "::"))
-    return w.subjects[0]
+
+    def rank(subject: str) -> int:
+        if "::" in subject and _looks_like_path(subject.split("::", 1)[0]):
+            return 0  # tests/test_x.py::test_y
+        if re.search(r"\.[A-Za-z]{1,5}$", subject) and "..." not in subject:
+            return 1  # a file
+        if "/" in subject and "..." not in subject:
+            return 2  # a package or a directory
+        if not _looks_like_path(subject):
+            return 4  # a bare test name: joins the title on its own
+        return 3  # a wildcard
+
+    paths = [x for x in w.subjects if rank(x) < 4]
+    return min(paths, key=rank) if paths else w.subjects[0]
 
 
-def _runner(target: str) -> str:
-    """The command's own name in a target (`python3 -m pytest tests/a.py (in web)` → `pytest`)."""
-    words = target.split(" (in ", 1)[0].split()
-    if len(words) >= 3 and words[1] == "-m":
-        return words[2]
-    return " ".join(words[:2]) if len(words) >= 2 and not _looks_like_path(words[1]) else words[0]
+def _runner(w: Work) -> str:
+    """The command's short name (`pytest`, `npm test`, `go test`), as failures are named."""
+    name = command_key(w.command or w.target)
+    return name.split(" -m ", 1)[1] if name.startswith("python") and " -m " in name else name
 
 
 def _looks_like_path(word: str) -> bool:
@@ -270,7 +283,7 @@ def _failing(w: Work, i: int) -> Candidate:
     target = w.target or "a command"
     where = target.split(" (in ", 1)[1].rstrip(")") if " (in " in target else None
     primary = _primary(w)
-    runner = _runner(target)
+    runner = _runner(w)
     named = primary or f"`{target}`"
     tests = [x for x in w.subjects if not _looks_like_path(x)]  # bare test names (`TestParse`)
     label = f"{primary}: {tests[0]}" if primary and tests and primary not in tests else primary

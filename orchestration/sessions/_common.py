@@ -448,7 +448,10 @@ def command_target(script: str | None, cwd: str | None = None) -> str:
             args += [word, rest[i + 1]]
             i += 2
             continue
-        if not word.startswith("-"):
+        # An option's value names nothing (`--pretty false`, `-n 4`, `--tb short`): a bare word after an
+        # option is kept only when it can name a test or a path.
+        after_option = i > 0 and rest[i - 1].startswith("-") and "=" not in rest[i - 1]
+        if not word.startswith("-") and not (after_option and _option_value(word)):
             args.append(word)
         i += 1
     target = " ".join([*kept, *args])[:200]
@@ -456,6 +459,13 @@ def command_target(script: str | None, cwd: str | None = None) -> str:
     if where not in (".", "") and not where.startswith("..") and not os.path.isabs(where):
         target += f" (in {where})"
     return target
+
+
+_OPTION_VALUES = frozenset({"true", "false", "yes", "no", "auto", "short", "long", "line", "native", "json", "text"})
+
+
+def _option_value(word: str) -> bool:
+    return word.lower() in _OPTION_VALUES or word.isdigit()
 
 
 def output_text(content: Any) -> str:

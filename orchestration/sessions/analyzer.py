@@ -465,8 +465,9 @@ def analyze_sessions(
         for name, root in roots.items()
     }
     providers = {name: ProviderInsights.model_validate(_summary([(name, acc)])) for name, acc in accs.items()}
-    work = work_items([(name, acc.stats) for name, acc in accs.items()])
-    insights = Insights.model_validate({**_summary(list(accs.items())), "providers": providers, "work": work})
+    work, fixed = work_items([(name, acc.stats) for name, acc in accs.items()])
+    summary = _summary(list(accs.items()))
+    insights = Insights.model_validate({**summary, "providers": providers, "work": work, "fixed": fixed})
     cache.save_result(result_path, signature, insights.model_dump_json().encode())
     return insights
 

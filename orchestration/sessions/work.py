@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from orchestration.models import SessionRef, Work
-from orchestration.sessions._common import MAX_PROMPT_CHARS, Run, SessionStats
+from orchestration.sessions._common import MAX_PROMPT_CHARS, Run, SessionStats, command_key
 
 MAX_WORK = 6  # pieces of work kept (they travel with the cycle's context)
 MAX_SESSIONS = 5
@@ -27,31 +27,50 @@ MAX_REQUEST_CHARS = 500
 EDIT_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit", "apply_patch"})
 READ_TOOLS = frozenset({"Read"})
 
-# What test runners and compilers print about what failed, one pattern per family.
-_OUTPUT_SUBJECTS = (
-    re.compile(r"^(?:FAILED|ERROR) ([\w./-]+\.py(?:::[^\s]+)?)", re.M),  # pytest's short summary
-    re.compile(r"^\s*(?:FAIL|✕)\s+([\w./@-]+\.[cm]?[jt]sx?)\b", re.M),  # jest, vitest
-    re.compile(r"^\s*--- FAIL: (\w+)", re.M),  # go test: the test
-    re.compile(r"^FAIL\s+([\w./-]+/[\w./-]+)\s", re.M),  # go test: the package
-    re.compile(r"^test (\S+) \.\.\. FAILED", re.M),  # cargo test
-    re.compile(r"^([\w./-]+\.[A-Za-z]{1,5})\(\d+,\d+\): error", re.M),  # tsc
-    re.compile(r"^([\w./-]+\.[A-Za-z]{1,5}):\d+(?::\d+)?: (?:error|[A-Z]{1,3}\d{3,4}\b)", re.M),  # mypy, ruff, gcc
-)
+# What test runners and compilers print about what failed, one pattern per family. Group 1 is the test or
+# file; `_FILE_PATTERNS` name files relative to the directory the command ran in.
+_PYTEST = re.compile(r"^(?:FAILED|ERROR) ([\w./-]+\.py(?:::[^\s]+)?)", re.M)
+_JEST = re.compile(r"^\s*(?:FAIL|✕)\s+([\w./@-]+\.[cm]?[jt]sx?)\b", re.M)
+_GO_TEST = re.compile(r"^\s*--- FAIL: (\w+)", re.M)
+_GO_PACKAGE = re.compile(r"^FAIL\s+([\w.-]+(?:/[\w.-]+)+)\s", re.M)
+_CARGO_TEST = re.compile(r"^test (\S+) \.\.\. FAILED", re.M)
+_TSC = re.compile(r"^([\w./-]+\.[cm]?[jt]sx?)(?:\(\d+,\d+\):|:\d+:\d+ -) error", re.M)
+_LOCATED = re.compile(r"^([\w./-]+\.[A-Za-z]{1,5}):\d+(?::\d+)?: (?:error|[A-Z]{1,3}\d{3,4}\b)", re.M)  # mypy, ruff
+_GO_BUILD = re.compile(r"^([\w./-]+\.go):\d+:\d+: ", re.M)
+_RUSTC = re.compile(r"^\s*--> ([\w./-]+\.rs):\d+:\d+", re.M)
+_FILE_PATTERNS = (_PYTEST, _JEST, _TSC, _LOCATED, _GO_BUILD, _RUSTC)
+_NAME_PATTERNS = (_GO_TEST, _GO_PACKAGE, _CARGO_TEST)
 _PATH_LIKE = re.compile(r"^[\w.@-]*(?:/[\w.@*-]*)+$|^[\w@-][\w.@-]*\.[A-Za-z]{1,5}$")
 
 
 def subjects(run: Run) -> list[str]:
     """The tests or files a failing run names: path-like arguments of the command, then what its output
-    reports as failing, each once."""
+    reports as failing, each once. Files are named from the repository's root (a runner started in `web/`
+    prints `src/x.ts`: that is `web/src/x.ts`)."""
+    target, _, where = run.target.partition(" (in ")
+    base = where.rstrip(")") if where else ""
     found: list[str] = []
-    args = run.target.split(" (in ", 1)[0].split()[1:]
-    for word in args:
+    for word in target.split()[1:]:
         path = word.split("::", 1)[0]
         if _PATH_LIKE.match(path) and not path.startswith("-"):
-            found.append(word.removeprefix("./") if word.startswith("./") and "/" in word[2:] else word)
-    for pattern in _OUTPUT_SUBJECTS:
+            found.append(_under(base, word.removeprefix("./") if "/" in word[2:] else word))
+    for pattern in _FILE_PATTERNS:
+        found += [_under(base, m) for m in pattern.findall(run.output)]
+    for pattern in _NAME_PATTERNS:
         found += pattern.findall(run.output)
     return list(dict.fromkeys(found))[:MAX_SUBJECTS]
+
+
+def _under(base: str, path: str) -> str:
+    """`path` (relative to the directory `base` a command ran in) from the repository's root."""
+    if not base or path.startswith(("/", "../")) or path.startswith(base.rstrip("/") + "/"):
+        return path
+    return f"{base.rstrip('/')}/{path}"
+
+
+def _shared(subject: str) -> bool:
+    """Whether two failures naming this subject are the same problem: a file or a test, not a wildcard."""
+    return "..." not in subject and subject not in (".", "./")
 
 
 @dataclass
@@ -109,9 +128,10 @@ def _parse(ts: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def work_items(named: list[tuple[str, list[SessionStats]]]) -> list[Work]:
+def work_items(named: list[tuple[str, list[SessionStats]]]) -> tuple[list[Work], list[str]]:
     """The unfinished work in these sessions (provider → its files' stats, most recent first): failing
-    targets, most recent first, then requests the person interrupted and did not take up again."""
+    targets, most recent first, then requests the person interrupted and did not take up again; and the
+    names (as in `failures`) of the commands that failed and then passed, so that nothing takes them up."""
     sessions: dict[tuple[str, str], _Session] = {}
     by_target: dict[str, list[tuple[Run, _Session]]] = {}
     seen: set[str] = set()
@@ -123,20 +143,45 @@ def work_items(named: list[tuple[str, list[SessionStats]]]) -> list[Work]:
                 if key not in seen:  # a run copied into a resumed session's file counts once
                     seen.add(key)
                     by_target.setdefault(run.target, []).append((run, view))
-    failing = [w for target, runs in by_target.items() if (w := _failing(target, runs)) is not None]
+    failing = [w for group in _grouped(by_target) if (w := _failing(group)) is not None]
     failing.sort(key=lambda w: w.last_at or "", reverse=True)
     interrupted = [
         _interrupted(s) for s in sorted(sessions.values(), key=lambda s: s.end or "", reverse=True) if _left(s)
     ][:MAX_INTERRUPTED]
-    return (failing + interrupted)[:MAX_WORK]
+    fixed = {
+        command_key(runs[-1][0].command)
+        for runs in by_target.values()
+        if max(runs, key=lambda r: r[0].at or "")[0].ok and any(not r.ok for r, _ in runs)
+    }
+    unfixed = {command_key(w.command) for w in failing if w.command}
+    return (failing + interrupted)[:MAX_WORK], sorted(fixed - unfixed)
 
 
-def _failing(target: str, runs: list[tuple[Run, _Session]]) -> Work | None:
-    """A target whose latest run failed, and that failed twice or more or made a session end on it."""
-    runs = sorted(runs, key=lambda r: r[0].at or "")
+def _grouped(by_target: dict[str, list[tuple[Run, _Session]]]) -> list[list[tuple[Run, _Session]]]:
+    """The runs of each target whose latest run failed, with the targets whose failures name the same test
+    or file joined (`npm run build` and `npx tsc` failing on one type error are one problem)."""
+    open_targets: list[tuple[set[str], list[tuple[Run, _Session]]]] = []
+    for runs in by_target.values():
+        runs = sorted(runs, key=lambda r: r[0].at or "")
+        if runs[-1][0].ok:
+            continue  # its latest run passed: done
+        named = {x for r, _ in runs if not r.ok for x in subjects(r) if _shared(x)}
+        open_targets.append((named, runs))
+    groups: list[tuple[set[str], list[tuple[Run, _Session]]]] = []
+    for named, runs in open_targets:
+        joined = [g for g in groups if named & g[0]]
+        for g in joined:
+            groups.remove(g)
+            named |= g[0]
+            runs = runs + g[1]
+        groups.append((named, sorted(runs, key=lambda r: r[0].at or "")))
+    return [runs for _, runs in groups]
+
+
+def _failing(runs: list[tuple[Run, _Session]]) -> Work | None:
+    """Failing work: its latest run failed, and it failed twice or more or made a session end on it."""
     last, last_session = runs[-1]
-    if last.ok:
-        return None
+    target = last.target
     failed = [(r, s) for r, s in runs if not r.ok]
     abandoned = any(s.ends_on_error and s.last_run is r for r, s in failed)
     if len(failed) < 2 and not abandoned:

@@ -102,7 +102,7 @@ def test_the_runner_decides_every_history(fast: list[History]) -> None:
     assert 0.0 <= hit_rate(results) <= 1.0
     printed = table(results)
     assert all(h.name in printed and h.label.target in printed for h in fast)
-    # Once the decision heuristic names the work:  assert hit_rate(results) >= 0.9
+    assert hit_rate(results) >= 0.9, printed  # the decision names the work (the benchmark's goal)
 
 
 # -- the hit rule ----------------------------------------------------------------------------------

@@ -149,7 +149,48 @@ def test_a_test_that_passed_after_failing_is_not_work_left(tmp_path: Path, repo:
     )
     ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
     assert ins.work == []
-    assert ins.failures == {"pytest": 2}
+    assert ins.failures == {"pytest": 2} and ins.fixed == ["pytest"]
+    # Nothing takes the fixed failures up: the person's request is what is left.
+    titles = [x.title for x in candidates(ins, config(repo))]
+    assert not any("pytest" in t for t in titles) and titles[0] == "Follow up: fix the dates test"
+
+
+def test_two_commands_failing_on_the_same_file_are_one_problem_named_from_the_root(
+    tmp_path: Path, repo: Path
+) -> None:
+    """`npm run build` and `npx tsc` in web/ each failed once on one type error: one piece of work, failing
+    twice, named by the file (as the repository names it, not as the runner in web/ printed it)."""
+    c = Claude(str(repo))
+    tsc = "src/lib/format.ts(12,9): error TS2322: Type 'string | undefined' is not assignable to type 'string'.\n"
+    write(
+        tmp_path / "claude/projects/p" / f"{c.session}.jsonl",
+        [
+            c.prompt("the web build is broken", 1),
+            *bash(c, 1, 2, "cd web && npm run build", "> tsc --noEmit && vite build\n\n" + tsc, True),
+            *bash(c, 2, 3, "cd web && npx tsc --noEmit --pretty false", tsc, True),
+            c.assistant("m9", "r9", 4, [{"type": "text", "text": "Should locale be required?"}], usage(1, 1)),
+        ],
+    )
+    ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
+    [w] = ins.work
+    assert (w.failures, w.target, w.subjects) == (2, "npx tsc (in web)", ["web/src/lib/format.ts"])
+    d = make_decision(insights=ins, cfg=config(repo), history=[], backlog=[]).decision
+    assert d is not None and d.title == "Fix web/src/lib/format.ts (npx tsc)"
+
+
+def test_a_file_the_output_blames_is_named_before_the_directory_the_command_was_given(
+    tmp_path: Path, repo: Path
+) -> None:
+    c = Claude(str(repo))
+    out = "src/parser/numbers.py:41: error: Incompatible return value type (got \"str\", expected \"int\")\n"
+    write(
+        tmp_path / "claude/projects/p" / f"{c.session}.jsonl",
+        [c.prompt("types", 1), *bash(c, 1, 2, "mypy src", out, True), *bash(c, 2, 3, "mypy src", out, True)],
+    )
+    d = make_decision(
+        insights=analyze_sessions(repo, cfg(tmp_path), cache_dir=None), cfg=config(repo), history=[], backlog=[]
+    ).decision
+    assert d is not None and d.title == "Fix src/parser/numbers.py (mypy)"
 
 
 def test_the_same_command_in_two_directories_is_two_problems(tmp_path: Path, repo: Path) -> None:
@@ -175,6 +216,8 @@ def test_the_same_command_in_two_directories_is_two_problems(tmp_path: Path, rep
         ("FOO=1 sudo cargo test parser::dates -- --nocapture", None, "cargo test parser::dates"),
         ("", None, "shell"),
         ("npm test", "/abs/outside", "npm test"),
+        ("npx tsc --noEmit --pretty false", "web", "npx tsc (in web)"),
+        ("pytest -n 4 --tb short tests/a.py", None, "pytest tests/a.py"),
     ],
 )
 def test_command_target_names_what_ran(script: str, cwd: str | None, target: str) -> None:
@@ -268,4 +311,4 @@ def test_codex_sessions_give_the_same_evidence(tmp_path: Path, repo: Path) -> No
     assert w.edited == ["pkg/dates/parse.go"] and w.request == "make the dates package tests pass"
     assert w.error == go_output
     d = make_decision(insights=ins, cfg=config(repo), history=[], backlog=[]).decision
-    assert d is not None and d.title == "Fix pkg/dates/...: TestParseISO (go test)"
+    assert d is not None and d.title == "Fix example.com/m/pkg/dates: TestParseISO (go test)"  # the package, not ./...
