@@ -12,6 +12,7 @@ carries the final usage), also when the same response reappears in another file.
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from typing import Any
 
@@ -229,7 +230,7 @@ def _assistant(
             tool_names[tkey] = command_key(script)
             if script:
                 where = ws.relative(cwd) if cwd else None
-                commands[tkey] = (command_target(script, where), script[:MAX_COMMAND_CHARS])
+                commands[tkey] = (sys.intern(command_target(script, where)), script[:MAX_COMMAND_CHARS])
         if name in FILE_TOOLS:
             inp = block.get("input")
             if isinstance(inp, dict):
@@ -278,7 +279,8 @@ def _user(
             if ran is not None and isinstance(tuid, str):
                 stamp = obj.get("timestamp")
                 output = output_text(block.get("content")) if failed else ""
-                st.runs[tuid] = Run(ran[0], ran[1], not failed, stamp if isinstance(stamp, str) else None, output)
+                command = ran[1] if failed else ""  # a passing run is kept by its target alone (memory)
+                st.runs[tuid] = Run(ran[0], command, not failed, stamp if isinstance(stamp, str) else None, output)
             if failed:
                 name = tool_names.get(tuid, "unknown") if isinstance(tuid, str) else "unknown"
                 st.failures[tuid if isinstance(tuid, str) and tuid else f"{st.path}:{lineno}:{i}"] = name

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -390,7 +391,8 @@ class Reader:
         if old is not None and not text:
             text = old.output
         stamp = ts if isinstance(ts, str) else None
-        self.st.runs[key] = Run(command_target(script, where), script[:MAX_COMMAND_CHARS], code == 0, stamp, text)
+        command = script[:MAX_COMMAND_CHARS] if code != 0 else ""  # a passing run is kept by its target alone
+        self.st.runs[key] = Run(sys.intern(command_target(script, where)), command, code == 0, stamp, text)
 
     def tool(self, key: str, name: str) -> None:
         self.st.tool_calls[key] = name

@@ -149,7 +149,7 @@ def work_items(named: list[tuple[str, list[SessionStats]]]) -> tuple[list[Work],
         _interrupted(s) for s in sorted(sessions.values(), key=lambda s: s.end or "", reverse=True) if _left(s)
     ][:MAX_INTERRUPTED]
     fixed = {
-        command_key(runs[-1][0].command)
+        command_key(runs[-1][0].target.split(" (in ", 1)[0])
         for runs in by_target.values()
         if max(runs, key=lambda r: r[0].at or "")[0].ok and any(not r.ok for r, _ in runs)
     }
