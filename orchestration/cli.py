@@ -114,11 +114,9 @@ def _load(path: Path) -> "WorkspaceConfig":
 
 def _config_problems(cfg: "WorkspaceConfig") -> list[str]:
     """What makes a valid file unusable on this host (deployment settings and ORCH_ALLOW)."""
-    from orchestration.deployment import config_problems
-    from orchestration.policy import HostPolicy, policy_problems
+    from orchestration.control import config_problems_here
 
-    settings = get_settings()
-    return config_problems(cfg, settings) + policy_problems(cfg, HostPolicy.from_settings(settings))
+    return config_problems_here(cfg, get_settings())
 
 
 def _redis_services() -> "tuple[Services, redis.Redis]":
@@ -355,7 +353,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="stop after decide")] = False,
 ) -> None:
     """Run one cycle now (ignores window and jitter)."""
-    from orchestration import cycle, lifecycle
+    from orchestration import control, cycle
 
     printer = _event_printer(as_json)
     cfg = _load(config)
@@ -370,12 +368,10 @@ def run(
     from tasks.cycle import send_cycle
 
     bound_broker_calls()
-    ctx = cycle.enqueue(svc, cfg, trigger="manual", dry_run=dry_run)
     try:
-        send_cycle(ctx, cfg)
-    except Exception as exc:
-        lifecycle.fail(ctx.cycle_id, svc, f"could not send the cycle to the broker: {exc}")
-        _die(f"cannot reach the Celery broker at {redact_url(get_settings().broker)}: {exc}")
+        ctx = control.start_cycle(svc, cfg, send_cycle, dry_run=dry_run)
+    except control.SendFailed as exc:
+        _die(f"cannot reach the Celery broker at {redact_url(get_settings().broker)}: {exc.error}")
     if no_follow:
         if as_json:
             print_report({"cycle_id": ctx.cycle_id, "workspace": ctx.workspace, "status": "queued"}, True)
@@ -444,15 +440,9 @@ def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay a
 
 def _stage_of(record: Any) -> str:
     """Where a cycle stands: the step running now (or next), or how it ended."""
-    ctx = record.ctx
-    if ctx.status.ended or record.finished_at:
-        return "finished" if record.finished_at else "finishing"
-    steps = ctx.steps
-    index = ctx.step if ctx.step is not None else next((i for i, s in enumerate(steps) if s.status == "pending"), None)
-    if index is None or index >= len(steps):
-        return "start" if ctx.status.value == "queued" else "finish"
-    step = steps[index]
-    return f"{index}:{step.op}" + (f" ({step.as_})" if step.as_ else "")
+    from orchestration.control import stage_of
+
+    return stage_of(record)
 
 
 def _cycles_table(records: list[Any]) -> Any:
@@ -562,14 +552,15 @@ def workers() -> None:
 @app.command()
 def cancel(cycle_id: str) -> None:
     """Stop a cycle: the agent is stopped within seconds and its work is kept on the branch."""
+    from orchestration.control import CancelOutcome, request_cancel
+
     svc, _ = _redis_services()
-    record = svc.state.get_cycle(cycle_id)
-    if record is None:
+    result = request_cancel(svc, cycle_id)
+    if result.outcome is CancelOutcome.NOT_FOUND:
         _die(f"no cycle {cycle_id!r}")
-    if record.finished_at:
-        out.print(f"cycle {cycle_id} already ended ({record.status.value})")
+    if result.outcome is CancelOutcome.ALREADY_ENDED:
+        out.print(f"cycle {cycle_id} already ended ({result.status.value if result.status else 'unknown'})")
         return
-    svc.state.request_cancel(cycle_id)
     out.print(f"cancel requested for {cycle_id}; `orchestrate watch {cycle_id}` shows it end")
 
 

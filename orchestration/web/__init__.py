@@ -1,0 +1,1 @@
+"""`orchestrate serve`: the web monitor."""
