@@ -564,6 +564,44 @@ def cancel(cycle_id: str) -> None:
     out.print(f"cancel requested for {cycle_id}; `orchestrate watch {cycle_id}` shows it end")
 
 
+MIN_TOKEN_LEN = 16
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8700,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="no token (loopback addresses only)")] = False,
+) -> None:
+    """Serve the web monitor: recent cycles live, one cycle's events, cancel, metrics (needs ORCH_SERVE_TOKEN)."""
+    from orchestration.web.auth import is_loopback_host
+
+    settings = get_settings()
+    if no_auth and not is_loopback_host(host):
+        _die(
+            f"--no-auth serves without a token, which is allowed on a loopback address only (127.0.0.1, ::1, "
+            f"localhost), not {host}; set ORCH_SERVE_TOKEN to serve on {host}",
+            EXIT_INVALID,
+        )
+    if not no_auth:
+        if not settings.serve_token:
+            _die(
+                "ORCH_SERVE_TOKEN is not set: the monitor needs a token (e.g. `export ORCH_SERVE_TOKEN=$(openssl "
+                "rand -hex 32)`); on a loopback address you may pass --no-auth instead",
+                EXIT_INVALID,
+            )
+        if len(settings.serve_token) < MIN_TOKEN_LEN:
+            _die(f"ORCH_SERVE_TOKEN is too short: use at least {MIN_TOKEN_LEN} random characters", EXIT_INVALID)
+    from orchestration.web.app import ServeConfig
+    from orchestration.web.server import run as run_server
+
+    cfg = ServeConfig.from_settings(settings, auth=not no_auth)
+    where = f"[{host}]" if ":" in host else host
+    auth = "no auth (loopback only)" if no_auth else "token auth"
+    err.print(f"web monitor on http://{where}:{port} ({auth}), Redis {redact_url(settings.redis_url)}", style="dim")
+    run_server(cfg, host, port)
+
+
 class _ReadingBar:
     """`analyze`'s progress bar (on stderr, gone when done), drawn from the analyzer's own calls in this
     thread: a refresh thread would make the analyzer start its worker processes with spawn (each one
