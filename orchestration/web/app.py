@@ -105,6 +105,10 @@ class Backend:
         aclient = redis.asyncio.Redis.from_url(
             cfg.redis_url, socket_connect_timeout=3, socket_timeout=60, health_check_interval=30
         )
+        return cls.of(cfg, client, aclient)
+
+    @classmethod
+    def of(cls, cfg: ServeConfig, client: Any, aclient: Any) -> Backend:
         keys = Keys(cfg.key_prefix)
         return cls(cfg, client, aclient, RedisState(client, cfg.key_prefix), keys, Fanout(aclient, keys.updates))
 
@@ -413,21 +417,20 @@ async def api_cycle_events(request: Request) -> Response:
         return _error(400, "Last-Event-ID: expected the seq of the last event received")
     if backend.streams >= MAX_STREAMS:
         return _error(503, "too many event streams open; try again later")
-    key = backend.keys.events(cycle_id)
+    key, record = backend.keys.events(cycle_id), backend.keys.cycle(cycle_id)
+
+    async def closed() -> bool:
+        """The record is closed, or gone (a stream outlived its record, or was written without one)."""
+        return not await backend.aclient.exists(record) or bool(await backend.aclient.hexists(record, "finished_at"))
+
     newest = await backend.aclient.xrevrange(key, count=1)
-    finished = await backend.aclient.hexists(backend.keys.cycle(cycle_id), "finished_at")
-    if not newest and not await backend.aclient.exists(backend.keys.cycle(cycle_id)):
+    if not newest and not await backend.aclient.exists(record):
         return _error(404, f"no cycle {cycle_id!r}")
-    if finished and newest:
+    if newest and await closed():
         parsed = masked_event(newest[0][1].get(b"event", b""), _redactor())
         if parsed is not None and parsed[1].get("kind") in TERMINAL_KINDS and int(parsed[1].get("seq", 0)) <= after:
             # Everything was delivered, the end included: 204 tells an EventSource not to reconnect.
             return Response(status_code=204)
-
-    async def closed() -> bool:
-        """The record is closed, or gone (a stream outlived its record, or was written without one)."""
-        record = backend.keys.cycle(cycle_id)
-        return not await backend.aclient.exists(record) or bool(await backend.aclient.hexists(record, "finished_at"))
 
     return _sse(request, cycle_events(backend.aclient, key, after, closed, _redactor()))
 
@@ -539,13 +542,14 @@ async def healthz(request: Request) -> Response:
 # -- the app ---------------------------------------------------------------------------------------
 
 
-def create_app(cfg: ServeConfig) -> Starlette:
-    """The monitor for one deployment (its Redis, key prefix, config directory and token)."""
+def create_app(cfg: ServeConfig, backend: Backend | None = None) -> Starlette:
+    """The monitor for one deployment (its Redis, key prefix, config directory and token); `backend` gives
+    clients of one's own (tests: fakeredis)."""
     from prometheus_client import CollectorRegistry
 
     from orchestration.web.metrics import StateCollector
 
-    backend = Backend.connect(cfg)
+    backend = backend or Backend.connect(cfg)
     gate = Gate(cfg.token.get_secret_value() if cfg.token else None)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(backend.state, broker_is_state=cfg.broker_url == cfg.redis_url))

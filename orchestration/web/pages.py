@@ -42,7 +42,7 @@ def policy() -> str:
             f"script-src {_digest(asset('app.js'))}",
             f"style-src {_digest(asset('app.css'))}",
             "connect-src 'self'",
-            "img-src 'self'",
+            "img-src 'self' data:",  # data: for the empty favicon (no request for /favicon.ico)
             "form-action 'self'",
             "base-uri 'none'",
             "frame-ancestors 'none'",
@@ -61,7 +61,7 @@ def _layout(title: str, main: str, *, page: str, data: dict[str, str] | None = N
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
         f'<meta name="referrer" content="same-origin"><title>{e(title)}</title>{noscript}'
         f"<style>{asset('app.css')}</style></head>"
         f'<body data-page="{e(page)}"{attrs}>'
@@ -73,7 +73,9 @@ def _layout(title: str, main: str, *, page: str, data: dict[str, str] | None = N
 
 
 def _money(value: float | None) -> str:
-    return "" if value is None else f"${value:.2f}"
+    if value is None:
+        return ""
+    return f"${value:.4f}" if value and abs(value) < 1 else f"${value:.2f}"
 
 
 def _seconds(value: float | None) -> str:
@@ -264,7 +266,7 @@ def cycle_page(row: CycleRow, report: dict[str, Any], events: list[dict[str, Any
         "</tbody></table></div>"
     )
     main = (
-        f"<h1>{e(row.title or row.cycle_id)}</h1>"
+        f'<h1 id="title">{e(row.title or row.cycle_id)}</h1>'
         f'<p><span class="mono">{e(row.cycle_id)}</span> · {e(row.workspace)} · '
         f'{_status(row.status, row.reason, "status")} · stage <span id="stage">{e(row.stage)}</span>'
         f"{' · ' + _link(row.pr_url, 'pull request') if row.pr_url else ''}</p>"

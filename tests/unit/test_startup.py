@@ -64,7 +64,8 @@ def test_the_cli_module_imports_no_heavy_dependency() -> None:
         "import sys, json\n"
         "import orchestration.cli\n"
         "heavy = ('redis', 'celery', 'openai', 'rich.progress', 'orchestration.cycle', 'orchestration.sessions',\n"
-        "         'orchestration.config', 'orchestration.state')\n"
+        "         'orchestration.config', 'orchestration.state', 'starlette', 'uvicorn', 'sse_starlette',\n"
+        "         'prometheus_client', 'orchestration.web.app')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )
     proc = python(code, {**os.environ, "PYTHONPATH": str(ROOT)})

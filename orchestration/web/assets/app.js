@@ -15,7 +15,8 @@
     return typeof v === "string" ? v : JSON.stringify(v);
   }
   function money(v) {
-    return "$" + Number(v || 0).toFixed(2);
+    const n = Number(v || 0);
+    return "$" + (n !== 0 && Math.abs(n) < 1 ? n.toFixed(4) : n.toFixed(2));
   }
   function seconds(v) {
     return v === null || v === undefined ? "" : Math.round(Number(v)) + " s";
@@ -162,6 +163,8 @@
         if (node) node.textContent = str(value);
       }
       document.getElementById("decision").classList.remove("hidden");
+      const title = document.getElementById("title");
+      if (title && d.title) title.textContent = str(d.title);
     }
     function report(r) {
       const box = document.getElementById("report");
@@ -194,7 +197,12 @@
       }
       box.classList.remove("hidden");
     }
+    const logBox = logBody.closest(".log");
+    function following() {
+      return !logBox || logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 60;
+    }
     function append(ev) {
+      const follow = following(); // stay at the newest event unless the reader scrolled up
       const tr = el("tr", null, "kind-" + ev.kind.replace(".", "-"));
       tr.appendChild(el("td", ev.seq, "seq"));
       tr.appendChild(el("td", str(ev.ts).slice(11, 19), "time"));
@@ -203,6 +211,7 @@
       tr.appendChild(el("td", detail(ev), "detail"));
       logBody.appendChild(tr);
       while (logBody.rows.length > MAX_ROWS) logBody.deleteRow(0);
+      if (follow && logBox) logBox.scrollTop = logBox.scrollHeight;
     }
     function handle(ev) {
       append(ev);
