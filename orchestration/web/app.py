@@ -57,6 +57,7 @@ class ServeConfig(BaseModel):
     redis_url: str
     key_prefix: str
     config_dir: Path
+    state_dir: Path  # what the error path of a cycle that could not be sent may look at (its worktrees)
     broker_url: str
     token: SecretStr | None = None
     ping_s: float = 15.0  # SSE heartbeat: keeps proxies from closing a quiet stream
@@ -68,6 +69,7 @@ class ServeConfig(BaseModel):
             redis_url=settings.redis_url,
             key_prefix=settings.key_prefix,
             config_dir=settings.config_dir,
+            state_dir=settings.state_dir,
             broker_url=settings.broker,
             token=SecretStr(token) if token else None,
         )
@@ -114,7 +116,7 @@ class Backend:
 
     @property
     def services(self) -> Services:
-        return Services(state=self.state, hub=RedisHub(self.client, self.cfg.key_prefix), state_dir=Path("."))
+        return Services(state=self.state, hub=RedisHub(self.client, self.cfg.key_prefix), state_dir=self.cfg.state_dir)
 
     async def close(self) -> None:
         await self.fanout.close()

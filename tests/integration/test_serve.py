@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestration.hub import RedisHub
 from orchestration.web.auth import COOKIE_NAME
-from tests.helpers import celery_worker, isolated_env, orchestrate, wait_for
+from tests.helpers import celery_worker, free_port, isolated_env, orchestrate, wait_for
 from tests.serve_helpers import TOKEN, collect, read_sse, serve_process, workspace
 
 pytestmark = pytest.mark.integration
@@ -277,9 +277,17 @@ def test_serve_refuses_to_start_without_a_token_or_with_no_auth_beyond_loopback(
 
 
 @pytest.mark.timeout(60)
-def test_no_auth_on_loopback_still_refuses_other_sites(served: Served) -> None:
+def test_no_auth_on_loopback_still_refuses_other_sites_and_a_broker_away_ends_the_record(served: Served) -> None:
     env = {k: v for k, v in served.env.items() if k != "ORCH_SERVE_TOKEN"}
+    env["ORCH_BROKER_URL"] = f"redis://:secret-pw-1234@127.0.0.1:{free_port()}/0"  # nothing listens there
     with serve_process(env, served.tmp / "serve-noauth.log", "--no-auth") as url:
+        t0 = time.monotonic()
+        run = httpx.post(url + "/api/workspaces/demo/run", timeout=30)
+        assert run.status_code == 503 and "cannot reach the Celery broker" in run.json()["error"], run.text
+        assert time.monotonic() - t0 < 20 and "secret-pw-1234" not in run.text
+        failed = httpx.get(url + "/api/cycles", params={"workspace": "demo", "status": "failed"}, timeout=10).json()
+        assert len(failed) == 1 and failed[0]["live"] is False  # ended as `orchestrate run` ends it
+
         assert httpx.get(url + "/api/cycles", timeout=10).status_code == 200
         assert httpx.get(url + "/", timeout=10).status_code == 200
         # A page elsewhere, or a host name rebound to 127.0.0.1, is not this monitor's own page.

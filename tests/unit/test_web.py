@@ -25,7 +25,7 @@ from orchestration.state import RedisState
 from orchestration.web import auth, pages
 from orchestration.web.app import Backend, ServeConfig, create_app
 from orchestration.web.auth import COOKIE_NAME, Gate, Verdict, same_origin, session_cookie
-from orchestration.web.streams import Subscriber, all_events
+from orchestration.web.streams import BATCH, Subscriber, all_events, cycle_events
 
 TOKEN = "unit-test-token-0123456789"
 HOSTILE = "<script>alert(1)</script>"
@@ -121,6 +121,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
         redis_url="redis://unused",
         key_prefix="u",
         config_dir=tmp_path,
+        state_dir=tmp_path,
         broker_url="redis://unused",
         token=SecretStr(TOKEN),
     )
@@ -235,3 +236,49 @@ def test_a_slow_client_of_the_live_channel_keeps_a_bounded_buffer_and_is_told_wh
     assert messages[0].event == "overflow" and messages[0].data == '{"dropped":4}'
     assert [m.data.split(",")[0] for m in messages[1:]] == ['{"seq": 5', '{"seq": 6', '{"seq": 7']
     assert all(m.id is None for m in messages)  # seq numbers one cycle only: no resuming the whole channel
+
+
+def test_a_cycle_stream_reads_redis_only_as_the_client_takes_events() -> None:
+    """A slow client holds at most one batch: the next XREAD happens only once the previous batch was sent."""
+
+    class Stream:
+        def __init__(self, n: int) -> None:
+            self.rows = [
+                (f"{i}-0".encode(), {b"seq": str(i).encode(), b"event": b'{"seq": %d, "kind": "agent.message"}' % i})
+                for i in range(1, n + 1)
+            ]
+            self.reads: list[int] = []
+
+        async def xread(self, streams: dict[str, str], count: int, block: int) -> list[Any]:
+            cursor = int(next(iter(streams.values())).split("-")[0])
+            self.reads.append(count)
+            batch = [r for r in self.rows if int(r[0].split(b"-")[0]) > cursor][:count]
+            return [(b"k", batch)] if batch else []
+
+    async def closed() -> bool:
+        return False
+
+    async def take(stream: Stream, n: int) -> list[Any]:
+        out = []
+        async for message in cycle_events(stream, "k", 0, closed, Redactor({})):
+            out.append(message)
+            if len(out) == n:
+                break
+        return out
+
+    stream = Stream(10 * BATCH)
+    taken = asyncio.run(take(stream, 1))
+    assert [m.id for m in taken] == ["1"] and stream.reads == [BATCH]  # one batch read, one event sent
+    stream = Stream(10 * BATCH)
+    taken = asyncio.run(take(stream, BATCH + 1))
+    assert [m.id for m in taken] == [str(i) for i in range(1, BATCH + 2)] and len(stream.reads) == 2
+    resumed = Stream(3)
+    out: list[Any] = []
+
+    async def after_two() -> None:
+        async for message in cycle_events(resumed, "k", 2, closed, Redactor({})):
+            out.append(message)
+            break
+
+    asyncio.run(after_two())
+    assert [m.id for m in out] == ["3"]  # Last-Event-ID 2: what follows, once
