@@ -288,9 +288,19 @@ async def index(request: Request) -> Response:
     query = await _query_or_400(request, default_limit=50)
     if isinstance(query, JSONResponse):
         return query
-    records = await run_in_threadpool(_records, _backend(request), query)
+    backend = _backend(request)
+    records = await run_in_threadpool(_records, backend, query)
     rows = [(CycleRow.of(r), _pr_number(r)) for r in records]
-    return HTMLResponse(pages.cycles_page(rows, query.text()))
+    workspaces = await run_in_threadpool(_workspace_ids, backend.cfg.config_dir)
+    return HTMLResponse(pages.cycles_page(rows, query.text(), workspaces))
+
+
+def _workspace_ids(directory: Path) -> list[str]:
+    """The ids of the valid configs in ORCH_CONFIG_DIR: the workspaces a cycle can be started for."""
+    from orchestration.config import load_config_dir
+
+    good, _bad = load_config_dir(directory)
+    return sorted(cfg.id for _path, cfg in good)
 
 
 def _pr_number(record: CycleRecord) -> int | None:

@@ -84,7 +84,7 @@ def _seconds(value: float | None) -> str:
 
 def _status(status: str, reason: str | None, node_id: str | None = None) -> str:
     ident = f' id="{e(node_id)}"' if node_id else ""
-    text = status + (f" ({reason})" if reason else "")
+    text = status + (f" ({reason})" if reason and reason != status else "")
     return f'<span{ident} class="status status-{e(status)}">{e(text)}</span>'
 
 
@@ -118,8 +118,23 @@ def cycle_row(row: CycleRow, pr_number: int | None = None) -> str:
     return "<tr>" + "".join(cells) + "</tr>"
 
 
-def cycles_page(rows: list[tuple[CycleRow, int | None]], query: str) -> str:
-    """`/`: the recent cycles across workspaces."""
+def _run_forms(workspaces: list[str]) -> str:
+    if not workspaces:
+        return ""
+    forms = "".join(
+        f'<form class="run-form inline" method="post" action="/api/workspaces/{quote(w, safe="")}/run" '
+        f'data-workspace="{e(w)}"><button type="submit">Run {e(w)} now</button></form> '
+        for w in workspaces
+    )
+    return (
+        '<section class="panel"><h2>Start a cycle</h2>'
+        '<p class="muted">Now, whatever the schedule and window say, within the workspace\'s budget.</p>'
+        f'{forms}<p id="flash" class="flash" role="status"></p></section>'
+    )
+
+
+def cycles_page(rows: list[tuple[CycleRow, int | None]], query: str, workspaces: list[str] | None = None) -> str:
+    """`/`: the recent cycles across workspaces, and a button per workspace config to start one now."""
     heads = "".join(f"<th>{h}</th>" for h in ("cycle", "workspace", "status", "stage", "agent", "time", "cost", "PR"))
     body = "".join(cycle_row(row, number) for row, number in rows)
     main = (
@@ -127,6 +142,7 @@ def cycles_page(rows: list[tuple[CycleRow, int | None]], query: str) -> str:
         f'<p class="muted">Updated live. <a href="/{e(query)}">Reload</a></p>'
         f'<table class="cards"><thead><tr>{heads}<th>task</th></tr></thead>'
         f'<tbody id="cycles-body">{body}</tbody></table>'
+        f"{_run_forms(workspaces or [])}"
     )
     return _layout("orchestrate: cycles", main, page="cycles", data={"query": query})
 

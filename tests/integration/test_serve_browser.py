@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -69,16 +68,14 @@ def test_watch_a_cycle_live_and_cancel_it_in_the_browser(browser: Any, tmp_path:
         workspace(tmp_path, Path(env["ORCH_CONFIG_DIR"]))
         hub = RedisHub(redis.Redis.from_url(env["ORCH_REDIS_URL"]), env["ORCH_KEY_PREFIX"])
         with celery_worker(env, tmp_path / "worker.log"), serve_process(env, tmp_path / "serve.log") as url:
-            started = httpx.post(url + "/api/workspaces/demo/run", headers={"Authorization": f"Bearer {TOKEN}"})
-            assert started.status_code == 202, started.text
-            cycle_id = started.json()["cycle_id"]
-            _watch_and_cancel(browser, url, hub, cycle_id, tmp_path)
+            cycle_id = _watch_and_cancel(browser, url, hub, tmp_path)
             _without_javascript(browser, url, cycle_id)
             _at_phone_width(browser, url, tmp_path)
     assert TOKEN not in (tmp_path / "serve.log").read_text()
 
 
-def _watch_and_cancel(browser: Any, url: str, hub: RedisHub, cycle_id: str, tmp: Path) -> None:
+def _watch_and_cancel(browser: Any, url: str, hub: RedisHub, tmp: Path) -> str:
+    """Starts a cycle with the page's button, watches it and cancels it; returns its id."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     problems: list[str] = []
@@ -95,7 +92,10 @@ def _watch_and_cancel(browser: Any, url: str, hub: RedisHub, cycle_id: str, tmp:
 
     page.on("dialog", on_dialog)
     _sign_in(page, url)
-    page.wait_for_selector(f"#cycles-body a[href='/cycles/{cycle_id}']")
+    page.click("form.run-form[data-workspace=demo] button")  # confirmed in the dialog, then to its page
+    page.wait_for_url(f"{url}/cycles/*")
+    cycle_id = page.url.rsplit("/", 1)[1]
+    page.goto(url + "/")  # the table lists it; its link leads back
     page.click(f"#cycles-body a[href='/cycles/{cycle_id}']")
     page.wait_for_url(f"{url}/cycles/{cycle_id}")
 
@@ -126,7 +126,7 @@ def _watch_and_cancel(browser: Any, url: str, hub: RedisHub, cycle_id: str, tmp:
     page.click("#cancel-form button")
     status = page.locator("#status")
     assert wait_for(lambda: status.inner_text().startswith("cancelled"), 90), status.inner_text()
-    assert dialogs == ["confirm"], dialogs  # no alert ever ran
+    assert dialogs == ["confirm", "confirm"], dialogs  # start and cancel; no alert ever ran
     assert "cancel requested" in page.locator("#flash").inner_text()
     report = page.locator("#report")
     assert report.is_visible() and "cancelled" in report.inner_text()
@@ -134,6 +134,7 @@ def _watch_and_cancel(browser: Any, url: str, hub: RedisHub, cycle_id: str, tmp:
     assert page.locator("#events-body tr.kind-cycle-finished").count() == 1
     assert problems == [], problems  # no script error, no CSP violation
     context.close()
+    return cycle_id
 
 
 def _without_javascript(browser: Any, url: str, cycle_id: str) -> None:

@@ -66,7 +66,7 @@
 
   function setStatus(node, status, reason) {
     if (!node) return;
-    node.textContent = status + (reason ? " (" + reason + ")" : "");
+    node.textContent = status + (reason && reason !== status ? " (" + reason + ")" : "");
     node.className = "status status-" + status;
   }
 
@@ -116,6 +116,22 @@
     function soon() {
       if (pending) return;
       pending = setTimeout(() => { pending = null; refresh(); }, 400);
+    }
+    const flash = document.getElementById("flash");
+    for (const form of document.querySelectorAll("form.run-form")) {
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const ws = form.dataset.workspace;
+        if (!window.confirm("Start a cycle of " + ws + " now? An agent runs within the workspace's budget.")) return;
+        try {
+          const res = await fetch(form.action, { method: "POST", headers: { Accept: "application/json" } });
+          const out = await res.json().catch(() => ({}));
+          if (res.ok && typeof out.url === "string" && out.url.startsWith("/cycles/")) window.location.assign(out.url);
+          else if (flash) flash.textContent = str(out.error || res.status);
+        } catch (err) {
+          if (flash) flash.textContent = "could not reach the monitor: " + err;
+        }
+      });
     }
     const live = new EventSource("/api/events");
     live.onmessage = soon;
