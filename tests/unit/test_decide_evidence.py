@@ -155,9 +155,7 @@ def test_a_test_that_passed_after_failing_is_not_work_left(tmp_path: Path, repo:
     assert not any("pytest" in t for t in titles) and titles[0] == "Follow up: fix the dates test"
 
 
-def test_two_commands_failing_on_the_same_file_are_one_problem_named_from_the_root(
-    tmp_path: Path, repo: Path
-) -> None:
+def test_two_commands_failing_on_the_same_file_are_one_problem_named_from_the_root(tmp_path: Path, repo: Path) -> None:
     """`npm run build` and `npx tsc` in web/ each failed once on one type error: one piece of work, failing
     twice, named by the file (as the repository names it, not as the runner in web/ printed it)."""
     c = Claude(str(repo))
@@ -182,7 +180,7 @@ def test_a_file_the_output_blames_is_named_before_the_directory_the_command_was_
     tmp_path: Path, repo: Path
 ) -> None:
     c = Claude(str(repo))
-    out = "src/parser/numbers.py:41: error: Incompatible return value type (got \"str\", expected \"int\")\n"
+    out = 'src/parser/numbers.py:41: error: Incompatible return value type (got "str", expected "int")\n'
     write(
         tmp_path / "claude/projects/p" / f"{c.session}.jsonl",
         [c.prompt("types", 1), *bash(c, 1, 2, "mypy src", out, True), *bash(c, 2, 3, "mypy src", out, True)],
