@@ -90,7 +90,8 @@ def test_every_route_but_health_and_signin_needs_the_token(served: Served) -> No
     html = served.get("/", headers={"Accept": "text/html"})
     assert html.status_code == 401 and 'href="/signin"' in html.text
     health = served.get("/healthz")
-    assert health.status_code == 200 and health.json()["redis"] is True and health.json()["workers"] >= 1
+    assert health.status_code == 200 and health.json()["redis"] is True
+    assert wait_for(lambda: served.get("/healthz").json()["workers"] >= 1, 15)  # the worker's heartbeat
     form = served.get("/signin")
     assert form.status_code == 200 and 'name="token"' in form.text
     assert "content-security-policy" in form.headers
