@@ -194,3 +194,27 @@ def test_issue_settings_that_reach_gh_are_validated(issues: dict[str, Any], mess
     with pytest.raises(ConfigError) as err:
         parse_config({"workspace": {"repo": "/srv/x"}, "issues": issues})
     assert message in str(err.value)
+
+
+def test_an_llm_that_picks_an_issue_keeps_the_issue_quoted_in_its_brief(tmp_path: Path) -> None:
+    from orchestration.decide import llm
+    from orchestration.decide.heuristic import candidates
+    from orchestration.decide.orchestrator import _from_choice
+    from orchestration.issues import TrackedIssue
+
+    issue = TrackedIssue(number=7, title="Fix the parser", body="It breaks on `+01:00`.", author="bob")
+    cands = candidates(None, config(tmp_path), issues=[issue])
+    choice = llm.LLMChoice(
+        candidate=0,
+        title="Fix the offset parsing",
+        task="Make parse() accept offsets.",
+        agent="claude-code",
+        rationale="the issue asks for it",
+        confidence=0.9,
+        estimated_minutes=20,
+        evidence=["E1"],
+    )
+    d = _from_choice(choice, cands, ["claude-code"], config(tmp_path), set())
+    assert d.issue == 7 and d.source == "llm"
+    assert d.task.startswith("Make parse() accept offsets.\n\n") and "It breaks on `+01:00`." in d.task
+    assert [e.kind for e in d.evidence] == ["issue"]
