@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -296,3 +297,58 @@ def test_no_auth_on_loopback_still_refuses_other_sites_and_a_broker_away_ends_th
         assert post.status_code == 403
         assert httpx.get(url + "/api/cycles", headers={"Host": "evil.example"}, timeout=10).status_code == 403
         assert httpx.post(url + "/api/cycles/x/cancel", timeout=10).status_code == 404  # curl, no Origin
+
+
+@pytest.mark.timeout(60)
+def test_a_quiet_stream_gets_heartbeats_and_ends_when_its_cycle_ends(redis_url: str, tmp_path: Path) -> None:
+    """A cycle with nothing new to say still sends SSE comments (`: ping`) at the configured interval, which
+    keep proxies from closing the stream; its `cycle.finished` then ends the stream. The app runs under a real
+    uvicorn on loopback, with a 0.3 s heartbeat instead of 15 s."""
+    import uvicorn
+    from pydantic import SecretStr
+
+    from orchestration.models import CycleContext, CycleRecord, Status
+    from orchestration.state import RedisState
+    from orchestration.web.app import ServeConfig, create_app
+
+    prefix = f"hb{time.time_ns()}"
+    cfg = ServeConfig(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        config_dir=tmp_path,
+        state_dir=tmp_path,
+        broker_url=redis_url,
+        token=SecretStr(TOKEN),
+        ping_s=0.3,
+    )
+    client = redis.Redis.from_url(redis_url)
+    ctx = CycleContext(
+        cycle_id="quiet", workspace="ws", config={}, status=Status.RUNNING, queued_at="2026-01-01T00:00:00.000Z"
+    )
+    RedisState(client, prefix).save_cycle(CycleRecord(ctx=ctx))
+    hub = RedisHub(client, prefix)
+    hub.emit("quiet", "ws", "execute", "agent.started", {})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=15)
+        lines: list[str] = []
+        url = f"http://127.0.0.1:{port}/api/cycles/quiet/events"
+        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as response:
+            assert response.status_code == 200
+            t0 = time.monotonic()
+            for line in response.iter_lines():
+                lines.append(line)
+                if sum(line.startswith(":") for line in lines) == 3 and time.monotonic() - t0 < 20:
+                    hub.emit("quiet", "ws", "finish", "cycle.finished", {"status": "succeeded"})
+        pings = [line for line in lines if line.startswith(":")]
+        assert len(pings) >= 3, lines
+        data = [line for line in lines if line.startswith("data:")]
+        kinds = [orjson.loads(d.removeprefix("data:").strip())["kind"] for d in data]
+        assert kinds == ["agent.started", "cycle.finished"]  # and then the stream ended
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        client.close()
