@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,28 +300,45 @@ def test_no_auth_on_loopback_still_refuses_other_sites_and_a_broker_away_ends_th
         assert httpx.post(url + "/api/cycles/x/cancel", timeout=10).status_code == 404  # curl, no Origin
 
 
+@contextmanager
+def in_process(redis_url: str, tmp: Path, prefix: str, ping_s: float = 15.0) -> Iterator[str]:
+    """The monitor's app under a real uvicorn on loopback, in this process (so that a test may set what the
+    command line does not: the heartbeat); yields its base URL."""
+    import uvicorn
+    from pydantic import SecretStr
+
+    from orchestration.web.app import ServeConfig, create_app
+
+    cfg = ServeConfig(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        config_dir=tmp,
+        state_dir=tmp,
+        broker_url=redis_url,
+        token=SecretStr(TOKEN),
+        ping_s=ping_s,
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=15)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.mark.timeout(60)
 def test_a_quiet_stream_gets_heartbeats_and_ends_when_its_cycle_ends(redis_url: str, tmp_path: Path) -> None:
     """A cycle with nothing new to say still sends SSE comments (`: ping`) at the configured interval, which
     keep proxies from closing the stream; its `cycle.finished` then ends the stream. The app runs under a real
     uvicorn on loopback, with a 0.3 s heartbeat instead of 15 s."""
-    import uvicorn
-    from pydantic import SecretStr
-
     from orchestration.models import CycleContext, CycleRecord, Status
     from orchestration.state import RedisState
-    from orchestration.web.app import ServeConfig, create_app
 
     prefix = f"hb{time.time_ns()}"
-    cfg = ServeConfig(
-        redis_url=redis_url,
-        key_prefix=prefix,
-        config_dir=tmp_path,
-        state_dir=tmp_path,
-        broker_url=redis_url,
-        token=SecretStr(TOKEN),
-        ping_s=0.3,
-    )
     client = redis.Redis.from_url(redis_url)
     ctx = CycleContext(
         cycle_id="quiet", workspace="ws", config={}, status=Status.RUNNING, queued_at="2026-01-01T00:00:00.000Z"
@@ -328,27 +346,62 @@ def test_a_quiet_stream_gets_heartbeats_and_ends_when_its_cycle_ends(redis_url: 
     RedisState(client, prefix).save_cycle(CycleRecord(ctx=ctx))
     hub = RedisHub(client, prefix)
     hub.emit("quiet", "ws", "execute", "agent.started", {})
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    lines: list[str] = []
     try:
-        wait_for(lambda: server.started, timeout=15)
-        lines: list[str] = []
-        url = f"http://127.0.0.1:{port}/api/cycles/quiet/events"
-        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as response:
-            assert response.status_code == 200
-            t0 = time.monotonic()
-            for line in response.iter_lines():
-                lines.append(line)
-                if sum(line.startswith(":") for line in lines) == 3 and time.monotonic() - t0 < 20:
-                    hub.emit("quiet", "ws", "finish", "cycle.finished", {"status": "succeeded"})
-        pings = [line for line in lines if line.startswith(":")]
-        assert len(pings) >= 3, lines
-        data = [line for line in lines if line.startswith("data:")]
-        kinds = [orjson.loads(d.removeprefix("data:").strip())["kind"] for d in data]
-        assert kinds == ["agent.started", "cycle.finished"]  # and then the stream ended
+        with in_process(redis_url, tmp_path, prefix, ping_s=0.3) as base:
+            url = f"{base}/api/cycles/quiet/events"
+            with httpx.stream("GET", url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    lines.append(line)
+                    if sum(x.startswith(":") for x in lines) == 3:
+                        hub.emit("quiet", "ws", "finish", "cycle.finished", {"status": "succeeded"})
     finally:
-        server.should_exit = True
-        thread.join(10)
         client.close()
+    pings = [line for line in lines if line.startswith(":")]
+    assert len(pings) >= 3, lines
+    data = [line for line in lines if line.startswith("data:")]
+    kinds = [orjson.loads(d.removeprefix("data:").strip())["kind"] for d in data]
+    assert kinds == ["agent.started", "cycle.finished"]  # and then the stream ended
+
+
+@pytest.mark.timeout(90)
+def test_the_live_channel_subscribes_again_after_redis_restarts(tmp_path: Path) -> None:
+    """`/api/events` rides one pub/sub subscription; when Redis goes away and comes back, the monitor subscribes
+    again, tells the client it may have lost events (an `overflow` event), and live events flow again."""
+    from tests.helpers import redis_server
+
+    with redis_server(tmp_path) as srv, in_process(srv.url, tmp_path, "rs") as base:
+        client = redis.Redis.from_url(srv.url)
+        hub = RedisHub(client, "rs")
+        got: list[tuple[str, str]] = []
+        done = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream(
+                "GET", f"{base}/api/events", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+            ) as r:
+                for sse in read_sse(r):
+                    got.append((sse.event or "message", sse.data))
+                    if '"after-restart"' in sse.data:
+                        break
+            done.set()
+
+        reader = threading.Thread(target=listen, daemon=True)
+        reader.start()
+        wait_for(lambda: (hub.emit("c1", "ws", "execute", "agent.message", {"text": "before"}), got)[1], timeout=15)
+        srv.stop()
+        time.sleep(1.5)  # the subscription breaks off while Redis is away
+        srv.start()
+        client = redis.Redis.from_url(srv.url)
+        hub = RedisHub(client, "rs")
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            hub.emit("c2", "ws", "execute", "agent.message", {"text": "after-restart"})
+            done.wait(0.5)
+        client.close()
+        reader.join(5)
+    assert done.is_set(), got
+    kinds = [kind for kind, _ in got]
+    assert "overflow" in kinds  # the client was told that it may have missed events
+    assert kinds.index("overflow") < max(i for i, (_, data) in enumerate(got) if "after-restart" in data)
