@@ -270,9 +270,14 @@ def _primary(w: Work) -> str | None:
 
 
 def _runner(w: Work) -> str:
-    """The command's short name (`pytest`, `npm test`, `go test`), as failures are named."""
+    """The command's short name (`pytest`, `npm test`, `go test`, `manage.py test`), as failures are named."""
     name = command_key(w.command or w.target)
-    return name.split(" -m ", 1)[1] if name.startswith("python") and " -m " in name else name
+    if name.startswith("python") and " -m " in name:
+        return name.split(" -m ", 1)[1]
+    words = (w.target or "").split(" (in ", 1)[0].split()
+    if name.startswith("python") and len(words) > 1 and words[1].endswith(".py"):  # a script: `manage.py test`
+        return " ".join(words[1:3]) if len(words) > 2 and not _looks_like_path(words[2]) else words[1]
+    return name
 
 
 def _looks_like_path(word: str) -> bool:
@@ -432,18 +437,28 @@ _PATH_TOKEN = re.compile(r"[\w.@-]*(?:/[\w.@-]+)+|[\w@-]+\.[A-Za-z]{1,5}\b(?:::\
 
 
 def _title_naming(prefix: str, text: str) -> str:
-    """`prefix + text` as a title; when cutting it would lose the file the text names, the title leads with it."""
+    """`prefix + text` as a title; when cutting it would lose the file the text names, the title leads with it
+    (a path too long for a title keeps its last parts: `…/adapters/webhook_signature.py`)."""
     title = _title(prefix + text)
     first_line = text.strip().splitlines()[0] if text.strip() else ""
     paths = [m.group(0) for m in _PATH_TOKEN.finditer(first_line) if _looks_like_path(m.group(0))]
     if paths and paths[0] not in title:
-        title = _title(f"{prefix}{paths[0]}: {first_line}")
+        path = paths[0]
+        room = TITLE_CHARS - len(prefix) - 10
+        parts = path.split("/")
+        while len(path) > room and len(parts) > 1:
+            parts = parts[1:]
+            path = "…/" + "/".join(parts)
+        title = _title(f"{prefix}{path}: {first_line}")
     return title
+
+
+TITLE_CHARS = 72
 
 
 def _title(text: str) -> str:
     first = text.strip().splitlines()[0] if text.strip() else "task"
-    return first if len(first) <= 72 else first[:71].rstrip() + "…"
+    return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 # A task is sized for this share of the cycle budget: the rest covers analysis, start-up, commit and the PR.

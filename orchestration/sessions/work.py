@@ -34,12 +34,15 @@ _JEST = re.compile(r"^\s*(?:FAIL|✕)\s+([\w./@-]+\.[cm]?[jt]sx?)\b", re.M)
 _GO_TEST = re.compile(r"^\s*--- FAIL: (\w+)", re.M)
 _GO_PACKAGE = re.compile(r"^FAIL\s+([\w.-]+(?:/[\w.-]+)+)\s", re.M)
 _CARGO_TEST = re.compile(r"^test (\S+) \.\.\. FAILED", re.M)
+_UNITTEST = re.compile(r"^(?:FAIL|ERROR): \w+ \(([\w.]+)\)", re.M)  # unittest, Django: the dotted test id
 _TSC = re.compile(r"^([\w./-]+\.[cm]?[jt]sx?)(?:\(\d+,\d+\):|:\d+:\d+ -) error", re.M)
 _LOCATED = re.compile(r"^([\w./-]+\.[A-Za-z]{1,5}):\d+(?::\d+)?: (?:error|[A-Z]{1,3}\d{3,4}\b)", re.M)  # mypy, ruff
 _GO_BUILD = re.compile(r"^([\w./-]+\.go):\d+:\d+: ", re.M)
 _RUSTC = re.compile(r"^\s*--> ([\w./-]+\.rs):\d+:\d+", re.M)
 _FILE_PATTERNS = (_PYTEST, _JEST, _TSC, _LOCATED, _GO_BUILD, _RUSTC)
-_NAME_PATTERNS = (_GO_TEST, _GO_PACKAGE, _CARGO_TEST)
+_NAME_PATTERNS = (_GO_TEST, _GO_PACKAGE, _CARGO_TEST, _UNITTEST)
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.\w+){2,}$")  # a test label: app.tests.SomeTests
+_SOURCE_SUFFIXES = frozenset({"py", "js", "jsx", "ts", "tsx", "go", "rs", "java", "kt", "rb", "c", "h", "cpp"})
 _PATH_LIKE = re.compile(r"^[\w.@-]*(?:/[\w.@*-]*)+$|^[\w@-][\w.@-]*\.[A-Za-z]{1,5}$")
 
 
@@ -50,9 +53,14 @@ def subjects(run: Run) -> list[str]:
     target, _, where = run.target.partition(" (in ")
     base = where.rstrip(")") if where else ""
     found: list[str] = []
-    for word in target.split()[1:]:
+    words = target.split()
+    if words and words[0].startswith("python") and len(words) > 1 and words[1].endswith(".py"):
+        words = words[1:]  # `python manage.py test …`: the script is what runs, not what failed
+    for word in words[1:]:
         path = word.split("::", 1)[0]
-        if _PATH_LIKE.match(path) and not path.startswith("-"):
+        if _DOTTED.match(word) and word.rsplit(".", 1)[1] not in _SOURCE_SUFFIXES:
+            found.append(word)
+        elif _PATH_LIKE.match(path) and not path.startswith("-"):
             found.append(_under(base, word.removeprefix("./") if "/" in word[2:] else word))
     for pattern in _FILE_PATTERNS:
         found += [_under(base, m) for m in pattern.findall(run.output)]

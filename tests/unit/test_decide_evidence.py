@@ -310,3 +310,28 @@ def test_codex_sessions_give_the_same_evidence(tmp_path: Path, repo: Path) -> No
     assert w.error == go_output
     d = make_decision(insights=ins, cfg=config(repo), history=[], backlog=[]).decision
     assert d is not None and d.title == "Fix example.com/m/pkg/dates: TestParseISO (go test)"  # the package, not ./...
+
+
+def test_a_python_script_is_the_runner_and_a_dotted_test_label_what_failed(tmp_path: Path, repo: Path) -> None:
+    c = Claude(str(repo))
+    out = "FAIL: test_total (shop.tests.OrderTotalTests.test_total)\n----\nAssertionError: 85 != 77\n"
+    command = "python manage.py test shop.tests.OrderTotalTests"
+    write(
+        tmp_path / "claude/projects/p" / f"{c.session}.jsonl",
+        [c.prompt("fix the order total", 1), *bash(c, 1, 2, command, out, True), *bash(c, 2, 3, command, out, True)],
+    )
+    ins = analyze_sessions(repo, cfg(tmp_path), cache_dir=None)
+    [w] = ins.work
+    assert w.subjects == ["shop.tests.OrderTotalTests", "shop.tests.OrderTotalTests.test_total"]  # not manage.py
+    d = make_decision(insights=ins, cfg=config(repo), history=[], backlog=[]).decision
+    assert d is not None and d.title == "Fix shop.tests.OrderTotalTests (manage.py test)"
+
+
+def test_a_path_too_long_for_a_title_keeps_its_last_parts() -> None:
+    from orchestration.decide.heuristic import _title_naming
+
+    path = "services/billing/billing/adapters/payment_providers/stripe_webhook_signature.py"
+    title = _title_naming("Finish: ", f"{path} accepts replayed webhooks: reject old timestamps")
+    assert title.startswith("Finish: …/payment_providers/stripe_webhook_signature.py: ") and len(title) <= 72
+    short = _title_naming("Finish: ", "make src/a.py faster")
+    assert short == "Finish: make src/a.py faster"
