@@ -17,7 +17,6 @@ import re
 import subprocess
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from pydantic import Field
 
 from orchestration.config import WorkspaceConfig
 from orchestration.gh import Deadline, GhBadOutput, auth_refused, parse_json, repo_args, run_gh, scrub
-from orchestration.models import Model
+from orchestration.models import Model, parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +224,8 @@ class _Reader:
             if state == "OPEN":
                 out[issue] = f"has an open PR #{number} from orchestrate"
             elif issue not in out:
-                closed = _timestamp(pr.get("closedAt"))
-                if closed is not None and closed >= since:
+                closed = parse_ts(pr.get("closedAt"))
+                if closed is not None and closed.timestamp() >= since:
                     out[issue] = f"its PR #{number} closed less than {self.cfg.decision.avoid_repeat_days} days ago"
         return out
 
@@ -271,15 +270,6 @@ def _listed(item: Any) -> tuple[int, str, str] | None:
 def _author(value: Any) -> str | None:
     login = value.get("login") if isinstance(value, dict) else None
     return login if isinstance(login, str) and login else None
-
-
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _failure(proc: subprocess.CompletedProcess[str], what: str) -> str:

@@ -16,6 +16,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_ts(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime (naive ones are taken as UTC), else None: written by
+    other programs (session files, gh, records), so anything unreadable is None, never an exception."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
 def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None

@@ -13,10 +13,12 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
+
+from orchestration.models import parse_ts
 
 # A single line larger than this is skipped unread (a pasted image or a giant tool output can make
 # lines of several MB; nothing we need lives in a line this big). Module-level so tests can lower it.
@@ -298,22 +300,6 @@ def as_float(value: Any) -> float | None:
         return None
     v = float(value)
     return v if math.isfinite(v) and 0 <= v <= MAX_COST_USD else None
-
-
-def parse_ts(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp as an aware UTC datetime (naive ones are taken as UTC), else None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    try:
-        return dt.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None
 
 
 def usage_wins(new: Usage, new_side: bool, old: Usage, old_side: bool) -> bool:

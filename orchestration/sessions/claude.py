@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from orchestration.models import parse_ts
 from orchestration.sessions._common import (
     MAX_COMMAND_CHARS,
     MAX_PROMPT_CHARS,
@@ -29,7 +30,6 @@ from orchestration.sessions._common import (
     command_target,
     list_jsonl,
     output_text,
-    parse_ts,
     read_objects,
     usage_wins,
 )

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from orchestration.models import parse_ts
 from orchestration.sessions._common import (
     MAX_COMMAND_CHARS,
     MAX_OUTPUT_CHARS,
@@ -38,7 +39,6 @@ from orchestration.sessions._common import (
     command_key,
     command_target,
     list_jsonl,
-    parse_ts,
     read_objects,
     shell_script,
 )

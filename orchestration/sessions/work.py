@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from orchestration.models import SessionRef, Work
+from orchestration.models import SessionRef, Work, parse_ts
 from orchestration.sessions._common import MAX_PROMPT_CHARS, Run, SessionStats, command_key
 
 MAX_WORK = 6  # pieces of work kept (they travel with the cycle's context)
@@ -120,20 +120,10 @@ class _Session:
     def request_before(self, at: str | None) -> str:
         """The person's last request in this session before `at` (any of them when there is no time)."""
         floor = datetime.min.replace(tzinfo=UTC)
-        limit = _parse(at)
+        limit = parse_ts(at)
         earlier = [p for p in self.prompts if limit is None or p[0] is None or p[0] <= limit]
         pick = max(earlier or self.prompts, key=lambda p: p[0] or floor, default=None)
         return pick[1].strip()[:MAX_REQUEST_CHARS] if pick else ""
-
-
-def _parse(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def work_items(named: list[tuple[str, list[SessionStats]]]) -> tuple[list[Work], list[str]]:

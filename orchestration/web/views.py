@@ -8,23 +8,18 @@ page's script from `/api/cycles` say the same thing.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from orchestration.control import stage_of
-from orchestration.models import CycleRecord
+from orchestration.models import CycleRecord, parse_ts
 from orchestration.redact import default_redactor
 
 
 def _unix(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    moment = parse_ts(stamp)
+    return moment.timestamp() if moment is not None else None
 
 
 class CycleRow(BaseModel):
