@@ -151,11 +151,11 @@ def _label(v: str) -> str:
 
 
 # A GitHub login: letters, digits and single hyphens, at most 39; an app's bot account ends in `[bot]`.
-_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?")
+LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?")
 
 
 def _login(v: str) -> str:
-    if not _LOGIN.fullmatch(v):
+    if not LOGIN.fullmatch(v):
         raise ValueError("expected a GitHub login: letters, digits and single hyphens, at most 39 characters")
     return v
 

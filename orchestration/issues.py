@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
-from orchestration.config import WorkspaceConfig
+from orchestration.config import LOGIN, WorkspaceConfig
 from orchestration.gh import Deadline, GhBadOutput, auth_refused, parse_json, repo_args, run_gh, scrub
 from orchestration.models import Model, parse_ts
 
@@ -35,9 +35,10 @@ MAX_BODY_CHARS = 4000
 MAX_COMMENT_CHARS = 1500
 SOURCE_BUDGET_S = 60.0  # all gh calls of one decision together
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-# The hidden marker of an orchestrate PR that works on an issue (see `pr.marker`).
+# The hidden line of an orchestrate PR that works on an issue: written into the PR body by publish, read back
+# here to find the issues that already have a PR.
+ISSUE_PR_MARKER = "<!-- orchestrate:cycle={cycle_id} issue={issue} -->"
 ISSUE_MARKER = re.compile(r"<!-- orchestrate:cycle=[A-Za-z0-9._-]+ issue=([0-9]{1,9}) -->")
-_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:\[bot\])?")
 
 
 class IssueComment(Model):
@@ -171,7 +172,7 @@ class _Reader:
         return self.permission[login]
 
     def _permission(self, login: str) -> str:
-        if not _LOGIN.fullmatch(login):
+        if not LOGIN.fullmatch(login):
             return "the author's login is not a valid GitHub login"
         repo = self.cfg.pr.repo
         parts = repo.split("/") if repo else []

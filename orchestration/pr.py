@@ -29,6 +29,7 @@ from orchestration.gh import (
     scrub,
 )
 from orchestration.git import GitError, Tree, blob_text, changed_files, commit_all, git, out, raw_diff
+from orchestration.issues import ISSUE_PR_MARKER
 from orchestration.models import AgentResult, Decision, Evidence, PRResult, Status
 from orchestration.permissions import Change, check_changes, parse_raw_diff
 from orchestration.permissions import check_permissions as check_permissions
@@ -43,7 +44,6 @@ PUSH_ATTEMPTS = 3
 PUSH_BACKOFF_S = (2.0, 5.0)
 CREATE_BACKOFF_S = 3.0
 MARKER = "<!-- orchestrate:cycle={cycle_id} -->"
-ISSUE_MARKER = "<!-- orchestrate:cycle={cycle_id} issue={issue} -->"
 # The hidden line of the one comment an issue gets per PR (a later cycle on the same PR finds it).
 COMMENT_MARKER = "<!-- orchestrate:pr={number} -->"
 UNFINISHED_PREFIX = "[unfinished] "
@@ -187,7 +187,7 @@ def render_body(
 
 def marker(cycle_id: str, issue: int | None = None) -> str:
     """The hidden line that ties a PR to its cycle (and to the issue it resolves: see `issues`)."""
-    return MARKER.format(cycle_id=cycle_id) if issue is None else ISSUE_MARKER.format(cycle_id=cycle_id, issue=issue)
+    return MARKER.format(cycle_id=cycle_id) if issue is None else ISSUE_PR_MARKER.format(cycle_id=cycle_id, issue=issue)
 
 
 def _evidence_text(evidence: Sequence[Evidence]) -> str:
