@@ -32,7 +32,7 @@ from orchestration.config import WorkspaceConfig
 from orchestration.issues import TrackedIssue
 from orchestration.models import Decision, Evidence, Insights, SessionRef, TaskRecord, Work
 from orchestration.redact import fenced
-from orchestration.sessions._common import command_key
+from orchestration.sessions._common import command_key, split_target
 
 
 @dataclass
@@ -148,7 +148,11 @@ def candidates(
     for i, u in enumerate(ins.unfinished[:3]):
         if not u.last_prompt or u.session_id in taken:
             continue
-        ref = Evidence(kind="request", text=_clip(u.last_prompt), sessions=[_ref(u.provider, u.session_id, u.at)])
+        ref = Evidence(
+            kind="request",
+            text=_clip(u.last_prompt),
+            sessions=[SessionRef(provider=u.provider, session_id=u.session_id, at=u.at)],
+        )
         if u.reason == "error":
             out.append(
                 Candidate(
@@ -244,10 +248,6 @@ def _tail(text: str) -> str:
     return "\n".join(lines)[-MAX_EXCERPT_CHARS:]
 
 
-def _ref(provider: str, session_id: str, at: str | None) -> SessionRef:
-    return SessionRef(provider=provider, session_id=session_id, at=at)
-
-
 def _primary(w: Work) -> str | None:
     """The most specific thing that failed: a test id, then a file, then a package or directory (a wildcard
     like `./...` last); the order the subjects were found breaks ties."""
@@ -274,7 +274,7 @@ def _runner(w: Work) -> str:
     name = command_key(w.command or w.target)
     if name.startswith("python") and " -m " in name:
         return name.split(" -m ", 1)[1]
-    words = (w.target or "").split(" (in ", 1)[0].split()
+    words = split_target(w.target or "")[0].split()
     if name.startswith("python") and len(words) > 1 and words[1].endswith(".py"):  # a script: `manage.py test`
         return " ".join(words[1:3]) if len(words) > 2 and not _looks_like_path(words[2]) else words[1]
     return name
@@ -286,7 +286,7 @@ def _looks_like_path(word: str) -> bool:
 
 def _failing(w: Work, i: int) -> Candidate:
     target = w.target or "a command"
-    where = target.split(" (in ", 1)[1].rstrip(")") if " (in " in target else None
+    where = split_target(target)[1]
     primary = _primary(w)
     runner = _runner(w)
     named = primary or f"`{target}`"

@@ -398,7 +398,30 @@ def _words(segment: str) -> list[str]:
 
 def command_key(script: str | None) -> str:
     """A short name for a failing command: its first word(s), skipping `cd … &&`, env assignments, sudo."""
-    words, _ = _first_command(script)
+    return _key(_first_command(script)[0])
+
+
+def command_target(script: str | None, cwd: str | None = None) -> str:
+    """What a command ran, specific enough to tell two problems apart: the command with its arguments (test
+    files, test ids, packages; options dropped but those that name tests) and, when it did not run at the
+    repository's root, the directory (`npm test (in web)`). `cwd` is the shell's directory relative to
+    the repository."""
+    return _target(*_first_command(script), cwd)
+
+
+def command_names(script: str | None, cwd: str | None = None) -> tuple[str, str]:
+    """`command_key` and `command_target` of one script, parsed once (a session runs thousands of commands)."""
+    words, moved = _first_command(script)
+    return _key(words), _target(words, moved, cwd)
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """A target's command and the directory it ran in: `npm test (in web)` is (`npm test`, `web`)."""
+    command, sep, where = target.partition(" (in ")
+    return command, (where[:-1] if sep and where.endswith(")") else None)
+
+
+def _key(words: list[str]) -> str:
     if not words:
         return "shell"
     head = os.path.basename(words[0]) or words[0]
@@ -410,12 +433,7 @@ def command_key(script: str | None) -> str:
     return head[:80]
 
 
-def command_target(script: str | None, cwd: str | None = None) -> str:
-    """What a command ran, specific enough to tell two problems apart: the command with its arguments (test
-    files, test ids, packages; options dropped but those that name tests) and, when it did not run at the
-    repository's root, the directory (`npm test (in web)`). `cwd` is the shell's directory relative to
-    the repository."""
-    words, moved = _first_command(script)
+def _target(words: list[str], moved: str | None, cwd: str | None) -> str:
     if not words:
         return "shell"
     head = os.path.basename(words[0]) or words[0]

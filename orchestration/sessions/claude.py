@@ -27,7 +27,7 @@ from orchestration.sessions._common import (
     as_float,
     as_int,
     command_key,
-    command_target,
+    command_names,
     list_jsonl,
     output_text,
     read_objects,
@@ -227,10 +227,12 @@ def _assistant(
             command = inp.get("command") if isinstance(inp, dict) else None
             # Failures of Bash are named by their command (`pytest`, `git push`), as Codex's are.
             script = command if isinstance(command, str) else None
-            tool_names[tkey] = command_key(script)
             if script:
-                where = ws.relative(cwd) if cwd else None
-                commands[tkey] = (sys.intern(command_target(script, where)), script[:MAX_COMMAND_CHARS])
+                key, target = command_names(script, ws.relative(cwd) if cwd else None)
+                tool_names[tkey] = key
+                commands[tkey] = (sys.intern(target), script[:MAX_COMMAND_CHARS])
+            else:
+                tool_names[tkey] = command_key(None)
         if name in FILE_TOOLS:
             inp = block.get("input")
             if isinstance(inp, dict):

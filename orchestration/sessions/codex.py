@@ -385,14 +385,17 @@ class Reader:
         if not script or self.call_tools.get(key, "shell") != "shell":
             return
         assert self.ws is not None
-        where = self.ws.relative(self.cwd) if self.cwd else None
         text = body(output) if code != 0 else ""
         old = self.st.runs.get(key)
         if old is not None and not text:
             text = old.output
+        if old is not None:  # the second report of the same call: its target is known
+            target = old.target
+        else:
+            target = sys.intern(command_target(script, self.ws.relative(self.cwd) if self.cwd else None))
         stamp = ts if isinstance(ts, str) else None
         command = script[:MAX_COMMAND_CHARS] if code != 0 else ""  # a passing run is kept by its target alone
-        self.st.runs[key] = Run(sys.intern(command_target(script, where)), command, code == 0, stamp, text)
+        self.st.runs[key] = Run(target, command, code == 0, stamp, text)
 
     def tool(self, key: str, name: str) -> None:
         self.st.tool_calls[key] = name

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from orchestration.models import SessionRef, Work, parse_ts
-from orchestration.sessions._common import MAX_PROMPT_CHARS, Run, SessionStats, command_key
+from orchestration.sessions._common import MAX_PROMPT_CHARS, Run, SessionStats, command_key, split_target
 
 MAX_WORK = 6  # pieces of work kept (they travel with the cycle's context)
 MAX_SESSIONS = 5
@@ -50,8 +50,8 @@ def subjects(run: Run) -> list[str]:
     """The tests or files a failing run names: path-like arguments of the command, then what its output
     reports as failing, each once. Files are named from the repository's root (a runner started in `web/`
     prints `src/x.ts`: that is `web/src/x.ts`)."""
-    target, _, where = run.target.partition(" (in ")
-    base = where.rstrip(")") if where else ""
+    target, where = split_target(run.target)
+    base = where or ""
     found: list[str] = []
     words = target.split()
     if words and words[0].startswith("python") and len(words) > 1 and words[1].endswith(".py"):
@@ -147,7 +147,7 @@ def work_items(named: list[tuple[str, list[SessionStats]]]) -> tuple[list[Work],
         _interrupted(s) for s in sorted(sessions.values(), key=lambda s: s.end or "", reverse=True) if _left(s)
     ][:MAX_INTERRUPTED]
     fixed = {
-        command_key(runs[-1][0].target.split(" (in ", 1)[0])
+        command_key(split_target(runs[-1][0].target)[0])
         for runs in by_target.values()
         if max(runs, key=lambda r: r[0].at or "")[0].ok and any(not r.ok for r, _ in runs)
     }
