@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from orchestration.control import stage_of
 from orchestration.redact import default_redactor, redact_model, strip_control
 from orchestration.settings import get_settings, redact_url
 
@@ -438,13 +439,6 @@ def watch(cycle_id: Annotated[str | None, typer.Argument(help="cycle to replay a
         raise typer.Exit(EXIT_OK) from None
 
 
-def _stage_of(record: Any) -> str:
-    """Where a cycle stands: the step running now (or next), or how it ended."""
-    from orchestration.control import stage_of
-
-    return stage_of(record)
-
-
 def _cycles_table(records: list[Any]) -> Any:
     """Two lines a cycle, readable in 80 columns: id, workspace, status, stage, time against budget, cost
     against cap; then the agent, the task and the PR."""
@@ -468,7 +462,7 @@ def _cycles_table(records: list[Any]) -> Any:
                 (_cell(r.cycle_id), "bold"),
                 f"  {_cell(r.workspace)}  ",
                 (status, colour),
-                f"  {_cell(_stage_of(r))}  {took}  ${spent:.2f}/${budget.get('max_cost_usd', '?')}",
+                f"  {_cell(stage_of(r))}  {took}  ${spent:.2f}/${budget.get('max_cost_usd', '?')}",
             )
         )
         pr = report.pr.url if report.pr and report.pr.url else (f"pr {report.pr.status}" if report.pr else "")
@@ -533,7 +527,7 @@ def workers() -> None:
     now = time.time()
     for b in beats:
         agents = [q.removeprefix("agent.") for q in b.queues if q.startswith("agent.")]
-        mine = [f"{r.cycle_id} ({_stage_of(r)})" for r in running if r.host == b.host and r.ctx.worktree]
+        mine = [f"{r.cycle_id} ({stage_of(r)})" for r in running if r.host == b.host and r.ctx.worktree]
         t.add_row(
             _cell(b.host),
             _cell(b.node),
