@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 import pathspec
@@ -528,9 +528,12 @@ def choose(
     history: list[TaskRecord],
     agent: str,
     now: float | None = None,
+    blocked: Container[str] | None = None,
 ) -> tuple[Decision | None, list[Candidate]]:
-    """The best candidate not passed over by dedupe, and the runners-up."""
-    blocked = blocked_hashes(history, cfg.decision.avoid_repeat_days, now)
+    """The best candidate not passed over by dedupe (`blocked`, when the caller has read the history
+    already), and the runners-up."""
+    if blocked is None:
+        blocked = blocked_hashes(history, cfg.decision.avoid_repeat_days, now)
     open_cands = [c for c in cands if c.op_hash not in blocked]
     if not open_cands:
         return None, []

@@ -96,7 +96,7 @@ def make_decision(
     cands = candidates(insights or Insights(), cfg, backlog[0] if backlog else None, issues)
     blocked = blocked_reasons(history, cfg.decision.avoid_repeat_days, now)
     sources = _sources(cands, blocked, issue_report)
-    heuristic, runners_up = choose(cands, cfg, history, agents[0], now)
+    heuristic, runners_up = choose(cands, cfg, history, agents[0], now, blocked)
     if heuristic is None:
         return Outcome(None, reason="no_task", sources=sources)
     errors = {name: r.error for name, r in sources.items() if r.error}
